@@ -1,0 +1,139 @@
+/**
+ * Parsing the VM's system and LFC metrics (core.md section 2).
+ *
+ * @module
+ */
+
+import { parsePrometheusText, type PromFamily } from "./prometheus_text.ts";
+import type { ApiMetrics, LFCMetrics, SystemMetrics } from "./types.ts";
+
+/** Memory the kernel uses that host metrics do not report as used. */
+const KERNEL_MEMORY_BYTES = 100 * 1024 * 1024;
+
+const WSS_FAMILY = "lfc_approximate_working_set_size_windows";
+
+function parseFamilies(text: string, what: string): Map<string, PromFamily> {
+  try {
+    return parsePrometheusText(text);
+  } catch (err) {
+    throw new Error(`${what}: malformed Prometheus text: ${(err as Error).message}`);
+  }
+}
+
+/** Checks that `name` is a declared gauge; records a problem and returns false otherwise. */
+function checkGauge(
+  families: Map<string, PromFamily>,
+  name: string,
+  problems: string[],
+): PromFamily | null {
+  const family = families.get(name);
+  if (family === undefined) {
+    problems.push(`missing metric family ${name}`);
+    return null;
+  }
+  const type = family.type ?? "untyped";
+  if (type !== "gauge") {
+    problems.push(`metric family ${name} must be a gauge, is ${type}`);
+    return null;
+  }
+  return family;
+}
+
+function singleGauge(
+  families: Map<string, PromFamily>,
+  name: string,
+  problems: string[],
+): number {
+  const family = checkGauge(families, name, problems);
+  if (family === null) return NaN;
+  if (family.samples.length !== 1) {
+    problems.push(
+      `metric family ${name} must have exactly one sample, has ${family.samples.length}`,
+    );
+    return NaN;
+  }
+  return family.samples[0].value;
+}
+
+function fail(what: string, problems: string[]): never {
+  throw new Error(`${what}: ${problems.join("; ")}`);
+}
+
+/** Throws Error on any problem (section 2.1). */
+export function parseSystemMetrics(prometheusText: string): SystemMetrics {
+  const what = "invalid system metrics";
+  const families = parseFamilies(prometheusText, what);
+  const problems: string[] = [];
+  const load1 = singleGauge(families, "host_load1", problems);
+  const load5 = singleGauge(families, "host_load5", problems);
+  const total = singleGauge(families, "host_memory_total_bytes", problems);
+  const available = singleGauge(families, "host_memory_available_bytes", problems);
+  const cached = singleGauge(families, "host_memory_cached_bytes", problems);
+  if (problems.length > 0) fail(what, problems);
+  return {
+    loadAverage1Min: load1,
+    loadAverage5Min: load5,
+    memoryUsageBytes: total - available + KERNEL_MEMORY_BYTES,
+    memoryCachedBytes: cached,
+  };
+}
+
+/** Throws Error on any problem (section 2.2). */
+export function parseLFCMetrics(prometheusText: string): LFCMetrics {
+  const what = "invalid LFC metrics";
+  const families = parseFamilies(prometheusText, what);
+  const problems: string[] = [];
+  const hits = singleGauge(families, "lfc_hits", problems);
+  const misses = singleGauge(families, "lfc_misses", problems);
+  const writes = singleGauge(families, "lfc_writes", problems);
+  const buckets = workingSetBuckets(families, problems);
+  if (problems.length > 0) fail(what, problems);
+  return {
+    cacheHitsTotal: hits,
+    cacheMissesTotal: misses,
+    cacheWritesTotal: writes,
+    approximateWorkingSetSizeBuckets: buckets,
+  };
+}
+
+function workingSetBuckets(families: Map<string, PromFamily>, problems: string[]): number[] {
+  const family = checkGauge(families, WSS_FAMILY, problems);
+  if (family === null) return [];
+  if (family.samples.length === 0) {
+    problems.push(`metric family ${WSS_FAMILY} has no samples`);
+    return [];
+  }
+  const windows: { duration: number; value: number }[] = [];
+  let labelsOk = true;
+  for (const sample of family.samples) {
+    const label = sample.labels["duration_seconds"];
+    if (label === undefined) {
+      problems.push(`a sample of ${WSS_FAMILY} has no duration_seconds label`);
+      labelsOk = false;
+    } else if (!/^[+-]?\d+$/.test(label)) {
+      problems.push(`${WSS_FAMILY} duration_seconds ${JSON.stringify(label)} is not an integer`);
+      labelsOk = false;
+    } else {
+      windows.push({ duration: Number(label), value: sample.value });
+    }
+  }
+  if (!labelsOk) return [];
+  windows.sort((a, b) => a.duration - b.duration);
+  for (let i = 0; i < windows.length; i++) {
+    const expected = 60 * (i + 1);
+    if (windows[i].duration !== expected) {
+      problems.push(
+        `${WSS_FAMILY} window ${i} has duration_seconds ${
+          windows[i].duration
+        }, expected ${expected} (windows must be 60 s apart starting at 60 s)`,
+      );
+      return [];
+    }
+  }
+  return windows.map((w) => w.value);
+}
+
+/** The scheduler protocol carries only the 1-minute load average, as a 32-bit float. */
+export function systemMetricsToApi(m: SystemMetrics): ApiMetrics {
+  return { loadAvg1M: Math.fround(m.loadAverage1Min) };
+}
