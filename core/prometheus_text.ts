@@ -26,13 +26,14 @@ const SUFFIXED_TYPES = new Set(["histogram", "summary"]);
 /** Parses a document into families keyed by name. Throws on the first malformed line. */
 export function parsePrometheusText(text: string): Map<string, PromFamily> {
   const families = new Map<string, PromFamily>();
+  const helped = new Set<string>();
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].replace(/\r$/, "").trim();
     if (line === "") continue;
     try {
       if (line.startsWith("#")) {
-        readComment(line, families);
+        readComment(line, families, helped);
       } else {
         readSample(line, families);
       }
@@ -52,11 +53,28 @@ function family(families: Map<string, PromFamily>, name: string): PromFamily {
   return found;
 }
 
-function readComment(line: string, families: Map<string, PromFamily>): void {
+function isMetricName(name: string | undefined): name is string {
+  return name !== undefined && name.match(METRIC_NAME)?.[0] === name;
+}
+
+function readComment(
+  line: string,
+  families: Map<string, PromFamily>,
+  helped: Set<string>,
+): void {
   const words = line.slice(1).trim().split(/\s+/);
+  if (words[0] === "HELP") {
+    const name = words[1];
+    if (!isMetricName(name)) {
+      throw new Error(`invalid metric name in HELP line: ${JSON.stringify(line)}`);
+    }
+    if (helped.has(name)) throw new Error(`second HELP line for ${name}`);
+    helped.add(name);
+    return;
+  }
   if (words[0] !== "TYPE") return;
   const [, name, type] = words;
-  if (name === undefined || !METRIC_NAME.test(name) || name.match(METRIC_NAME)![0] !== name) {
+  if (!isMetricName(name)) {
     throw new Error(`invalid metric name in TYPE line: ${JSON.stringify(line)}`);
   }
   if (type === undefined || !TYPES.has(type) || words.length > 3) {
@@ -92,11 +110,9 @@ function readSample(line: string, families: Map<string, PromFamily>): void {
     labels = parsed.labels;
     rest = parsed.rest;
   }
+  if (!/^\s/.test(rest)) throw new Error(`expected a space after metric name ${name}`);
   const fields = rest.trim().split(/\s+/);
-  if (rest.length > 0 && !/^\s/.test(rest)) {
-    throw new Error(`unexpected character after metric name ${name}`);
-  }
-  if (fields.length < 1 || fields[0] === "" || fields.length > 2) {
+  if (fields[0] === "" || fields.length > 2) {
     throw new Error(`expected a value and an optional timestamp for ${name}`);
   }
   const value = parseSampleValue(fields[0]);
