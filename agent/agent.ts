@@ -1,0 +1,210 @@
+/**
+ * The agent's main routine (agent.md 1.2 step 7): watchers, global state, metrics and dump
+ * servers, started in-process from one call so that `main.ts`, the demo and the tests share it.
+ *
+ * @module
+ */
+
+import type * as k8s from "@kubernetes/client-node";
+import type { AgentConfig } from "./config.ts";
+import { GlobalState } from "./global_state.ts";
+import { KubeClient } from "./k8s/client.ts";
+import { TokenBucket } from "./k8s/rate_limit.ts";
+import type { ReflectorObserver } from "./k8s/reflector.ts";
+import {
+  SCHEDULER_NAMESPACE,
+  SCHEDULER_WATCHER_NAME,
+  schedulerLabelSelector,
+  SchedulerTracker,
+} from "./k8s/scheduler_tracker.ts";
+import { VM_WATCHER_NAME, type VmMetricsObserver, VmWatcher } from "./k8s/vm_watcher.ts";
+import type { VirtualMachine } from "./k8s/vm.ts";
+import { agentLog, type Log } from "./log.ts";
+import { GlobalMetrics, PerVmMetrics, serveMetrics, type WatcherMetrics } from "./metrics.ts";
+import { serveDump } from "./dump_server.ts";
+import { PerVmMetricsUpkeep } from "./per_vm_metrics.ts";
+import { type Clock, systemClock } from "./util/clock.ts";
+import { VmStatusWaiter } from "./vm_status_waiter.ts";
+
+/** What {@link startAgent} needs. */
+export interface AgentOptions {
+  config: AgentConfig;
+  nodeName: string;
+  podIP: string;
+  kubeConfig: k8s.KubeConfig;
+  log?: Log;
+  clock?: Clock;
+  /** Test knobs; production uses the reference's fixed values. */
+  tuning?: {
+    healthCheckIntervalMs?: number;
+    restartDelayMs?: readonly [number, number];
+    watchRetryDelayMs?: number | readonly [number, number];
+  };
+}
+
+/** A running agent. */
+export interface Agent {
+  readonly metrics: GlobalMetrics;
+  readonly perVmMetrics: PerVmMetrics;
+  readonly state: GlobalState;
+  /** Where the global metrics, per-VM metrics and (if enabled) state dump are served. */
+  readonly addresses: { metrics: string; vmMetrics: string; dump: string | null };
+  /** Stops Runners, watchers and servers; resolves once the servers closed. */
+  stop(): Promise<void>;
+}
+
+function watcherObserver(metrics: WatcherMetrics, instance: string): ReflectorObserver {
+  const labels = { watcher_instance: instance };
+  metrics.alive.set(labels, 0);
+  metrics.failing.set(labels, 0);
+  return {
+    clientCall: (method) => metrics.clientCalls.inc({ ...labels, method }),
+    event: (type) => metrics.events.inc({ ...labels, type }),
+    error: (source) => metrics.errors.inc({ ...labels, source }),
+    relistRequested: () => metrics.relistRequests.inc(labels),
+    alive: (alive) => metrics.alive.set(labels, alive ? 1 : 0),
+    failing: (failing) => metrics.failing.set(labels, failing ? 1 : 0),
+  };
+}
+
+/** Feeds the VM status sizes that NeonVM patches wait for. */
+function statusObserver(waiter: VmStatusWaiter): VmMetricsObserver {
+  const observe = (vm: VirtualMachine) =>
+    waiter.observe(`${vm.metadata.namespace}/${vm.metadata.name}`, {
+      vCPU: vm.status.cpus,
+      mem: vm.status.memorySize,
+    });
+  return {
+    add: observe,
+    update: (_old, vm) => observe(vm),
+    delete: (vm) => waiter.forget(`${vm.metadata.namespace}/${vm.metadata.name}`),
+  };
+}
+
+function fanOut(...observers: VmMetricsObserver[]): VmMetricsObserver {
+  return {
+    add: (vm) => observers.forEach((o) => o.add(vm)),
+    update: (a, b) => observers.forEach((o) => o.update(a, b)),
+    delete: (vm) => observers.forEach((o) => o.delete(vm)),
+  };
+}
+
+function url(server: Deno.HttpServer<Deno.NetAddr>, path: string): string {
+  const { hostname, port } = server.addr;
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  return `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}${path}`;
+}
+
+/** Starts the agent; rejects when the initial lists fail or a port cannot be bound. */
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const { config, nodeName } = options;
+  const log = options.log ?? agentLog();
+  const clock = options.clock ?? systemClock;
+  const root = new AbortController();
+  const metrics = new GlobalMetrics();
+  const perVmMetrics = new PerVmMetrics();
+  const limit = config.neonvm.patchRateLimit;
+  const kube = new KubeClient(options.kubeConfig, {
+    vmRateLimiter: new TokenBucket({ perSecond: limit.perSecond, burst: limit.burst }),
+  });
+  const statusWaiter = new VmStatusWaiter();
+  const perVm = new PerVmMetricsUpkeep(perVmMetrics, nodeName, config.scalingEvents.cuMultiplier);
+  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+
+  try {
+    const schedulers = new SchedulerTracker({
+      source: kube.pods(
+        SCHEDULER_NAMESPACE,
+        schedulerLabelSelector(config.scheduler.schedulerName),
+      ),
+      observer: watcherObserver(metrics.watchers, SCHEDULER_WATCHER_NAME),
+      retryDelayMs: options.tuning?.watchRetryDelayMs,
+      log: log.child("watch-schedulers"),
+    });
+    await schedulers.start(root.signal).catch((err) => {
+      throw new Error(`starting scheduler watch server: ${(err as Error).message}`);
+    });
+
+    const state = new GlobalState({
+      deps: {
+        config,
+        clock,
+        metrics,
+        kube,
+        schedulerIP: () => schedulers.current()?.ip ?? null,
+        statusWaiter,
+        desiredCu: (vm, goal, parts) => perVm.desiredCu(vm, goal, parts),
+        healthCheckIntervalMs: options.tuning?.healthCheckIntervalMs,
+      },
+      log,
+      restartDelayMs: options.tuning?.restartDelayMs,
+    });
+
+    const vms = new VmWatcher({
+      source: kube.virtualMachines(),
+      nodeName,
+      schedulerName: config.scheduler.schedulerName,
+      onEvent: (event) => state.handleEvent(event),
+      vmMetrics: fanOut(perVm, statusObserver(statusWaiter)),
+      observer: watcherObserver(metrics.watchers, VM_WATCHER_NAME),
+      retryDelayMs: options.tuning?.watchRetryDelayMs,
+      log: log.child("vm-watch"),
+    });
+    await vms.start(root.signal).catch((err) => {
+      throw new Error(`error starting VM watcher: ${(err as Error).message}`);
+    });
+
+    const host = config.listen.host;
+    servers.push(serveMetrics(metrics.registry, {
+      hostname: host,
+      port: config.listen.metricsPort,
+      signal: root.signal,
+    }));
+    servers.push(serveMetrics(perVmMetrics.registry, {
+      hostname: host,
+      port: config.listen.vmMetricsPort,
+      signal: root.signal,
+    }));
+    let dump: string | null = null;
+    let stopped = false;
+    const dumpServer = config.dumpState === null ? null : serveDump({
+      hostname: host,
+      port: config.dumpState.port,
+      timeoutMs: config.dumpState.timeoutSeconds * 1000,
+      collect: () => Promise.resolve({ stopped, pods: state.dump() }),
+      log: log.child("dump-state"),
+    });
+    if (dumpServer !== null) dump = url(dumpServer, "/");
+
+    log.info("agent started", {
+      nodeName,
+      podIP: options.podIP,
+      metrics: url(servers[0], "/metrics"),
+      dump,
+    });
+    return {
+      metrics,
+      perVmMetrics,
+      state,
+      addresses: {
+        metrics: url(servers[0], "/metrics"),
+        vmMetrics: url(servers[1], "/metrics"),
+        dump,
+      },
+      async stop() {
+        stopped = true;
+        root.abort();
+        state.stopAll();
+        await Promise.all(servers.map((s) => s.finished));
+        await Promise.allSettled([vms.stopped, schedulers.stopped]);
+        // The reference keeps the dump server up until exit (S-22); an in-process agent has to
+        // release its port, so it closes last.
+        await dumpServer?.shutdown();
+      },
+    };
+  } catch (err) {
+    root.abort();
+    await Promise.all(servers.map((s) => s.finished));
+    throw err;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The executor loops' ports to the three peers (agent.md 3.8). The Runner implements them on top
+ * of the real protocol clients; tests implement them directly.
+ *
+ * Contract for every implementation: a request that goes wrong *returns* `{ok: false, error}`;
+ * a *thrown* error means a programming error and ends the loop, and with it the Runner
+ * incarnation.
+ *
+ * @module
+ */
+
+import type { ApiMetrics, PluginResponse, Resources, RevisionWithTime } from "../../core/mod.ts";
+
+/** The result of one request to a peer. */
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: Error };
+
+/** Asks the scheduler plugin for a permit (§3.9.2). */
+export interface PluginClient {
+  request(
+    lastPermit: Resources | null,
+    target: Resources,
+    metrics: ApiMetrics | null,
+    signal: AbortSignal,
+  ): Promise<Outcome<PluginResponse>>;
+}
+
+/** Patches the VM (§3.9.3). */
+export interface NeonVMClient {
+  /**
+   * Resolves once the core may treat the VM as resized to `target`: after the patch *and* after
+   * the VM status shows the new size or the status wait ran out (DECISIONS.md).
+   */
+  request(
+    current: Resources,
+    target: Resources,
+    targetRevision: RevisionWithTime,
+    signal: AbortSignal,
+  ): Promise<Outcome<void>>;
+}
+
+/** The vm-monitor's answer to a `DownscaleRequest`. */
+export interface DownscaleResult {
+  ok: boolean;
+  status: string;
+}
+
+/**
+ * One vm-monitor connection as captured when a request starts. The calls do not take a signal:
+ * they end only on reply or on the monitor response timeout (S-8).
+ */
+export interface MonitorHandle {
+  /** The generation of the connection this handle belongs to (§3.6). */
+  readonly generation: number;
+  downscale(current: Resources, target: Resources): Promise<Outcome<DownscaleResult>>;
+  upscale(current: Resources, target: Resources): Promise<Outcome<void>>;
+}
+
+/** The Runner's current vm-monitor connection. */
+export interface MonitorClient {
+  /** The generation counter's current value. */
+  currentGeneration(): number;
+  /** The current connection, or null when there is none. Called inside the executor lock. */
+  getHandle(): MonitorHandle | null;
+}
+
+/** The per-incarnation counter bumped on every monitor reset and connect (§3.6). */
+export class GenerationCounter {
+  #value = 0;
+
+  /** Bumps the counter and returns the new value. */
+  increment(): number {
+    return ++this.#value;
+  }
+
+  get(): number {
+    return this.#value;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Structured JSON-lines logging through LogTape, in the shape of the reference's zap
+ * production logs: `level`, `ts` (epoch seconds), `logger` (dot-joined name), `msg`, then fields.
+ *
+ * @module
+ */
+
+import { configure, getLogger, type LogLevel, type LogRecord, type Sink } from "@logtape/logtape";
+
+/** The root logger name (agent.md 7.2). */
+export const ROOT_LOGGER = "autoscaler-agent";
+
+/** The logging surface every agent module accepts; fields are structured, never interpolated. */
+export interface Log {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+  /** A logger with extra fields on every line. */
+  with(fields: Record<string, unknown>): Log;
+  /** A child logger, named `<this>.<name>`. */
+  child(name: string): Log;
+}
+
+const ZAP_LEVELS: Record<LogLevel, string> = {
+  trace: "debug",
+  debug: "debug",
+  info: "info",
+  warning: "warn",
+  error: "error",
+  fatal: "fatal",
+};
+
+/** Errors carry their message (and stack at error level) instead of serialising as `{}`. */
+function replacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return value.message;
+  if (typeof value === "bigint") return value.toString();
+  return value;
+}
+
+/** One log record as one JSON line. */
+export function formatJsonLine(record: LogRecord): string {
+  const line: Record<string, unknown> = {
+    level: ZAP_LEVELS[record.level],
+    ts: record.timestamp / 1000,
+    logger: record.category.join("."),
+    msg: typeof record.rawMessage === "string" ? record.rawMessage : record.message.join(""),
+  };
+  for (const [key, value] of Object.entries(record.properties)) {
+    if (!(key in line)) line[key] = value;
+  }
+  const error = record.properties["error"];
+  if (error instanceof Error && error.stack && !("stacktrace" in line)) {
+    line["stacktrace"] = error.stack;
+  }
+  return JSON.stringify(line, replacer) + "\n";
+}
+
+/** A LogTape sink writing JSON lines through `write` (stderr by default). */
+export function jsonLinesSink(write?: (line: string) => void): Sink {
+  const encoder = new TextEncoder();
+  const out = write ?? ((line: string) => Deno.stderr.writeSync(encoder.encode(line)));
+  return (record) => out(formatJsonLine(record));
+}
+
+/** Configures LogTape for the whole process; call once at start-up. */
+export async function setupLogging(
+  options: { level?: LogLevel; write?: (line: string) => void } = {},
+): Promise<void> {
+  await configure({
+    reset: true,
+    sinks: { json: jsonLinesSink(options.write) },
+    loggers: [
+      { category: [ROOT_LOGGER], lowestLevel: options.level ?? "info", sinks: ["json"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["json"] },
+    ],
+  });
+}
+
+/** A {@link Log} backed by LogTape, under the root logger. */
+export function agentLog(...names: string[]): Log {
+  return wrap([ROOT_LOGGER, ...names], {});
+}
+
+function wrap(category: string[], fields: Record<string, unknown>): Log {
+  const logger = Object.keys(fields).length > 0
+    ? getLogger(category).with(fields)
+    : getLogger(category);
+  return {
+    debug: (message, extra) => logger.debug(message, extra ?? {}),
+    info: (message, extra) => logger.info(message, extra ?? {}),
+    warn: (message, extra) => logger.warn(message, extra ?? {}),
+    error: (message, extra) => logger.error(message, extra ?? {}),
+    with: (more) => wrap(category, { ...fields, ...more }),
+    child: (name) => wrap([...category, name], fields),
+  };
+}
+
+/** A {@link Log} that drops everything. */
+export const silentLog: Log = {
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: () => {},
+  with: () => silentLog,
+  child: () => silentLog,
+};

@@ -1,0 +1,362 @@
+/**
+ * One incarnation of a VM's Runner (agent.md section 3): an executor core over the scaling
+ * `State`, the workers that feed it (metrics, VM updates, the vm-monitor connection) and the
+ * executor loops that act on what it decides.
+ *
+ * Any worker that throws ends the incarnation; the global state restarts it (agent.md 2.11).
+ * There is no deadlock checker: no section that touches the state awaits, so the event loop is
+ * the only lock and it cannot deadlock.
+ *
+ * @module
+ */
+
+import {
+  type CoreConfig,
+  DefaultRevisionSource,
+  parseLFCMetrics,
+  parseSystemMetrics,
+  type StateDump,
+  withOverrides,
+} from "../core/mod.ts";
+import type { AgentConfig } from "./config.ts";
+import { monitorBridge, type MonitorSlot, neonvmBridge, pluginBridge } from "./bridge.ts";
+import { GenerationCounter } from "./executor/clients.ts";
+import { ExecutorCore } from "./executor/core.ts";
+import {
+  runMonitorDownscaleLoop,
+  runMonitorUpscaleLoop,
+  runNeonVMLoop,
+  runPluginLoop,
+} from "./executor/loops.ts";
+import { runSleeper } from "./executor/sleeper.ts";
+import { hostPort } from "./http_request.ts";
+import type { KubeClient } from "./k8s/client.ts";
+import type { Log } from "./log.ts";
+import { flagsDirection, type GlobalMetrics } from "./metrics.ts";
+import { runMonitorConnection } from "./monitor/connection.ts";
+import { SchedulerPluginClient } from "./plugin/request.ts";
+import type { PodStatus } from "./pod_status.ts";
+import { aborted, childScope, randomInt, sleepUnlessAborted } from "./util/async.ts";
+import type { Clock } from "./util/clock.ts";
+import type { CoalescingSignal } from "./util/signal.ts";
+import { metricsURL, runMetricsLoop } from "./vm_metrics/scrape.ts";
+import type { VmStatusWaiter } from "./vm_status_waiter.ts";
+
+/** A namespace and a name. */
+export interface NamespacedName {
+  namespace: string;
+  name: string;
+}
+
+/** What every Runner shares with the rest of the agent. */
+export interface RunnerDeps {
+  config: AgentConfig;
+  clock: Clock;
+  metrics: GlobalMetrics;
+  kube: KubeClient;
+  /** The current scheduler's pod IP, or null. */
+  schedulerIP: () => string | null;
+  statusWaiter: VmStatusWaiter;
+  /** Sets the VM's desired-CU gauges (ignored once the VM left this node, S-17). */
+  desiredCu: (vm: NamespacedName, goalCU: number, parts: Record<string, number | null>) => void;
+  /** The vm-monitor health-check period; the reference's fixed 5 s unless a test shortens it. */
+  healthCheckIntervalMs?: number;
+}
+
+/** Fixed at the Runner's creation (S-15, S-36). */
+export interface RunnerPod {
+  vm: NamespacedName;
+  pod: NamespacedName;
+  podIP: string;
+  memSlotSize: number;
+}
+
+/** The Runner part of the state dump (agent.md 3.11), in core field names. */
+export interface RunnerDump {
+  podIP: string;
+  executorState: StateDump | null;
+  monitor: { waitersSize: number } | null;
+  backgroundWorkerCount: number;
+}
+
+type Worker = (signal: AbortSignal, log: Log) => Promise<void>;
+
+/** One incarnation of a VM's Runner. */
+export class Runner {
+  readonly #deps: RunnerDeps;
+  readonly #pod: RunnerPod;
+  readonly #status: PodStatus;
+  readonly #vmInfoUpdated: CoalescingSignal;
+  readonly #log: Log;
+  #core: ExecutorCore | null = null;
+  #monitor: MonitorSlot = { current: null };
+  #workers = 0;
+  /** When the vm-monitor last asked for more memory and no patch answered it yet. */
+  #upscaleRequestedAt: number | null = null;
+
+  constructor(
+    deps: RunnerDeps,
+    pod: RunnerPod,
+    status: PodStatus,
+    vmInfoUpdated: CoalescingSignal,
+    log: Log,
+  ) {
+    this.#deps = deps;
+    this.#pod = pod;
+    this.#status = status;
+    this.#vmInfoUpdated = vmInfoUpdated;
+    this.#log = log;
+  }
+
+  /** Resolves when `signal` aborts; rejects with the first worker failure. */
+  async run(signal: AbortSignal): Promise<void> {
+    const shutdown = childScope(signal);
+    // Deliberate deviation (S-19): the first worker failure is latched, never dropped.
+    const failure = Promise.withResolvers<Error>();
+    let failed = false;
+    const spawn = (name: string, worker: Worker, log: Log = this.#log) => {
+      const workerLog = log.with({ taskName: name });
+      this.#workers++;
+      workerLog.debug("background worker started");
+      worker(shutdown.signal, workerLog).then(
+        () => workerLog.debug("background worker ended normally"),
+        (err) => {
+          this.#deps.metrics.runnerThreadPanics.inc();
+          const error = err instanceof Error ? err : new Error(String(err));
+          workerLog.error("background worker panicked", { error, stack: error.stack });
+          if (!failed) {
+            failed = true;
+            failure.resolve(new Error(`background worker "${name}" panicked: ${error.message}`));
+          }
+        },
+      ).finally(() => this.#workers--);
+    };
+    try {
+      const core = this.#createCore();
+      this.#core = core;
+      this.#log.info("starting background workers");
+      this.#spawnWorkers(core, spawn);
+      const error = await Promise.race([aborted(signal).then(() => null), failure.promise]);
+      if (error !== null) throw error;
+    } finally {
+      shutdown.abort();
+    }
+  }
+
+  /** The Runner part of the state dump. */
+  dump(): RunnerDump {
+    const connection = this.#monitor.current;
+    return {
+      podIP: this.#pod.podIP,
+      executorState: this.#core?.dump() ?? null,
+      monitor: connection === null ? null : { waitersSize: connection.dispatcher.waitersSize },
+      backgroundWorkerCount: this.#workers,
+    };
+  }
+
+  #createCore(): ExecutorCore {
+    const { config, clock, metrics } = this.#deps;
+    const vmInfo = this.#status.vmInfo;
+    const jitter = randomInt(0, 100);
+    const observe = (histogram: typeof metrics.pluginLatency) => (ms: number, flags: number) =>
+      histogram.observe({ direction: flagsDirection(flags) }, ms / 1000);
+    const coreConfig: CoreConfig = {
+      computeUnit: config.scaling.computeUnit,
+      defaultScalingConfig: config.scaling.defaultConfig,
+      neonVMRetryWait: config.neonvm.retryFailedRequestSeconds * 1000,
+      pluginRequestTick: config.scheduler.requestAtLeastEverySeconds * 1000 - jitter,
+      pluginRetryWait: config.scheduler.retryFailedRequestSeconds * 1000,
+      pluginDeniedRetryWait: config.scheduler.retryDeniedUpscaleSeconds * 1000,
+      monitorDeniedDownscaleCooldown: config.monitor.retryDeniedDownscaleSeconds * 1000,
+      monitorRequestedUpscaleValidPeriod: config.monitor.requestedUpscaleValidSeconds * 1000,
+      monitorRetryWait: config.monitor.retryFailedRequestSeconds * 1000,
+      log: {
+        warn: (w) => this.#log.child("exec").child("core").warn(w.message, { code: w.code }),
+      },
+      revisionSource: new DefaultRevisionSource(
+        vmInfo.currentRevision?.value ?? 0,
+        observe(metrics.scalingLatency),
+      ),
+      observabilityCallbacks: {
+        pluginLatency: observe(metrics.pluginLatency),
+        monitorLatency: observe(metrics.monitorLatency),
+        neonvmLatency: observe(metrics.neonvmLatency),
+        hypotheticalScaling: (_t, _current, goal, parts) =>
+          this.#deps.desiredCu(this.#pod.vm, goal, { ...parts }),
+      },
+    };
+    return new ExecutorCore(vmInfo, coreConfig, {
+      clock,
+      onNextActions: () => metrics.runnerNextActions.inc(),
+      log: this.#log.child("exec"),
+    });
+  }
+
+  #spawnWorkers(core: ExecutorCore, spawn: (name: string, worker: Worker, log?: Log) => void) {
+    const { config, metrics, clock } = this.#deps;
+    const status = this.#status;
+    const pod = this.#pod;
+    const log = this.#log;
+
+    spawn("podStatus updater", async (signal, wlog) => {
+      const period = config.refereshStateIntervalSeconds * 1000;
+      while (await sleepUnlessAborted(period, signal)) {
+        status.update();
+        const reasons = status.stuckReasons();
+        if (reasons.length > 0 && status.state !== "panicked") {
+          wlog.warn(
+            status.endpointID !== ""
+              ? "Runner with endpoint is currently stuck"
+              : "Runner is currently stuck",
+            { reasons: reasons.join(","), endpointID: status.endpointID || undefined },
+          );
+        }
+      }
+    });
+
+    spawn("VmInfo updater", async (signal, wlog) => {
+      while (await this.#vmInfoUpdated.wait(signal)) {
+        const vmInfo = status.vmInfo;
+        core.updatedVM(vmInfo, () => wlog.info("VmInfo updated", { vmInfo }));
+      }
+    });
+
+    spawn("get system metrics", (signal, wlog) =>
+      runMetricsLoop(signal, {
+        kind: "system",
+        url: metricsURL(pod.podIP, config.metrics.system.port),
+        secondsBetweenRequests: config.metrics.system.secondsBetweenRequests,
+        requestTimeoutSeconds: config.metrics.system.requestTimeoutSeconds,
+        isActive: () => true,
+        parse: parseSystemMetrics,
+        apply: (m, withLock) => core.updateSystemMetrics(m, withLock),
+        onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "system" }),
+        log: wlog,
+      }));
+
+    spawn("get LFC metrics", (signal, wlog) =>
+      runMetricsLoop(signal, {
+        kind: "LFC",
+        url: metricsURL(pod.podIP, config.metrics.lfc.port),
+        secondsBetweenRequests: config.metrics.lfc.secondsBetweenRequests,
+        requestTimeoutSeconds: config.metrics.lfc.requestTimeoutSeconds,
+        isActive: () =>
+          withOverrides(config.scaling.defaultConfig, status.vmInfo.config.scalingConfig)
+            .enableLFCMetrics === true,
+        parse: parseLFCMetrics,
+        apply: (m, withLock) => core.updateLFCMetrics(m, withLock),
+        onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "LFC" }),
+        log: wlog,
+      }));
+
+    const generation = new GenerationCounter();
+    const monitorLog = log.child("vm-monitor");
+    spawn("vm-monitor reconnection loop", (signal, wlog) =>
+      runMonitorConnection({
+        addr: `ws://${hostPort(pod.podIP, config.monitor.serverPort)}/monitor`,
+        signal,
+        connectionRetryMinWaitMs: config.monitor.connectionRetryMinWaitSeconds * 1000,
+        dispatcher: {
+          connectTimeoutMs: config.monitor.connectionTimeoutSeconds * 1000,
+          responseTimeoutMs: config.monitor.responseTimeoutSeconds * 1000,
+          maxHealthCheckSequentialFailuresMs:
+            config.monitor.maxHealthCheckSequentialFailuresSeconds * 1000,
+          healthCheckIntervalMs: this.#deps.healthCheckIntervalMs,
+          clock,
+          hooks: {
+            onOutbound: (endpoint, code) => metrics.monitorOutbound.inc({ endpoint, code }),
+            onInbound: (endpoint, code) => metrics.monitorInbound.inc({ endpoint, code }),
+            declareInbound: (endpoint, code) => metrics.monitorInbound.inc({ endpoint, code }, 0),
+            onUpscaleRequest: () => this.#onUpscaleRequest(core, wlog),
+            onHealthCheckSuccess: () =>
+              status.update((s) => s.lastSuccessfulMonitorComm = clock.now()),
+          },
+          log: wlog,
+        },
+        onReset: () =>
+          core.resetMonitor(() => {
+            generation.increment();
+            this.#monitor.current = null;
+          }),
+        onConnected: (dispatcher) =>
+          core.monitorActive(true, () => {
+            this.#monitor.current = { generation: generation.increment(), dispatcher };
+            wlog.info("connected to vm-monitor");
+          }),
+        clock,
+        log: wlog,
+      }), monitorLog);
+
+    const exec = log.child("exec");
+    const plugin = new SchedulerPluginClient({
+      scheduler: this.#deps.schedulerIP,
+      port: config.scheduler.requestPort,
+      timeoutMs: config.scheduler.requestTimeoutSeconds * 1000,
+      pod: pod.pod,
+      computeUnit: config.scaling.computeUnit,
+      log: exec.child("plugin").child("client"),
+    });
+    const pluginClient = pluginBridge(plugin, metrics, status);
+    const neonvmClient = neonvmBridge(
+      {
+        kube: this.#deps.kube,
+        vm: pod.vm,
+        memorySlotSize: pod.memSlotSize,
+        timeoutMs: config.neonvm.requestTimeoutSeconds * 1000,
+        statusWaitMs: config.neonvm.statusWaitSeconds * 1000,
+        statusWaiter: this.#deps.statusWaiter,
+        clock,
+        log: exec.child("neonvm").child("client"),
+        onPatchSent: (current, target) => this.#onPatchSent(current.mem, target.mem),
+      },
+      metrics,
+      status,
+    );
+    const monitorClient = monitorBridge(this.#monitor, generation, metrics, status);
+
+    spawn(
+      "executor: sleeper",
+      (signal, wlog) => runSleeper(signal, core, wlog),
+      exec.child("sleeper"),
+    );
+    spawn(
+      "executor: plugin",
+      (signal, wlog) => runPluginLoop(signal, core, pluginClient, wlog),
+      exec.child("plugin"),
+    );
+    spawn(
+      "executor: neonvm",
+      (signal, wlog) => runNeonVMLoop(signal, core, neonvmClient, wlog),
+      exec.child("neonvm"),
+    );
+    spawn(
+      "executor: vm-monitor downscale",
+      (signal, wlog) => runMonitorDownscaleLoop(signal, core, monitorClient, wlog),
+      exec.child("vm-monitor-downscale"),
+    );
+    spawn(
+      "executor: vm-monitor upscale",
+      (signal, wlog) => runMonitorUpscaleLoop(signal, core, monitorClient, wlog),
+      exec.child("vm-monitor-upscale"),
+    );
+  }
+
+  #onUpscaleRequest(core: ExecutorCore, log: Log): void {
+    core.upscaleRequested({ cpu: false, memory: true }, (recorded) => {
+      if (recorded) {
+        this.#upscaleRequestedAt ??= this.#deps.clock.now();
+        log.info("updating requested upscale");
+      } else {
+        this.#deps.metrics.upscaleRequestsIgnored.inc();
+        log.warn("ignoring vm-monitor UpscaleRequest: the monitor connection is not active yet");
+      }
+    });
+  }
+
+  #onPatchSent(currentMem: number, targetMem: number): void {
+    if (this.#upscaleRequestedAt === null || targetMem <= currentMem) return;
+    const seconds = (this.#deps.clock.now() - this.#upscaleRequestedAt) / 1000;
+    this.#upscaleRequestedAt = null;
+    this.#deps.metrics.upscaleRequestToPatch.observe(seconds);
+  }
+}

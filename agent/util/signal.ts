@@ -1,0 +1,36 @@
+/**
+ * A coalescing wake-up signal: any number of `notify()` calls before the waiter wakes count as
+ * one (the reference's VM-info-updated channel).
+ *
+ * @module
+ */
+
+/** One waiter, many notifiers, notifications coalesce. */
+export class CoalescingSignal {
+  #pending = false;
+  #wake: (() => void) | null = null;
+
+  notify(): void {
+    this.#pending = true;
+    this.#wake?.();
+  }
+
+  /** True once notified (consuming the notification); false when `signal` aborts first. */
+  async wait(signal: AbortSignal): Promise<boolean> {
+    while (!this.#pending) {
+      if (signal.aborted) return false;
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const wake = () => resolve();
+      this.#wake = wake;
+      signal.addEventListener("abort", wake, { once: true });
+      try {
+        await promise;
+      } finally {
+        this.#wake = null;
+        signal.removeEventListener("abort", wake);
+      }
+    }
+    this.#pending = false;
+    return true;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Scraping a VM's metrics endpoints (agent.md 3.4.4, protocols.md §3): one `GET /metrics`, and
+ * the loop that repeats it for the life of a Runner.
+ *
+ * @module
+ */
+
+import type { Outcome } from "../executor/clients.ts";
+import { hostPort, httpRequest } from "../http_request.ts";
+import { type Log, silentLog } from "../log.ts";
+import { randomInt, sleepUnlessAborted } from "../util/async.ts";
+
+/** Longest metrics body read (a busy vector exporter writes tens of KiB). */
+export const MAX_METRICS_BODY_BYTES = 8 * 1024 * 1024;
+
+/** `http://<podIP>:<port>/metrics`. */
+export function metricsURL(podIP: string, port: number): string {
+  return `http://${hostPort(podIP, port)}/metrics`;
+}
+
+/**
+ * One scrape of `url`, parsed with `parse` (the core's `parseSystemMetrics` or
+ * `parseLFCMetrics`, which throw on bad input). Never rejects.
+ */
+export async function scrapeMetrics<T>(
+  url: string,
+  parse: (text: string) => T,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Outcome<T>> {
+  const outcome = await httpRequest(url, {
+    method: "GET",
+    timeoutMs,
+    signal,
+    maxBodyBytes: MAX_METRICS_BODY_BYTES,
+  });
+  if (!outcome.ok) {
+    const reason = outcome.timedOut ? `timed out after ${timeoutMs / 1000} s` : outcome.rootCause;
+    const what = outcome.status === null ? "error making request to" : "error reading body from";
+    return { ok: false, error: new Error(`${what} ${url}: ${reason}`, { cause: outcome.error }) };
+  }
+  if (outcome.status !== 200) {
+    return { ok: false, error: new Error(`unsuccessful response status ${outcome.status}`) };
+  }
+  try {
+    return { ok: true, value: parse(outcome.body) };
+  } catch (err) {
+    return { ok: false, error: new Error(`error parsing metrics: ${(err as Error).message}`) };
+  }
+}
+
+export interface MetricsLoopOptions<T> {
+  /** For logs: `system` or `LFC`. */
+  kind: string;
+  url: string;
+  /** `metrics.<kind>.secondsBetweenRequests`. */
+  secondsBetweenRequests: number;
+  /** `metrics.<kind>.requestTimeoutSeconds`. */
+  requestTimeoutSeconds: number;
+  /** Evaluated before every scrape (LFC: the VM's effective `enableLFCMetrics`). */
+  isActive: () => boolean;
+  parse: (text: string) => T;
+  /**
+   * Applies new metrics to the executor, calling `withLock` inside its lock (the executor's
+   * `updateSystemMetrics` / `updateLFCMetrics` take it as their second argument).
+   */
+  apply: (metrics: T, withLock: () => void) => void;
+  /** Called after each failed scrape (for an error counter). */
+  onError?: (error: Error) => void;
+  log?: Log;
+  /** An integer in [min, max); default uniform. */
+  random?: (min: number, max: number) => number;
+  /** Resolves true after `ms`, false as soon as `signal` aborts. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<boolean>;
+}
+
+/** Scrapes every `secondsBetweenRequests` (after a random initial delay) until `signal` aborts. */
+export async function runMetricsLoop<T>(
+  signal: AbortSignal,
+  opts: MetricsLoopOptions<T>,
+): Promise<void> {
+  const log = opts.log ?? silentLog;
+  const sleep = opts.sleep ?? sleepUnlessAborted;
+  const random = opts.random ?? randomInt;
+  const interval = opts.secondsBetweenRequests;
+
+  const initialDelay = random(0, interval);
+  let wasActive = opts.isActive();
+  if (wasActive) {
+    log.info(`sleeping for random delay before making first ${opts.kind} metrics request`, {
+      delay: initialDelay,
+    });
+  }
+  if (!await sleep(initialDelay * 1000, signal)) return;
+
+  for (;;) {
+    const active = opts.isActive();
+    if (!active && wasActive) log.info(`${opts.kind} metrics no longer active`);
+    if (active && !wasActive) log.info(`${opts.kind} metrics now active`);
+    wasActive = active;
+    if (active) {
+      const result = await scrapeMetrics(
+        opts.url,
+        opts.parse,
+        opts.requestTimeoutSeconds * 1000,
+        signal,
+      );
+      if (result.ok) {
+        const metrics = result.value;
+        opts.apply(metrics, () => log.info("updated metrics", { kind: opts.kind, metrics }));
+      } else {
+        log.error(`error getting ${opts.kind} metrics`, {
+          url: opts.url,
+          error: result.error.message,
+        });
+        opts.onError?.(result.error);
+      }
+    }
+    // Measured from the end of the scrape, not on a fixed schedule.
+    if (!await sleep(interval * 1000, signal)) return;
+  }
+}

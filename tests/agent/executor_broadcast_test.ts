@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { Broadcaster } from "../../agent/executor/broadcast.ts";
+import { settle } from "./executor_helpers.ts";
+
+Deno.test("broadcast: a receiver sees only broadcasts made after its creation", async () => {
+  const b = new Broadcaster();
+  b.broadcast();
+  b.broadcast();
+  const r = b.newReceiver();
+  assert.equal(r.pending, false);
+  const stop = new AbortController();
+  const waiting = r.wait(stop.signal);
+  await settle();
+  stop.abort();
+  assert.equal(await waiting, false);
+});
+
+Deno.test("broadcast: wait resolves at once while a broadcast is unseen, until awake()", async () => {
+  const b = new Broadcaster();
+  const r = b.newReceiver();
+  b.broadcast();
+  assert.equal(r.pending, true);
+  assert.equal(await r.wait(), true);
+  // wait() does not consume the broadcast.
+  assert.equal(await r.wait(), true);
+  r.awake();
+  assert.equal(r.pending, false);
+});
+
+Deno.test("broadcast: a pending wait resolves on the next broadcast", async () => {
+  const b = new Broadcaster();
+  const r = b.newReceiver();
+  let woke = false;
+  const waiting = r.wait().then((v) => {
+    woke = true;
+    return v;
+  });
+  await settle();
+  assert.equal(woke, false);
+  b.broadcast();
+  assert.equal(await waiting, true);
+});
+
+Deno.test("broadcast: several broadcasts before a wait coalesce into one wake-up", async () => {
+  const b = new Broadcaster();
+  const r = b.newReceiver();
+  b.broadcast();
+  b.broadcast();
+  b.broadcast();
+  assert.equal(await r.wait(), true);
+  r.awake();
+  assert.equal(r.pending, false);
+  assert.equal(b.count, 3);
+});
+
+Deno.test("broadcast: receivers are independent", async () => {
+  const b = new Broadcaster();
+  const r1 = b.newReceiver();
+  const r2 = b.newReceiver();
+  const both = Promise.all([r1.wait(), r2.wait()]);
+  b.broadcast();
+  assert.deepEqual(await both, [true, true]);
+  r1.awake();
+  assert.equal(r1.pending, false);
+  assert.equal(r2.pending, true);
+});
+
+Deno.test("broadcast: an aborted wait resolves false and is not woken later", async () => {
+  const b = new Broadcaster();
+  const r = b.newReceiver();
+  const stop = new AbortController();
+  const waiting = r.wait(stop.signal);
+  stop.abort();
+  assert.equal(await waiting, false);
+  // Already aborted: false without waiting, even with a broadcast pending.
+  b.broadcast();
+  assert.equal(await r.wait(stop.signal), false);
+  assert.equal(await r.wait(), true);
+});

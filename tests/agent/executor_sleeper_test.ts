@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import type { Outcome, PluginClient } from "../../agent/executor/clients.ts";
+import { ExecutorCore } from "../../agent/executor/core.ts";
+import { runPluginLoop } from "../../agent/executor/loops.ts";
+import { runSleeper } from "../../agent/executor/sleeper.ts";
+import type { PluginResponse, Resources } from "../../core/mod.ts";
+import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
+import { ManualClock, recordingLog, settle, until } from "./executor_helpers.ts";
+
+/** A sleep the test ends by hand; it ends `false` by itself when its signal aborts. */
+class FakeSleep {
+  calls: { ms: number; signal: AbortSignal; fire(): void }[] = [];
+  sleep = (ms: number, signal: AbortSignal): Promise<boolean> => {
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    signal.addEventListener("abort", () => resolve(false), { once: true });
+    this.calls.push({ ms, signal, fire: () => resolve(true) });
+    return promise;
+  };
+}
+
+/** Counts the updates the sleeper makes (the test's own are subtracted by the caller). */
+function countUpdates(core: ExecutorCore): () => number {
+  const original = core.update.bind(core);
+  let updates = 0;
+  core.update = (fn) => {
+    updates++;
+    original(fn);
+  };
+  return () => updates;
+}
+
+// A VM already at its goal with a permit: the only action is to wait for the plugin tick.
+function settled(core: ExecutorCore): void {
+  core.update((s) => {
+    s.updateSystemMetrics(metricsFor(loadForCU(1)));
+    s.plugin().startingRequest(900, cu(1));
+    s.plugin().requestSuccessful(900, rev0(900), { permit: cu(1) });
+  });
+}
+
+Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself", async () => {
+  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
+  const updates = countUpdates(core);
+  const timers = new FakeSleep();
+  const log = recordingLog();
+  const stop = new AbortController();
+  const sleeper = runSleeper(stop.signal, core, log, timers.sleep);
+
+  settled(core);
+  await until(() => timers.calls.length === 1);
+  const wait = core.getActions();
+  assert.deepEqual(Object.keys(wait.actions), ["wait"]);
+  assert.equal(timers.calls[0].ms, wait.actions.wait!.duration);
+
+  const watcher = core.newReceiver();
+  timers.calls[0].fire();
+  // The deliberate S-4 deviation: a second timer with no outside change in between.
+  await until(() => timers.calls.length === 2);
+  assert.equal(updates(), 2, "one refresh by the sleeper");
+  assert.equal(watcher.pending, true, "the refresh reached the other loops");
+  assert.equal(core.getActions().id, wait.id + 1, "and the actions were recomputed");
+  assert.deepEqual(log.messages("debug"), ["wait elapsed, refreshing actions"]);
+
+  stop.abort();
+  await sleeper;
+  assert.equal(timers.calls[1].signal.aborted, true);
+});
+
+Deno.test("sleeper: an outside change cancels the timer without a refresh", async () => {
+  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
+  const updates = countUpdates(core);
+  const timers = new FakeSleep();
+  const stop = new AbortController();
+  const sleeper = runSleeper(stop.signal, core, undefined, timers.sleep);
+
+  settled(core);
+  await until(() => timers.calls.length === 1);
+  core.update(() => {});
+  await until(() => timers.calls.length === 2);
+  assert.equal(timers.calls[0].signal.aborted, true);
+  assert.equal(updates(), 2, "only the test's own updates");
+
+  // The timer fires together with a change: the change wins, still no refresh.
+  timers.calls[1].fire();
+  core.update(() => {});
+  await until(() => timers.calls.length === 3);
+  await settle();
+  assert.equal(updates(), 3);
+
+  stop.abort();
+  await sleeper;
+});
+
+Deno.test("sleeper: sets no timer while the actions hold no wait, and ends with its scope", async () => {
+  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
+  const timers = new FakeSleep();
+  const stop = new AbortController();
+  const sleeper = runSleeper(stop.signal, core, undefined, timers.sleep);
+  core.update(() => {});
+  await settle();
+  assert.equal(core.getActions().actions.wait, undefined);
+  assert.equal(timers.calls.length, 0);
+  stop.abort();
+  await sleeper;
+});
+
+Deno.test("sleeper: with real timers, keeps the plugin ticking without outside changes", async () => {
+  const core = new ExecutorCore(makeVm(), baselineConfig({ pluginRequestTick: 50 }));
+  const requests: number[] = [];
+  const plugin: PluginClient = {
+    request(_lastPermit, target: Resources): Promise<Outcome<PluginResponse>> {
+      requests.push(Date.now());
+      return Promise.resolve({ ok: true, value: { permit: target } });
+    },
+  };
+  const stop = new AbortController();
+  const loops = Promise.all([
+    runSleeper(stop.signal, core),
+    runPluginLoop(stop.signal, core, plugin),
+  ]);
+  core.updateSystemMetrics(metricsFor(loadForCU(1)));
+  await until(() => requests.length >= 4, 3000, "four plugin requests");
+  stop.abort();
+  await loops;
+  const gaps = requests.slice(1).map((t, i) => t - requests[i]);
+  assert.ok(gaps.every((gap) => gap >= 40), `requests spaced by the tick: ${gaps}`);
+});

@@ -1,0 +1,117 @@
+/** The dispatcher's periodic health checks and the failure-streak teardown. */
+import assert from "node:assert/strict";
+import { CloseCode } from "../../agent/monitor/dispatcher.ts";
+import { delay, received, until, withDispatcher, withMonitor } from "./monitor_helpers.ts";
+
+Deno.test("health checks: periodic, the first one a full period after connecting", async () => {
+  await withMonitor({}, async (monitor) => {
+    const connectedAt = Date.now();
+    await withDispatcher(monitor, { healthCheckIntervalMs: 50 }, async (_d, rec) => {
+      await until(() => rec.healthOk >= 4);
+      const checks = received(monitor, "HealthCheck");
+      assert.ok(
+        checks[0].at - connectedAt >= 45,
+        `first check after ${checks[0].at - connectedAt}`,
+      );
+      assert.deepEqual(checks.slice(0, 4).map((c) => c.id), [2, 4, 6, 8]);
+      for (let i = 1; i < 4; i++) {
+        const gap = checks[i].at - checks[i - 1].at;
+        assert.ok(gap >= 35 && gap < 150, `gap ${gap}`);
+      }
+      assert.ok(rec.outbound.every(([type, code]) => type === "HealthCheck" && code === "ok"));
+    });
+  });
+});
+
+Deno.test("health checks: a check that overruns the period is followed at once", async () => {
+  await withMonitor({}, async (monitor) => {
+    monitor.addFault({ type: "HealthCheck", fault: { kind: "delay", ms: 130 }, times: 1 });
+    const opts = { healthCheckIntervalMs: 100, responseTimeoutMs: 1000 };
+    await withDispatcher(monitor, opts, async (_d, rec) => {
+      await until(() => rec.healthOk >= 2);
+      const [first, second] = received(monitor, "HealthCheck");
+      const gap = second.at - first.at;
+      // Sent at ~100 ms, answered at ~230 ms; the tick at 200 ms is pending and fires then.
+      assert.ok(gap >= 120 && gap < 190, `gap ${gap}`);
+    });
+  });
+});
+
+Deno.test("health checks: isolated failures never end the connection", async () => {
+  await withMonitor({}, async (monitor) => {
+    monitor.addFault({ type: "HealthCheck", fault: { kind: "drop" }, times: 1 });
+    monitor.addFault({ type: "HealthCheck", id: 6, fault: { kind: "internalError" } });
+    const opts = {
+      healthCheckIntervalMs: 30,
+      responseTimeoutMs: 20,
+      maxHealthCheckSequentialFailuresMs: 1,
+    };
+    await withDispatcher(monitor, opts, async (d, rec) => {
+      await until(() => rec.outbound.length >= 5);
+      assert.equal(d.hasExited, false);
+      assert.deepEqual(rec.outbound.slice(0, 4), [
+        ["HealthCheck", "[error: timed out waiting for response]"],
+        ["HealthCheck", "ok"],
+        ["HealthCheck", "[error: vm-monitor internal error]"],
+        ["HealthCheck", "ok"],
+      ]);
+    });
+  });
+});
+
+Deno.test("health checks: a silent monitor is dropped once the streak exceeds the limit", async () => {
+  await withMonitor({}, async (monitor) => {
+    const opts = {
+      healthCheckIntervalMs: 40,
+      responseTimeoutMs: 30,
+      maxHealthCheckSequentialFailuresMs: 150,
+    };
+    await withDispatcher(monitor, opts, async (d, rec) => {
+      await until(() => rec.healthOk >= 1);
+      const silentFrom = Date.now();
+      monitor.addFault({ type: "HealthCheck", fault: { kind: "drop" } });
+      const error = await d.exited;
+      const took = Date.now() - silentFrom;
+      assert.match(String(error?.message), /health checks have been failing for more than 150 ms/);
+      // The first failure starts the streak; the first failure > 150 ms later ends it.
+      assert.ok(took >= 150 + 30 && took < 1000, `took ${took} ms`);
+      const failures = rec.outbound.filter(([, code]) => code !== "ok");
+      assert.ok(failures.length >= 4, `${failures.length} failures`);
+      await until(() => monitor.sessions[0].closeCode !== undefined);
+      assert.equal(monitor.sessions[0].closeCode, CloseCode.internalError);
+      assert.match(String(monitor.sessions[0].closeReason), /health checks/);
+    });
+  });
+});
+
+Deno.test("health checks: one success resets the failure streak", async () => {
+  await withMonitor({}, async (monitor) => {
+    const opts = {
+      healthCheckIntervalMs: 30,
+      responseTimeoutMs: 20,
+      maxHealthCheckSequentialFailuresMs: 100,
+    };
+    await withDispatcher(monitor, opts, async (d, rec) => {
+      // Every third check answers: streaks of two failures, each ~50 ms long.
+      for (const id of [2, 4, 8, 10, 14, 16, 20, 22, 26, 28]) {
+        monitor.addFault({ type: "HealthCheck", id, fault: { kind: "drop" } });
+      }
+      await until(() => rec.outbound.length >= 15, 3000);
+      assert.equal(d.hasExited, false);
+      assert.equal(rec.healthOk, 5);
+    });
+  });
+});
+
+Deno.test("health checks stop with the connection", async () => {
+  await withMonitor({}, async (monitor) => {
+    await withDispatcher(monitor, { healthCheckIntervalMs: 20 }, async (d, rec) => {
+      await until(() => rec.healthOk >= 1);
+      d.exit(CloseCode.normal, null);
+      await d.closed;
+      const count = rec.outbound.length;
+      await delay(80);
+      assert.equal(rec.outbound.length, count);
+    });
+  });
+});

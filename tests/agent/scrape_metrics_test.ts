@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import {
+  type MetricsLoopOptions,
+  metricsURL,
+  runMetricsLoop,
+  scrapeMetrics,
+} from "../../agent/vm_metrics/scrape.ts";
+import { parseLFCMetrics, parseSystemMetrics, type SystemMetrics } from "../../core/mod.ts";
+import {
+  LfcMetricsServer,
+  SystemMetricsServer,
+  type SystemMetricsValues,
+} from "../../sim/vm/metrics_server.ts";
+import { recordingLog, until } from "./executor_helpers.ts";
+
+const VALUES: SystemMetricsValues = {
+  load1: 0.52,
+  load5: 0.31,
+  memoryTotalBytes: 2079563776,
+  memoryAvailableBytes: 1503238553,
+  memoryCachedBytes: 402653184,
+};
+
+// protocols.md §3.4: MemoryUsageBytes = total − available + 100 MiB.
+const EXPECTED: SystemMetrics = {
+  loadAverage1Min: 0.52,
+  loadAverage5Min: 0.31,
+  memoryUsageBytes: 681182823,
+  memoryCachedBytes: 402653184,
+};
+
+async function withSystemServer(fn: (server: SystemMetricsServer) => Promise<void>) {
+  const server = new SystemMetricsServer({ hostname: "127.0.0.1", port: 0, source: () => VALUES });
+  server.start();
+  try {
+    await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+function scrape(server: { port: number }, timeoutMs = 2000, signal = new AbortController().signal) {
+  return scrapeMetrics(metricsURL("127.0.0.1", server.port), parseSystemMetrics, timeoutMs, signal);
+}
+
+Deno.test("scrape: system metrics from the fake exporter", async () => {
+  await withSystemServer(async (server) => {
+    assert.deepEqual(await scrape(server), { ok: true, value: EXPECTED });
+    assert.equal(server.reads, 1);
+  });
+});
+
+Deno.test("scrape: LFC metrics from the fake exporter", async () => {
+  const server = new LfcMetricsServer({
+    hostname: "127.0.0.1",
+    port: 0,
+    source: () => ({ hits: 10, misses: 2, writes: 3, workingSetWindows: [1210, 1893, 2240] }),
+  });
+  server.start();
+  try {
+    const url = metricsURL("127.0.0.1", server.port);
+    const result = await scrapeMetrics(url, parseLFCMetrics, 2000, new AbortController().signal);
+    assert.deepEqual(result, {
+      ok: true,
+      value: {
+        cacheHitsTotal: 10,
+        cacheMissesTotal: 2,
+        cacheWritesTotal: 3,
+        approximateWorkingSetSizeBuckets: [1210, 1893, 2240],
+      },
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("scrape: failures come back as errors that say what went wrong", async (t) => {
+  await withSystemServer(async (server) => {
+    await t.step("garbage body", async () => {
+      server.setFault({ kind: "garbled" });
+      const result = await scrape(server);
+      assert.ok(!result.ok);
+      assert.match(result.error.message, /^error parsing metrics: .*malformed Prometheus text/);
+    });
+    await t.step("a family missing", async () => {
+      server.setFault({ kind: "missingFamily", family: "host_load1" });
+      const result = await scrape(server);
+      assert.ok(!result.ok);
+      assert.match(result.error.message, /host_load1/);
+    });
+    await t.step("status 500", async () => {
+      server.setFault({ kind: "status", status: 500 });
+      const result = await scrape(server);
+      assert.ok(!result.ok);
+      assert.equal(result.error.message, "unsuccessful response status 500");
+    });
+    await t.step("hang", async () => {
+      server.setFault(undefined);
+      server.setLatency(5000);
+      const started = Date.now();
+      const result = await scrape(server, 100);
+      assert.ok(Date.now() - started < 1000);
+      assert.ok(!result.ok);
+      assert.equal(
+        result.error.message,
+        `error making request to ${metricsURL("127.0.0.1", server.port)}: timed out after 0.1 s`,
+      );
+    });
+    await t.step("cancelled", async () => {
+      const scope = new AbortController();
+      setTimeout(() => scope.abort(), 20);
+      const result = await scrape(server, 2000, scope.signal);
+      assert.ok(!result.ok);
+      assert.match(result.error.message, /context canceled$/);
+    });
+    await t.step("refused", async () => {
+      await server.stop();
+      const result = await scrape(server);
+      assert.ok(!result.ok);
+      assert.match(result.error.message, /^error making request to .*Connection refused/);
+    });
+  });
+});
+
+Deno.test("scrape: metrics URLs bracket IPv6 pod IPs", () => {
+  assert.equal(metricsURL("10.1.2.3", 9100), "http://10.1.2.3:9100/metrics");
+  assert.equal(metricsURL("fd00::7", 9499), "http://[fd00::7]:9499/metrics");
+});
+
+/**
+ * Sleeps that are recorded and end at once, until the `limit`th: that one waits for the abort.
+ * `onSleep` runs as each one starts, before the loop can go on.
+ */
+function recordedSleeps(limit: number, onSleep: (n: number) => void = () => {}) {
+  const calls: number[] = [];
+  const sleep = (ms: number, signal: AbortSignal): Promise<boolean> => {
+    calls.push(ms);
+    onSleep(calls.length);
+    if (calls.length < limit) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve(false);
+      signal.addEventListener("abort", () => resolve(false), { once: true });
+    });
+  };
+  return { calls, sleep };
+}
+
+function loopOptions(
+  server: { port: number },
+  overrides: Partial<MetricsLoopOptions<SystemMetrics>>,
+): MetricsLoopOptions<SystemMetrics> {
+  return {
+    kind: "system",
+    url: metricsURL("127.0.0.1", server.port),
+    secondsBetweenRequests: 5,
+    requestTimeoutSeconds: 2,
+    isActive: () => true,
+    parse: parseSystemMetrics,
+    apply: (_m, withLock) => withLock(),
+    random: (min, max) => {
+      assert.deepEqual([min, max], [0, 5]);
+      return 3;
+    },
+    ...overrides,
+  };
+}
+
+Deno.test("scrape loop: random first delay, then a pause after every attempt", async () => {
+  await withSystemServer(async (server) => {
+    const { calls, sleep } = recordedSleeps(4, (n) => {
+      if (n === 2) server.setFault({ kind: "status", status: 503 });
+    });
+    const applied: SystemMetrics[] = [];
+    const errors: string[] = [];
+    const log = recordingLog();
+    const stop = new AbortController();
+    const loop = runMetricsLoop(
+      stop.signal,
+      loopOptions(server, {
+        sleep,
+        log,
+        apply: (m, withLock) => {
+          applied.push(m);
+          withLock();
+        },
+        onError: (e) => errors.push(e.message),
+      }),
+    );
+    await until(() => calls.length === 4);
+    stop.abort();
+    await loop;
+
+    assert.deepEqual(calls, [3000, 5000, 5000, 5000]);
+    assert.deepEqual(applied, [EXPECTED]);
+    assert.deepEqual(errors, [
+      "unsuccessful response status 503",
+      "unsuccessful response status 503",
+    ]);
+    assert.deepEqual(log.messages(), [
+      "sleeping for random delay before making first system metrics request",
+      "updated metrics",
+      "error getting system metrics",
+      "error getting system metrics",
+    ]);
+    assert.deepEqual(log.lines[0].fields, { delay: 3 });
+    assert.deepEqual(log.lines[1].fields, { kind: "system", metrics: EXPECTED });
+  });
+});
+
+Deno.test("scrape loop: the active predicate is checked before every attempt", async () => {
+  await withSystemServer(async (server) => {
+    const pattern = [false, true, true, false, false, true];
+    let i = 0;
+    const isActive = () => pattern[Math.min(i++, pattern.length - 1)];
+    const { calls, sleep } = recordedSleeps(pattern.length);
+    const log = recordingLog();
+    const stop = new AbortController();
+    const loop = runMetricsLoop(
+      stop.signal,
+      loopOptions(server, { isActive, sleep, log, kind: "LFC" }),
+    );
+    await until(() => calls.length === pattern.length);
+    stop.abort();
+    await loop;
+    // The first evaluation is at start (inactive: no delay log), then one per iteration.
+    assert.equal(server.reads, 3);
+    assert.deepEqual(log.messages(), [
+      "LFC metrics now active",
+      "updated metrics",
+      "updated metrics",
+      "LFC metrics no longer active",
+      "LFC metrics now active",
+      "updated metrics",
+    ]);
+  });
+});
+
+Deno.test("scrape loop: ends during the first delay when the scope ends", async () => {
+  const stop = new AbortController();
+  const { sleep } = recordedSleeps(1);
+  const loop = runMetricsLoop(stop.signal, loopOptions({ port: 9 }, { sleep }));
+  stop.abort();
+  await loop;
+});
