@@ -22,6 +22,7 @@ import type { VirtualMachine } from "./k8s/vm.ts";
 import { agentLog, type Log } from "./log.ts";
 import { GlobalMetrics, PerVmMetrics, serveMetrics, type WatcherMetrics } from "./metrics.ts";
 import { serveDump } from "./dump_server.ts";
+import { podJson } from "./dump_format.ts";
 import { PerVmMetricsUpkeep } from "./per_vm_metrics.ts";
 import { type Clock, systemClock } from "./util/clock.ts";
 import { VmStatusWaiter } from "./vm_status_waiter.ts";
@@ -171,7 +172,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       hostname: host,
       port: config.dumpState.port,
       timeoutMs: config.dumpState.timeoutSeconds * 1000,
-      collect: () => Promise.resolve({ stopped, pods: state.dump() }),
+      collect: () => Promise.resolve({ stopped, pods: state.dump().map(podJson) }),
       log: log.child("dump-state"),
     });
     if (dumpServer !== null) dump = url(dumpServer, "/");

@@ -338,7 +338,52 @@ export class GlobalMetrics {
     handlerErrors(this.registry);
     // prom-client's process and event-loop collectors stand in for Go's runtime metrics.
     collectDefaultMetrics({ register: this.registry });
+    if (!procReadable()) replaceProcGauges(this.registry);
   }
+}
+
+/** Deno lets a process read its own /proc entries only with `--allow-all`. */
+function procReadable(): boolean {
+  try {
+    Deno.readTextFileSync("/proc/self/status");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Without /proc, prom-client would report 0 for memory and descriptors: a wrong value is worse
+ * than none, so those go, and memory comes from the runtime instead.
+ */
+function replaceProcGauges(registry: Registry): void {
+  for (
+    const name of [
+      "process_resident_memory_bytes",
+      "process_virtual_memory_bytes",
+      "process_heap_bytes",
+      "process_open_fds",
+      "process_max_fds",
+    ]
+  ) {
+    registry.removeSingleMetric(name);
+  }
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers: [registry],
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
+  new Gauge({
+    name: "process_heap_bytes",
+    help: "Process heap size in bytes.",
+    registers: [registry],
+    collect() {
+      this.set(Deno.memoryUsage().heapTotal);
+    },
+  });
 }
 
 /** Per-VM (port 9101) metric families; common labels identify the VM. */

@@ -59,7 +59,7 @@ export interface ClusterOptions {
   /** VMs to create at start: a count of idle default VMs (`vm-0`, `vm-1`, …) or specs. */
   vms?: number | VmSpec[];
   /** Ports every VM listens on at its own address (default 9100 / 9499 / 10301). */
-  vmPorts?: Partial<typeof DEFAULT_VM_PORTS>;
+  vmPorts?: Partial<VmPorts>;
   /** The scheduler plugin's port (default 10299). */
   pluginPort?: number;
   /** Room on the node for the plugin's permits (default unlimited). */
@@ -71,6 +71,9 @@ export interface ClusterOptions {
   /** Where to write the kubeconfig file (default a new temporary file). */
   kubeconfigPath?: string;
 }
+
+/** The ports every VM listens on at its own address. */
+export type VmPorts = Record<keyof typeof DEFAULT_VM_PORTS, number>;
 
 function vmKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
@@ -102,7 +105,7 @@ export class Cluster {
   readonly collector: BillingCollector | null;
   readonly vms = new Map<string, FakeVm>();
   readonly kubeconfigPath: string;
-  readonly #vmPorts: typeof DEFAULT_VM_PORTS;
+  readonly #vmPorts: VmPorts;
   #nextAddress = randomInt(VM_ADDRESS_SPACE);
   #unsubscribe: () => void = () => {};
 
@@ -111,7 +114,7 @@ export class Cluster {
     plugin: SchedulerPlugin,
     collector: BillingCollector | null,
     kubeconfigPath: string,
-    vmPorts: typeof DEFAULT_VM_PORTS,
+    vmPorts: VmPorts,
   ) {
     this.api = api;
     this.plugin = plugin;
@@ -162,7 +165,7 @@ export class Cluster {
   }
 
   /** The VM ports, as the agent's `metrics`/`monitor` config must name them. */
-  get vmPorts(): typeof DEFAULT_VM_PORTS {
+  get vmPorts(): VmPorts {
     return { ...this.#vmPorts };
   }
 

@@ -45,11 +45,17 @@ function usage(error: string): never {
   Deno.exit(2);
 }
 
-function positive(name: string, text: string | undefined, fallback: number): number {
+function numberArg(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  { allowZero = false } = {},
+): number {
   if (text === undefined) return fallback;
   const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) {
-    usage(`--${name} must be a positive number, got ${JSON.stringify(text)}`);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !allowZero)) {
+    const what = allowZero ? "non-negative" : "positive";
+    usage(`--${name} must be a ${what} number, got ${JSON.stringify(text)}`);
   }
   return n;
 }
@@ -69,8 +75,8 @@ try {
 } catch (err) {
   usage((err as Error).message);
 }
-const count = Math.floor(positive("vms", args.vms, 10));
-const speedUp = positive("speed-up", args["speed-up"], 1);
+const count = Math.floor(numberArg("vms", args.vms, 10));
+const speedUp = numberArg("speed-up", args["speed-up"], 1);
 const specs: VmSpec[] = Array.from({ length: count }, (_, i) => ({
   name: `vm-${i}`,
   workload: workloadFor(i, speedUp),
@@ -79,7 +85,8 @@ const specs: VmSpec[] = Array.from({ length: count }, (_, i) => ({
 const started = performance.now();
 const cluster = await Cluster.start({
   vms: specs,
-  pluginPort: Math.floor(positive("plugin-port", args["plugin-port"], 10299)),
+  // 0 lets the system pick a free port.
+  pluginPort: Math.floor(numberArg("plugin-port", args["plugin-port"], 10299, { allowZero: true })),
 });
 console.log(
   `simulated node ${SIM_NODE}: ${count} VMs in namespace default, started in ${

@@ -430,6 +430,7 @@ export class Dispatcher {
   /** Handles one frame (agent.md §3.9.4 steps 2–4); throws a handler error. */
   #handleFrame(frame: Frame): void {
     if (typeof frame !== "string") throw new HandlerError("received a binary frame");
+    // A UTF-16 code unit is at most 3 UTF-8 bytes, so most frames skip the encoding.
     if (frame.length * 3 > MAX_MESSAGE_BYTES) {
       const bytes = new TextEncoder().encode(frame).byteLength;
       if (bytes > MAX_MESSAGE_BYTES) {
@@ -485,7 +486,7 @@ export class Dispatcher {
   #handleMessage(message: InboundMessage): void {
     switch (message.type) {
       case "UpscaleRequest":
-        this.#log.info("vm-monitor requested upscale", { id: message.id });
+        this.#log.debug("vm-monitor requested upscale", { id: message.id });
         try {
           this.#hooks.onUpscaleRequest?.();
         } catch (err) {
@@ -609,7 +610,7 @@ export class Dispatcher {
         lastTick = start + Math.floor((now - start) / period) * period;
       }
       const began = this.#clock.now();
-      let failure: unknown = undefined;
+      let failure: unknown;
       try {
         await this.healthCheck();
       } catch (err) {

@@ -88,7 +88,8 @@ export class Workload {
 
   /** Demand at `elapsedMs` of real time since the VM started. */
   demandAt(elapsedMs: number): Demand {
-    return this.shape(this.#workloadTime(elapsedMs));
+    const { load, memory, workingSet } = this.shape(this.#workloadTime(elapsedMs));
+    return { load, memory, workingSet };
   }
 
   /** The guest's state at `elapsedMs` of real time since the VM started. */

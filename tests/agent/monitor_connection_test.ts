@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { runMonitorConnection } from "../../agent/monitor/connection.ts";
 import type { Dispatcher } from "../../agent/monitor/dispatcher.ts";
-import { GenerationCounter } from "../../agent/monitor/generation.ts";
+import { GenerationCounter } from "../../agent/executor/clients.ts";
 import type { MonitorServer } from "../../sim/vm/monitor_server.ts";
 import { delay, until, withMonitor } from "./monitor_helpers.ts";
 

@@ -153,7 +153,8 @@ const CSV = `timestamp,load,memory,working_set
 Deno.test("workload: a trace interpolates between rows and holds past its ends", () => {
   const w = trace(CSV);
   assert.deepEqual(w.demandAt(30_000), { load: 1, memory: 1.5 * GiB, workingSet: 150 * MiB });
-  assert.equal(w.demandAt(DAY_MS).load, 1.5);
+  assert.deepEqual(w.demandAt(DAY_MS), { load: 1.5, memory: 2 * GiB, workingSet: 200 * MiB });
+  assert.deepEqual(w.demandAt(0), { load: 0.5, memory: GiB, workingSet: 100 * MiB });
   const looped = trace(CSV, { loop: true });
   assert.equal(looped.demandAt(150_000).load, 1);
 });
