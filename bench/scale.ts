@@ -1,0 +1,291 @@
+/**
+ * The scale benchmark (issue "Scale and latency"): a simulated node of N VMs in this process, the
+ * agent in another (`deno task start`, default config timings), measured for the agent process
+ * only once every Runner has started.
+ *
+ *     deno task bench:scale [-- --vms 100,500,1000,2000 --seconds 60 --out bench/results.json]
+ *
+ * Prints a Markdown table ready for BENCHMARKS.md.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Cluster, type VmSpec } from "../sim/cluster.ts";
+import { constant, sine, spike, step, type Workload } from "../sim/vm/workload.ts";
+
+const MiB = 1024 ** 2;
+const root = new URL("..", import.meta.url).pathname;
+
+const { values } = parseArgs({
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
+  options: {
+    vms: { type: "string", default: "100,500,1000,2000" },
+    seconds: { type: "string", default: "60" },
+    out: { type: "string" },
+  },
+});
+const sizes = values.vms.split(",").map(Number);
+const measureSeconds = Number(values.seconds);
+
+/** A realistic mix; most VMs idle, as on a real node. */
+function workloadFor(i: number): Workload {
+  const profiles: Workload[] = [
+    constant({ load: 0.05, memory: 300 * MiB }),
+    constant({ load: 0.05, memory: 300 * MiB }),
+    constant({ load: 0.2, memory: 500 * MiB }),
+    sine({ mean: { load: 0.4, memory: 700 * MiB }, amplitude: { load: 0.3 } }).withSpeedUp(30),
+    spike({
+      base: { load: 0.1 },
+      peak: { load: 0.9 },
+      atMs: 20 * 60_000,
+      durationMs: 5 * 60_000,
+      everyMs: 40 * 60_000,
+    }).withSpeedUp(20),
+  ];
+  return profiles[i % profiles.length];
+}
+
+interface ProcSample {
+  cpuSeconds: number;
+  rssBytes: number;
+}
+
+/** Reads another process's CPU time and resident memory from /proc. */
+async function procSample(pid: number): Promise<ProcSample> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const rssKb = Number(status.match(/^VmRSS:\s+(\d+) kB/m)?.[1] ?? 0);
+  return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100, rssBytes: rssKb * 1024 };
+}
+
+function metricValue(text: string, name: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(name + " "));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One row of the results table. */
+interface Result {
+  vms: number;
+  startupSeconds: number;
+  cpuAvg: number;
+  cpuPeak: number;
+  rssPeakMiB: number;
+  rssSteadyMiB: number;
+  lagP50Ms: number;
+  lagP99Ms: number;
+  upscaleP50Ms: number;
+  upscaleP99Ms: number;
+  upscaleSamples: number;
+  stepP50Ms: number;
+  stepP99Ms: number;
+  stepSamples: number;
+  runners: number;
+  timeouts: number;
+}
+
+async function run(count: number): Promise<Result> {
+  const specs: VmSpec[] = Array.from({ length: count }, (_, i) => ({
+    name: `vm-${i}`,
+    cpus: { min: 250, max: 2000, use: 250 },
+    memorySlots: { min: 1, max: 8, use: 1 },
+    workload: workloadFor(i),
+    // The benchmark sends its own UpscaleRequests; the monitors' own would blur them.
+    monitor: { upscaleThreshold: null },
+  }));
+  const cluster = await Cluster.start({ vms: specs, pluginPort: 0 });
+  const config = JSON.parse(await Deno.readTextFile(`${root}deploy/config.json`));
+  const ports = { metrics: freePort(), vmMetrics: freePort(), dump: freePort() };
+  config.listen = { host: "127.0.0.1", metricsPort: ports.metrics, vmMetricsPort: ports.vmMetrics };
+  config.dumpState = { port: ports.dump, timeoutSeconds: 5 };
+  config.scheduler.requestPort = cluster.plugin.port;
+  const configPath = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(configPath, JSON.stringify(config));
+  const metricsUrl = `http://127.0.0.1:${ports.metrics}/metrics`;
+
+  const started = performance.now();
+  const agent = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "start"],
+    cwd: root,
+    env: {
+      CONFIG_PATH: configPath,
+      K8S_NODE_NAME: "sim-node",
+      K8S_POD_IP: "127.0.0.1",
+      KUBECONFIG: cluster.kubeconfigPath,
+    },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    const pid = await agentPid(agent.pid);
+    // All Runners started and each has had its first scrape (the initial delay is below 5 s).
+    let runners = 0;
+    for (;;) {
+      try {
+        const text = await (await fetch(metricsUrl)).text();
+        runners = metricValue(text, "autoscaling_agent_runner_starts") ?? 0;
+        if (runners >= count) break;
+      } catch {
+        // Not listening yet.
+      }
+      await sleep(250);
+    }
+    const startupSeconds = (performance.now() - started) / 1000;
+    await sleep(10_000);
+
+    const samples: ProcSample[] = [await procSample(pid)];
+    const lagP50: number[] = [];
+    const lagP99: number[] = [];
+    const upscales: number[] = [];
+    const steps: number[] = [];
+    const deadline = performance.now() + measureSeconds * 1000;
+    let next = 0;
+    let second = 0;
+    while (performance.now() < deadline) {
+      await sleep(1000);
+      second++;
+      samples.push(await procSample(pid));
+      if (second % 10 === 0) {
+        const text = await (await fetch(metricsUrl)).text();
+        lagP50.push((metricValue(text, "nodejs_eventloop_lag_p50_seconds") ?? NaN) * 1000);
+        lagP99.push((metricValue(text, "nodejs_eventloop_lag_p99_seconds") ?? NaN) * 1000);
+      }
+      // One UpscaleRequest and one load step per second, each on a fresh idle VM.
+      const upVm = `vm-${(next++ * 5) % count}`;
+      measureUpscale(cluster, upVm).then((ms) => ms !== null && upscales.push(ms));
+      const stepVm = `vm-${(next++ * 5 + 1) % count}`;
+      measureLoadStep(cluster, stepVm).then((ms) => ms !== null && steps.push(ms));
+    }
+    // Let the last measurements finish (they give up after 10 s).
+    await sleep(11_000);
+    const text = await (await fetch(metricsUrl)).text();
+    const timeouts = [
+      ...text.matchAll(/^autoscaling_agent_\w+_total\{[^}]*timed out[^}]*\} (\d+)/gm),
+    ]
+      .reduce((sum, m) => sum + Number(m[1]), 0);
+    const cpu = samples.slice(1).map((s, i) => s.cpuSeconds - samples[i].cpuSeconds);
+    const elapsed = samples.length - 1;
+    return {
+      vms: count,
+      startupSeconds,
+      cpuAvg: (samples.at(-1)!.cpuSeconds - samples[0].cpuSeconds) / elapsed,
+      cpuPeak: Math.max(...cpu),
+      rssPeakMiB: Math.max(...samples.map((s) => s.rssBytes)) / MiB,
+      rssSteadyMiB: samples.at(-1)!.rssBytes / MiB,
+      lagP50Ms: percentile(lagP50, 50),
+      lagP99Ms: Math.max(...lagP99),
+      upscaleP50Ms: percentile(upscales, 50),
+      upscaleP99Ms: percentile(upscales, 99),
+      upscaleSamples: upscales.length,
+      stepP50Ms: percentile(steps, 50),
+      stepP99Ms: percentile(steps, 99),
+      stepSamples: steps.length,
+      runners,
+      timeouts,
+    };
+  } finally {
+    agent.kill("SIGTERM");
+    await agent.status;
+    await cluster.close();
+    await Deno.remove(configPath);
+  }
+}
+
+/** `deno task` runs the agent as its child; the agent is the one to measure. */
+async function agentPid(taskPid: number): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const children = (await Deno.readTextFile(`/proc/${taskPid}/task/${taskPid}/children`))
+        .trim();
+      if (children !== "") return Number(children.split(" ")[0]);
+    } catch {
+      // Not there yet.
+    }
+    await sleep(50);
+  }
+  return taskPid;
+}
+
+function patchedAbove(cluster: Cluster, vm: string, since: number, slots: number) {
+  return cluster.api.patches.find((p) =>
+    p.name === vm && p.at >= since && p.status === 200 && JSON.parse(p.body)[1].value > slots
+  );
+}
+
+/** Milliseconds from an UpscaleRequest to the NeonVM patch that answers it. */
+async function measureUpscale(cluster: Cluster, vm: string): Promise<number | null> {
+  const monitor = cluster.vm(vm).monitor;
+  if (!monitor.connected) return null;
+  // deno-lint-ignore no-explicit-any
+  const slots = (cluster.vmObject(vm) as any).spec.guest.memorySlots.use;
+  const at = Date.now();
+  monitor.requestUpscale();
+  for (let i = 0; i < 100; i++) {
+    const patch = patchedAbove(cluster, vm, at, slots);
+    if (patch !== undefined) return patch.at - at;
+    await sleep(20);
+  }
+  return null;
+}
+
+/** Milliseconds from a load step in the guest to the plugin request asking for more. */
+async function measureLoadStep(cluster: Cluster, vm: string): Promise<number | null> {
+  const fake = cluster.vm(vm);
+  const at = Date.now();
+  // deno-lint-ignore no-explicit-any
+  const podName = (cluster.vmObject(vm) as any).status.podName;
+  fake.setWorkload(step({ from: { load: 0.05 }, to: { load: 1.6 }, atMs: 0 }).withSpeedUp(1000));
+  for (let i = 0; i < 400; i++) {
+    const request = cluster.plugin.requests.find((r) =>
+      r.at >= at && r.request?.pod.name === podName &&
+      (r.request?.resources.milliCpu ?? 0) > (r.request?.lastPermit?.milliCpu ?? Infinity)
+    );
+    if (request !== undefined) return request.at - at;
+    await sleep(25);
+  }
+  return null;
+}
+
+const results: Result[] = [];
+for (const count of sizes) {
+  console.error(`running with ${count} VMs…`);
+  const result = await run(count);
+  console.error(JSON.stringify(result));
+  results.push(result);
+}
+
+const f = (n: number, digits = 1) => Number.isFinite(n) ? n.toFixed(digits) : "–";
+console.log(
+  "| VMs | Runners | agent CPU avg (cores) | CPU peak | RSS peak (MiB) | RSS steady | loop lag p50 / p99 (ms) | UpscaleRequest→patch p50 / p99 (ms) | load step→plugin p50 / p99 (ms) | timeouts |",
+);
+console.log("|---|---|---|---|---|---|---|---|---|---|");
+for (const r of results) {
+  console.log(
+    `| ${r.vms} | ${r.runners} | ${f(r.cpuAvg, 3)} | ${f(r.cpuPeak, 2)} | ${f(r.rssPeakMiB, 0)} | ${
+      f(r.rssSteadyMiB, 0)
+    } | ${f(r.lagP50Ms)} / ${f(r.lagP99Ms)} | ${f(r.upscaleP50Ms, 0)} / ${
+      f(r.upscaleP99Ms, 0)
+    } (n=${r.upscaleSamples}) | ${f(r.stepP50Ms, 0)} / ${
+      f(r.stepP99Ms, 0)
+    } (n=${r.stepSamples}) | ${r.timeouts} |`,
+  );
+}
+if (values.out !== undefined) {
+  await Deno.writeTextFile(values.out, JSON.stringify(results, null, 2));
+}
