@@ -64,6 +64,7 @@ async function main(): Promise<number> {
       nodeName: env.K8sNodeName,
       podIP: env.K8sPodIP,
       kubeConfig,
+      stateDir: env.StateDir,
     });
   } catch (err) {
     return fail("starting the agent", err);

@@ -6,6 +6,10 @@
  */
 
 import type * as k8s from "@kubernetes/client-node";
+import { BillingCollector } from "../billing/collector.ts";
+import { BillingCollectorMetrics } from "../billing/metrics.ts";
+import { openReportingPipelines } from "../billing/reporting/clients.ts";
+import { ScalingEventsReporter } from "../billing/scaling_events.ts";
 import type { AgentConfig } from "./config.ts";
 import { GlobalState } from "./global_state.ts";
 import { KubeClient } from "./k8s/client.ts";
@@ -33,6 +37,13 @@ export interface AgentOptions {
   nodeName: string;
   podIP: string;
   kubeConfig: k8s.KubeConfig;
+  /**
+   * Where the billing checkpoint and the reporting spools live; it must survive restarts of the
+   * agent (a hostPath in the DaemonSet).
+   */
+  stateDir: string;
+  /** The host name written into billing idempotency keys (default: the OS host name). */
+  hostname?: string;
   log?: Log;
   clock?: Clock;
   /** Test knobs; production uses the reference's fixed values. */
@@ -40,6 +51,8 @@ export interface AgentOptions {
     healthCheckIntervalMs?: number;
     restartDelayMs?: readonly [number, number];
     watchRetryDelayMs?: number | readonly [number, number];
+    /** How long a silent watch stream is trusted (30 s, as client-node's own watch timeout). */
+    watchIdleTimeoutMs?: number;
   };
 }
 
@@ -107,10 +120,34 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const limit = config.neonvm.patchRateLimit;
   const kube = new KubeClient(options.kubeConfig, {
     vmRateLimiter: new TokenBucket({ perSecond: limit.perSecond, burst: limit.burst }),
+    watchIdleTimeoutMs: options.tuning?.watchIdleTimeoutMs,
   });
   const statusWaiter = new VmStatusWaiter();
   const perVm = new PerVmMetricsUpkeep(perVmMetrics, nodeName, config.scalingEvents.cuMultiplier);
   const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  const hostname = options.hostname ?? Deno.hostname();
+  await Deno.mkdir(options.stateDir, { recursive: true });
+  // The spools replay what an earlier run left before anything new is produced.
+  const reporting = await openReportingPipelines(config, {
+    spoolDir: `${options.stateDir}/spool`,
+    registry: metrics.registry,
+    log: log.child("reporting"),
+  });
+  reporting.billing.start();
+  reporting.scalingEvents.start();
+  const scalingEvents = new ScalingEventsReporter({
+    config: config.scalingEvents,
+    sink: reporting.scalingEvents,
+    eventsTotal: metrics.scalingEvents,
+    log: log.child("scalingevents"),
+  });
+  const billingScope = new AbortController();
+  let billingDone: Promise<void> = Promise.resolve();
+  const stopReporting = async () => {
+    billingScope.abort();
+    await billingDone;
+    await Promise.all([reporting.billing.stop(), reporting.scalingEvents.stop()]);
+  };
 
   try {
     const schedulers = new SchedulerTracker({
@@ -135,6 +172,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         schedulerIP: () => schedulers.current()?.ip ?? null,
         statusWaiter,
         desiredCu: (vm, goal, parts) => perVm.desiredCu(vm, goal, parts),
+        scalingEvents,
         healthCheckIntervalMs: options.tuning?.healthCheckIntervalMs,
       },
       log,
@@ -145,6 +183,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       source: kube.virtualMachines(),
       nodeName,
       schedulerName: config.scheduler.schedulerName,
+      defaultScalingConfig: config.scaling.defaultConfig,
       onEvent: (event) => state.handleEvent(event),
       vmMetrics: fanOut(perVm, statusObserver(statusWaiter)),
       observer: watcherObserver(metrics.watchers, VM_WATCHER_NAME),
@@ -154,6 +193,18 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     await vms.start(root.signal).catch((err) => {
       throw new Error(`error starting VM watcher: ${(err as Error).message}`);
     });
+
+    const collector = new BillingCollector({
+      config: config.billing,
+      nodeName,
+      hostname,
+      source: vms,
+      sink: reporting.billing,
+      stateDir: options.stateDir,
+      metrics: new BillingCollectorMetrics(metrics.registry),
+      log: log.child("billing"),
+    });
+    billingDone = collector.run(billingScope.signal);
 
     const host = config.listen.host;
     servers.push(serveMetrics(metrics.registry, {
@@ -194,6 +245,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       },
       async stop() {
         stopped = true;
+        // Billing first: its final collection reads the VM watch, which is still running.
+        await stopReporting();
         root.abort();
         state.stopAll();
         await Promise.all(servers.map((s) => s.finished));
@@ -206,6 +259,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   } catch (err) {
     root.abort();
     await Promise.all(servers.map((s) => s.finished));
+    await stopReporting();
     throw err;
   }
 }

@@ -18,6 +18,7 @@ import {
   validateScalingConfig,
 } from "../core/mod.ts";
 import { parseQuantity, quantityToBytes, quantityToMilli } from "./k8s/quantity.ts";
+import { estimatorProblems } from "./k8s/vm.ts";
 
 /** A config file that cannot be used; `problems` lists each violation on its own. */
 export class ConfigError extends Error {
@@ -165,7 +166,11 @@ const defaultScalingConfig = z
     const typed = Object.fromEntries(
       Object.entries(ctx.value).filter(([key]) => !rejected.has(key)),
     );
-    for (const problem of validateScalingConfig(typed as ScalingConfig, "defaults")) {
+    const problems = [
+      ...validateScalingConfig(typed as ScalingConfig, "defaults"),
+      ...estimatorProblems(typed as ScalingConfig),
+    ];
+    for (const problem of problems) {
       const [, key, rest] = /^(\w+) (.*)$/.exec(problem) ?? [];
       if (rejected.has(key)) continue;
       ctx.issues.push({

@@ -4,12 +4,21 @@
  * @module
  */
 
-/** The three environment inputs, named as the startup log's `args` field names them. */
+/** The environment inputs, named as the startup log's `args` field names them. */
 export interface AgentEnv {
   ConfigPath: string;
   K8sNodeName: string;
   K8sPodIP: string;
+  /**
+   * `AUTOSCALER_AGENT_STATE_DIR`: the billing checkpoint and reporting spools. An environment
+   * variable rather than a config key, so that the same ConfigMap also works with the reference,
+   * which rejects unknown keys (billing.md 9.3).
+   */
+  StateDir: string;
 }
+
+/** Where the state lives when `AUTOSCALER_AGENT_STATE_DIR` is not set (a hostPath volume). */
+export const DEFAULT_STATE_DIR = "/var/lib/autoscaler-agent";
 
 /** A missing or empty variable; `problems` has one `missing <NAME> in environment` per variable. */
 export class EnvError extends Error {
@@ -42,5 +51,6 @@ export function readEnv(env: Record<string, string | undefined> = Deno.env.toObj
     else values[field] = value;
   }
   if (problems.length > 0) throw new EnvError(problems);
+  values.StateDir = env["AUTOSCALER_AGENT_STATE_DIR"] || DEFAULT_STATE_DIR;
   return values as AgentEnv;
 }

@@ -30,6 +30,7 @@ import {
 } from "./executor/loops.ts";
 import { runSleeper } from "./executor/sleeper.ts";
 import { hostPort } from "./http_request.ts";
+import type { ScalingEventsReporter } from "../billing/scaling_events.ts";
 import type { KubeClient } from "./k8s/client.ts";
 import type { Log } from "./log.ts";
 import { flagsDirection, type GlobalMetrics } from "./metrics.ts";
@@ -59,6 +60,8 @@ export interface RunnerDeps {
   statusWaiter: VmStatusWaiter;
   /** Sets the VM's desired-CU gauges (ignored once the VM left this node, S-17). */
   desiredCu: (vm: NamespacedName, goalCU: number, parts: Record<string, number | null>) => void;
+  /** Where actual and hypothetical scaling events go (agent.md 3.10). */
+  scalingEvents: ScalingEventsReporter;
   /** The vm-monitor health-check period; the reference's fixed 5 s unless a test shortens it. */
   healthCheckIntervalMs?: number;
 }
@@ -158,6 +161,8 @@ export class Runner {
     const { config, clock, metrics } = this.#deps;
     const vmInfo = this.#status.vmInfo;
     const jitter = randomInt(0, 100);
+    // Each incarnation starts with a fresh re-report limiter, as the reference's Runner does.
+    const limiter = this.#deps.scalingEvents.newLimiter();
     const observe = (histogram: typeof metrics.pluginLatency) => (ms: number, flags: number) =>
       histogram.observe({ direction: flagsDirection(flags) }, ms / 1000);
     const coreConfig: CoreConfig = {
@@ -181,8 +186,18 @@ export class Runner {
         pluginLatency: observe(metrics.pluginLatency),
         monitorLatency: observe(metrics.monitorLatency),
         neonvmLatency: observe(metrics.neonvmLatency),
-        hypotheticalScaling: (_t, _current, goal, parts) =>
-          this.#deps.desiredCu(this.#pod.vm, goal, { ...parts }),
+        actualScaling: (_t, current, target) =>
+          this.#deps.scalingEvents.reportActual(this.#status.endpointID, current, target),
+        hypotheticalScaling: (_t, current, goal, parts) => {
+          this.#deps.desiredCu(this.#pod.vm, goal, { ...parts });
+          this.#deps.scalingEvents.reportHypothetical(
+            limiter,
+            this.#status.endpointID,
+            current,
+            goal,
+            parts,
+          );
+        },
       },
     };
     return new ExecutorCore(vmInfo, coreConfig, {
@@ -281,7 +296,6 @@ export class Runner {
         onConnected: (dispatcher) =>
           core.monitorActive(true, () => {
             this.#monitor.current = { generation: generation.increment(), dispatcher };
-            wlog.info("connected to vm-monitor");
           }),
         clock,
         log: wlog,

@@ -117,6 +117,7 @@ async function run(count: number): Promise<Result> {
   config.scheduler.requestPort = cluster.plugin.port;
   const configPath = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(configPath, JSON.stringify(config));
+  const stateDir = await Deno.makeTempDir({ prefix: "agent-state-" });
   const metricsUrl = `http://127.0.0.1:${ports.metrics}/metrics`;
 
   const started = performance.now();
@@ -124,6 +125,7 @@ async function run(count: number): Promise<Result> {
     args: ["task", "-q", "start"],
     cwd: root,
     env: {
+      AUTOSCALER_AGENT_STATE_DIR: stateDir,
       CONFIG_PATH: configPath,
       K8S_NODE_NAME: "sim-node",
       K8S_POD_IP: "127.0.0.1",
@@ -204,6 +206,7 @@ async function run(count: number): Promise<Result> {
     await agent.status;
     await cluster.close();
     await Deno.remove(configPath);
+    await Deno.remove(stateDir, { recursive: true });
   }
 }
 

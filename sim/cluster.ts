@@ -213,7 +213,9 @@ export class Cluster {
         vm.start();
         return vm;
       } catch (err) {
-        if (!isAddrInUse(err) || attempt >= 100) throw err;
+        if (!isAddrInUse(err) || attempt >= 1000) throw err;
+        // Another cluster holds this stretch of addresses: jump elsewhere rather than walk it.
+        this.#nextAddress = randomInt(VM_ADDRESS_SPACE);
       }
     }
   }

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { BillingCollectorMetrics } from "../billing/metrics.ts";
+import { ReportingMetrics } from "../billing/reporting/metrics.ts";
 import { z } from "zod";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { agentConfigSchema, parseConfig } from "../agent/config.ts";
@@ -523,6 +525,10 @@ async function metricFamilies(): Promise<MetricFamilies> {
   collectDefaultMetrics({ register: defaults });
   const defaultNames = new Set(defaults.getMetricsAsArray().map(({ name }) => name));
   const global = new GlobalMetrics().registry;
+  // What the agent registers next to GlobalMetrics at start-up: billing and both pipelines.
+  new BillingCollectorMetrics(global);
+  new ReportingMetrics("billing", global);
+  new ReportingMetrics("scalingevents", global);
   const agentGlobal = await families(global, defaultNames);
   const runtime = await families(global, new Set(agentGlobal.map(({ name }) => name)));
   const perVm = await families(new PerVmMetrics().registry, new Set());

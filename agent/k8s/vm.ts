@@ -11,6 +11,7 @@ import {
   type ScalingConfig,
   validateScalingConfig,
   type VmInfo,
+  withOverrides,
 } from "../../core/mod.ts";
 import {
   decodeBytes,
@@ -242,6 +243,26 @@ export function decodeConfigAnnotation(annotation: string): Decoded<ScalingConfi
   return { ok: true, value: config };
 }
 
+/**
+ * What the core's working-set estimator needs of a complete scaling config (core.md 15.7). The
+ * reference accepts a config that breaks them and then crashes its Runner on every LFC scrape;
+ * we refuse such a config where it enters, naming the keys.
+ */
+export function estimatorProblems(cfg: ScalingConfig): string[] {
+  const window = cfg.lfcWindowSizeMinutes;
+  const wait = cfg.lfcMinWaitBeforeDownscaleMinutes;
+  const problems: string[] = [];
+  if (typeof window === "number" && window < 2) {
+    problems.push(`lfcWindowSizeMinutes must be at least 2, got ${window}`);
+  }
+  if (typeof window === "number" && typeof wait === "number" && wait < window) {
+    problems.push(
+      `lfcMinWaitBeforeDownscaleMinutes (${wait}) must be at least lfcWindowSizeMinutes (${window})`,
+    );
+  }
+  return problems;
+}
+
 /** A successful extraction, with what the runner registry needs next to the VmInfo. */
 export interface ExtractedVm {
   ok: true;
@@ -260,7 +281,10 @@ export type ExtractResult = ExtractedVm | { ok: false; error: string };
 const toUint16 = (n: number) => n & 0xffff;
 
 /** §4.4 VmInfo extraction; every failure names the field or annotation that was wrong. */
-export function extractVmInfo(vm: VirtualMachine): ExtractResult {
+export function extractVmInfo(
+  vm: VirtualMachine,
+  defaults: ScalingConfig = {},
+): ExtractResult {
   const fail = (error: string): ExtractResult => ({ ok: false, error });
   const { guest } = vm.spec;
   const slotSize = guest.memorySlotSize;
@@ -304,6 +328,10 @@ export function extractVmInfo(vm: VirtualMachine): ExtractResult {
   if (configText !== undefined) {
     const decoded = decodeConfigAnnotation(configText);
     if (!decoded.ok) return fail(`annotation ${ANNOTATION_CONFIG}: ${decoded.error}`);
+    const problems = estimatorProblems(withOverrides(defaults, decoded.value));
+    if (problems.length > 0) {
+      return fail(`annotation ${ANNOTATION_CONFIG}, with the defaults: ${problems.join("; ")}`);
+    }
     scalingConfig = decoded.value;
   }
 

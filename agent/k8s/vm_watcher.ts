@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { VmInfo } from "../../core/mod.ts";
+import type { ScalingConfig, VmInfo } from "../../core/mod.ts";
 import { type K8sLog, silentLog } from "./log.ts";
 import {
   type ListWatchSource,
@@ -56,6 +56,8 @@ export interface VmWatcherOptions extends ResponsibilityParams {
   source: ListWatchSource;
   /** Receives runner events; must not block (the reference appends to an unbounded queue). */
   onEvent(event: VmEvent): void;
+  /** `scaling.defaultConfig`, which a VM's config annotation is checked against. */
+  defaultScalingConfig?: ScalingConfig;
   vmMetrics?: VmMetricsObserver;
   /** Watcher metrics hooks (`watcher_instance="VirtualMachines"`). */
   observer?: ReflectorObserver;
@@ -172,7 +174,7 @@ export class VmWatcher {
   }
 
   #extract(vm: VirtualMachine, kind: "added" | "updated") {
-    const result = extractVmInfo(vm);
+    const result = extractVmInfo(vm, this.#options.defaultScalingConfig);
     const fields = { virtualmachine: vmKey(vm), pod: vm.status.podName, event: kind };
     if (!result.ok) {
       this.#log.error("invalid VirtualMachine; event dropped", { ...fields, error: result.error });

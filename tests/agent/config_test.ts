@@ -457,12 +457,17 @@ const FULL_ENV = {
   K8S_POD_IP: "10.0.0.7",
 };
 
-Deno.test("env: the three variables are read", () => {
+Deno.test("env: the three variables are read; the state dir has a default", () => {
   assert.deepEqual(readEnv({ ...FULL_ENV, OTHER: "x" }), {
     ConfigPath: "/etc/autoscaler-agent-config/config.json",
     K8sNodeName: "node-1",
     K8sPodIP: "10.0.0.7",
+    StateDir: "/var/lib/autoscaler-agent",
   });
+  assert.equal(
+    readEnv({ ...FULL_ENV, AUTOSCALER_AGENT_STATE_DIR: "/data/agent" }).StateDir,
+    "/data/agent",
+  );
 });
 
 Deno.test("env: each missing or empty variable is named", () => {
@@ -490,4 +495,14 @@ Deno.test("env: all missing variables are listed together, in the reference's or
     for (const problem of err.problems) assert.ok(err.message.includes(problem));
     return true;
   });
+});
+
+Deno.test("a default scaling config that breaks the working-set estimator is refused", () => {
+  const found = problems(withValue("scaling.defaultConfig.lfcMinWaitBeforeDownscaleMinutes", 3));
+  assert.ok(
+    found.some((p) =>
+      /scaling\.defaultConfig/.test(p) && /must be at least lfcWindowSizeMinutes \(5\)/.test(p)
+    ),
+    found.join("\n"),
+  );
 });

@@ -79,10 +79,12 @@ Deno.test("daemon: deno task start with the example config scales VMs of a runni
   raw.scheduler.requestPort = cluster.plugin.port;
   const configPath = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(configPath, JSON.stringify(raw));
+  const stateDir = await Deno.makeTempDir({ prefix: "agent-state-" });
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "-q", "start"],
     cwd: root,
     env: {
+      AUTOSCALER_AGENT_STATE_DIR: stateDir,
       CONFIG_PATH: configPath,
       K8S_NODE_NAME: "sim-node",
       K8S_POD_IP: "127.0.0.1",
@@ -131,6 +133,7 @@ Deno.test("daemon: deno task start with the example config scales VMs of a runni
     await drained;
     await cluster.close();
     await Deno.remove(configPath);
+    await Deno.remove(stateDir, { recursive: true });
     assert.ok(status.success, `agent exit ${JSON.stringify(status)}:\n${logs.slice(-2000)}`);
     assert.match(logs, /main loop returned without issue, exiting/);
   }

@@ -1,6 +1,6 @@
 /** Starts the agent in-process against a simulated cluster, with short test timings. */
 
-import { type Agent, startAgent } from "../../agent/agent.ts";
+import { type Agent, type AgentOptions, startAgent } from "../../agent/agent.ts";
 import { parseConfig } from "../../agent/config.ts";
 import { kubeConfigFromString } from "../../agent/k8s/client.ts";
 import type { Log } from "../../agent/log.ts";
@@ -32,6 +32,8 @@ export interface SimAgent {
   cluster: Cluster;
   agent: Agent;
   logs: LogLine[];
+  /** The agent's billing checkpoint and spools (removed on stop). */
+  stateDir: string;
   stop(): Promise<void>;
 }
 
@@ -46,8 +48,9 @@ export async function startSimAgent(
   options: {
     cluster?: ClusterOptions;
     // deno-lint-ignore no-explicit-any
-    config?: (raw: Record<string, any>) => void;
+    config?: (raw: Record<string, any>, cluster: Cluster) => void;
     nodeName?: string;
+    tuning?: AgentOptions["tuning"];
   } = {},
 ): Promise<SimAgent> {
   const cluster = await Cluster.start({ pluginPort: 0, ...options.cluster });
@@ -56,28 +59,34 @@ export async function startSimAgent(
     raw.listen = { host: "127.0.0.1", metricsPort: 0, vmMetricsPort: 0 };
     raw.dumpState = null;
     raw.scheduler.requestPort = cluster.plugin.port;
-    options.config?.(raw);
+    options.config?.(raw, cluster);
     const config = parseConfig(JSON.stringify(raw));
     const logs: LogLine[] = [];
+    const stateDir = await Deno.makeTempDir({ prefix: "agent-state-" });
     const agent = await startAgent({
       config,
       nodeName: options.nodeName ?? SIM_NODE,
       podIP: "127.0.0.1",
       kubeConfig: kubeConfigFromString(cluster.api.kubeconfig()),
+      stateDir,
+      hostname: "agent-test",
       log: capturingLog(logs),
       tuning: {
         healthCheckIntervalMs: 500,
         restartDelayMs: [100, 200],
         watchRetryDelayMs: [50, 100],
+        ...options.tuning,
       },
     });
     return {
       cluster,
       agent,
       logs,
+      stateDir,
       async stop() {
         await agent.stop();
         await cluster.close();
+        await Deno.remove(stateDir, { recursive: true });
       },
     };
   } catch (err) {

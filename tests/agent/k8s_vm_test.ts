@@ -364,3 +364,20 @@ Deno.test("vm: the bounds annotation decodes on its own for the per-VM metrics",
   );
   assert.equal(decodeBoundsAnnotation('{"min":{"cpu":true}}').ok, false);
 });
+
+Deno.test("vm: a config annotation that breaks the working-set estimator is refused (deviation, core.md 15.7)", () => {
+  const defaults = { lfcWindowSizeMinutes: 5, lfcMinWaitBeforeDownscaleMinutes: 5 };
+  const extract = (config: object) =>
+    extractVmInfo(decode(vmJson({ annotations: { [CONFIG]: JSON.stringify(config) } })), defaults);
+  const short = extract({ lfcMinWaitBeforeDownscaleMinutes: 1 });
+  assert.ok(!short.ok);
+  assert.match(
+    short.error,
+    /lfcMinWaitBeforeDownscaleMinutes \(1\) must be at least lfcWindowSizeMinutes \(5\)/,
+  );
+  const tiny = extract({ lfcWindowSizeMinutes: 1, lfcMinWaitBeforeDownscaleMinutes: 1 });
+  assert.ok(!tiny.ok);
+  assert.match(tiny.error, /lfcWindowSizeMinutes must be at least 2, got 1/);
+  const fine = extract({ lfcWindowSizeMinutes: 2, lfcMinWaitBeforeDownscaleMinutes: 2 });
+  assert.ok(fine.ok);
+});

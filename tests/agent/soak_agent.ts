@@ -17,11 +17,13 @@ globalThis.addEventListener("unhandledrejection", (event) => {
   console.error(`unhandled rejection: ${event.reason}`);
 });
 
+const stateDir = await Deno.makeTempDir({ prefix: "soak-state-" });
 const agent = await startAgent({
   config: await loadConfig(configPath),
   nodeName: "sim-node",
   podIP: "127.0.0.1",
   kubeConfig: kubeConfigFromString(await Deno.readTextFile(kubeconfigPath)),
+  stateDir,
   log: silentLog,
 });
 const gc = (globalThis as unknown as { gc: () => void }).gc;
@@ -33,4 +35,5 @@ for (let t = Number(everySeconds); t <= Number(totalSeconds); t += Number(everyS
   console.log(JSON.stringify({ t, heapUsed, rss, rejections, runners: agent.state.size }));
 }
 await agent.stop();
+await Deno.remove(stateDir, { recursive: true });
 Deno.exit(0);

@@ -1,0 +1,147 @@
+/**
+ * The clients of each pipeline, built from the validated config (billing.md 3.1, 5).
+ *
+ * @module
+ */
+
+import type { Registry } from "prom-client";
+import type { BillingConfig, ScalingEventsConfig } from "../../agent/config.ts";
+import type { Log } from "../../agent/log.ts";
+import { AzureBlobTransport, type AzureBlobTransportOptions } from "./azure_blob.ts";
+import { billingObjectKey, scalingEventsObjectKey } from "./keys.ts";
+import { type ReportingClient, ReportingPipeline } from "./pipeline.ts";
+import { S3Transport, type S3TransportOptions } from "./s3.ts";
+import { HttpTransport } from "./transport.ts";
+
+/** Credentials for tests; production uses the SDKs' default chains. */
+export interface ClientCredentials {
+  s3?: S3TransportOptions["credentials"];
+  azureBlob?: AzureBlobTransportOptions["credential"];
+}
+
+/** Billing: http, then azureblob, then s3 (the reference's order, which only shows in logs). */
+export function billingClients(
+  clients: BillingConfig["clients"],
+  credentials: ClientCredentials = {},
+): ReportingClient[] {
+  const out: ReportingClient[] = [];
+  if (clients.http) {
+    out.push({
+      name: "http",
+      format: "jsonArray",
+      transport: new HttpTransport(clients.http.url),
+      ...pushSettings(clients.http),
+    });
+  }
+  if (clients.azureBlob) {
+    const c = clients.azureBlob;
+    out.push({
+      name: "azureblob",
+      format: "jsonLinesGzip",
+      objectKey: (at) => billingObjectKey(c.prefixInContainer, at),
+      transport: new AzureBlobTransport({
+        endpoint: c.endpoint,
+        container: c.container,
+        credential: credentials.azureBlob,
+      }),
+      ...pushSettings(c),
+    });
+  }
+  if (clients.s3) {
+    const c = clients.s3;
+    out.push({
+      name: "s3",
+      format: "jsonLinesGzip",
+      objectKey: (at) => billingObjectKey(c.prefixInBucket, at),
+      transport: new S3Transport({ ...c, credentials: credentials.s3 }),
+      ...pushSettings(c),
+    });
+  }
+  return out;
+}
+
+/** Scaling events: azureblob, then s3; no HTTP client. */
+export function scalingEventsClients(
+  clients: ScalingEventsConfig["clients"],
+  credentials: ClientCredentials = {},
+): ReportingClient[] {
+  const out: ReportingClient[] = [];
+  if (clients.azureBlob) {
+    const c = clients.azureBlob;
+    out.push({
+      name: "azureblob",
+      format: "jsonLinesGzip",
+      objectKey: (at) => scalingEventsObjectKey(c.prefixInContainer, at),
+      transport: new AzureBlobTransport({
+        endpoint: c.endpoint,
+        container: c.container,
+        credential: credentials.azureBlob,
+      }),
+      ...pushSettings(c),
+    });
+  }
+  if (clients.s3) {
+    const c = clients.s3;
+    out.push({
+      name: "s3",
+      format: "jsonLinesGzip",
+      objectKey: (at) => scalingEventsObjectKey(c.prefixInBucket, at),
+      transport: new S3Transport({ ...c, credentials: credentials.s3 }),
+      ...pushSettings(c),
+    });
+  }
+  return out;
+}
+
+function pushSettings(
+  c: { pushEverySeconds: number; pushRequestTimeoutSeconds: number; maxBatchSize: number },
+): Pick<ReportingClient, "pushEverySeconds" | "pushRequestTimeoutSeconds" | "maxBatchSize"> {
+  return {
+    pushEverySeconds: c.pushEverySeconds,
+    pushRequestTimeoutSeconds: c.pushRequestTimeoutSeconds,
+    maxBatchSize: c.maxBatchSize,
+  };
+}
+
+export interface ReportingPipelinesOptions {
+  /** Root of both spools (`<spoolDir>/billing/…`, `<spoolDir>/scalingevents/…`). */
+  spoolDir: string;
+  /** The global registry (port 9100). */
+  registry: Registry;
+  log?: Log;
+  /** Per client. */
+  spoolCapBytes?: number;
+  credentials?: ClientCredentials;
+}
+
+/**
+ * Both pipelines of the agent, spools recovered, not started yet. Throws when a client cannot be
+ * built or a spool cannot be used; start-up must then fail (billing.md 3.1).
+ */
+export async function openReportingPipelines(
+  config: { billing: BillingConfig; scalingEvents: ScalingEventsConfig },
+  options: ReportingPipelinesOptions,
+): Promise<{ billing: ReportingPipeline; scalingEvents: ReportingPipeline }> {
+  const common = {
+    spoolDir: options.spoolDir,
+    registry: options.registry,
+    log: options.log,
+    spoolCapBytes: options.spoolCapBytes,
+  };
+  const billing = new ReportingPipeline({
+    kind: "billing",
+    clients: billingClients(config.billing.clients, options.credentials),
+    ...common,
+  });
+  try {
+    const scalingEvents = new ReportingPipeline({
+      kind: "scalingevents",
+      clients: scalingEventsClients(config.scalingEvents.clients, options.credentials),
+      ...common,
+    });
+    return { billing, scalingEvents };
+  } catch (err) {
+    await billing.stop({ deadlineMs: 0 });
+    throw err;
+  }
+}
