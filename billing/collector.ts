@@ -287,7 +287,7 @@ export class BillingCollector {
   /** One drain (§1.7) through the two phases of the checkpoint protocol. */
   async drain(): Promise<void> {
     const windowStart = this.#requireBegun();
-    const now = this.#clock.now();
+    const now = this.#laterThan(windowStart, this.#clock.now());
     for (const history of this.#history.values()) this.#finalize(history);
     // Built before any state changes, so that a failure leaves the usage in the next window.
     const events = this.#buildEvents(
@@ -306,6 +306,17 @@ export class BillingCollector {
       });
     }
     await this.#commit();
+  }
+
+  /**
+   * Idempotency keys carry the drain instant at microsecond resolution, so two drains within one
+   * microsecond (a final drain right after a periodic one) would reuse keys for different
+   * values, and a deduplicating consumer would drop the second. The drain instant therefore
+   * moves on to the next microsecond when the clock has not.
+   */
+  #laterThan(previous: Instant, now: Instant): Instant {
+    const nextMicro = previous.wallNs - (previous.wallNs % 1000n) + 1000n;
+    return now.wallNs >= nextMicro ? now : { ...now, wallNs: nextMicro };
   }
 
   #requireBegun(): Instant {

@@ -946,3 +946,27 @@ Deno.test("collector: run() recovers first, checkpoints, and leaves nothing afte
     assert.deepEqual(next.sink.events, []);
   });
 });
+
+Deno.test("collector: a drain in the same microsecond as the previous one still gets its own keys", async () => {
+  const { clock, source, sink, collector } = setup();
+  at(clock, 0.5);
+  collector.begin();
+  source.list = [vm({ uid: "x", endpoint: "ep-1", cpus: "2" })];
+  for (const t of [0.5, 4, 8, 12, 16, 20, 24]) {
+    at(clock, t);
+    await collector.collect();
+  }
+  at(clock, 24.5);
+  await collector.drain();
+  // The clock has not moved: a last collection and a drain at the very same instant.
+  await collector.collect();
+  await collector.drain();
+  const keys = sink.parsed().map((e) => String(e.idempotency_key));
+  assert.equal(keys.length, 4);
+  assert.equal(new Set(keys).size, 4, keys.join("\n"));
+  const last = sink.parsed().slice(2);
+  assert.equal(last[0].start_time, wall(24.5));
+  // 24.5 s is …00.844007537Z: the drain instant moves on to the next whole microsecond.
+  assert.equal(last[0].stop_time, "2024-04-12T12:10:00.844008Z");
+  assert.equal(last[0].value, 1, "the half second [24, 24.5] at 2 vCPU");
+});

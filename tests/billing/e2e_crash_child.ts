@@ -7,8 +7,9 @@
  * The collector checkpoints into `<stateDir>` and the pipeline spools under it. Simulated time
  * starts at `<startWallNs>` and moves only through the collector's injected `sleep`, which
  * advances the manual clock by exactly the time asked for, after a 1 ms real pause so that a
- * SIGKILL can land anywhere. SIGTERM stops the collector (final collection and drain) and the
- * pipeline (final send pass), then the process exits 0.
+ * SIGKILL can land anywhere. SIGTERM stops the collector (the interrupted wait still moves the
+ * clock, then the final collection and drain) and the pipeline (final send pass), then the
+ * process exits 0.
  *
  * What it prints on stdout, one line per write (a pipe write this short is atomic, so the parent
  * reads every line written before a SIGKILL):
@@ -138,18 +139,29 @@ if (import.meta.main) {
     log,
     sleep: (ms, signal) =>
       new Promise<boolean>((resolve) => {
-        if (signal.aborted) return resolve(false);
-        const onAbort = () => {
-          clearTimeout(timer);
-          resolve(false);
-        };
-        const timer = setTimeout(() => {
-          signal.removeEventListener("abort", onAbort);
-          const target = clock.wallNs + BigInt(ms) * 1_000_000n;
+        const advance = (byMs: number) => {
+          const target = clock.wallNs + BigInt(byMs) * 1_000_000n;
           say(`t ${target}`);
           clock.advanceNs(target - clock.wallNs);
+        };
+        // Stopped: half a second (or the whole wait, if shorter) passes anyway, so that the final
+        // collection and drain come later than the step before them, as on a real clock. At the
+        // very instant of a drain, the final drain would reuse that drain's idempotency keys for
+        // different values. Half a second keeps every slice a whole number of half seconds.
+        const stopped = () => {
+          advance(Math.min(ms, 500));
+          resolve(false);
+        };
+        if (signal.aborted) return stopped();
+        const timer = setTimeout(() => {
+          signal.removeEventListener("abort", onAbort);
+          advance(ms);
           resolve(true);
         }, 1);
+        const onAbort = () => {
+          clearTimeout(timer);
+          stopped();
+        };
         signal.addEventListener("abort", onAbort, { once: true });
       }),
   });

@@ -178,7 +178,10 @@ Deno.test("billing e2e: collector + pipeline SIGKILLed at 30 points bill exactly
         const json = line.slice("event ".length);
         const key = JSON.parse(json).idempotency_key as string;
         const seen = produced.get(key);
-        assert.ok(seen === undefined || seen === json, where(`key ${key} on two events`));
+        assert.ok(
+          seen === undefined || seen === json,
+          where(`round ${round}: key ${key} on two events`),
+        );
         produced.set(key, json);
       }
     };
