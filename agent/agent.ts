@@ -149,6 +149,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     await Promise.all([reporting.billing.stop(), reporting.scalingEvents.stop()]);
   };
 
+  // Runners started before a later start-up step failed must not outlive the failed start.
+  let runners: GlobalState | null = null;
   try {
     const schedulers = new SchedulerTracker({
       source: kube.pods(
@@ -179,6 +181,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       restartDelayMs: options.tuning?.restartDelayMs,
     });
 
+    runners = state;
     const vms = new VmWatcher({
       source: kube.virtualMachines(),
       nodeName,
@@ -258,6 +261,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     };
   } catch (err) {
     root.abort();
+    runners?.stopAll();
     await Promise.all(servers.map((s) => s.finished));
     await stopReporting();
     throw err;

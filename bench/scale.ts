@@ -98,6 +98,7 @@ interface Result {
   stepSamples: number;
   runners: number;
   timeouts: number;
+  heapUsedMiB: number;
 }
 
 async function run(count: number): Promise<Result> {
@@ -122,9 +123,19 @@ async function run(count: number): Promise<Result> {
 
   const started = performance.now();
   const agent = new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", "start"],
+    args: Deno.env.get("AGENT_PROF_DIR")
+      ? [
+        "run",
+        "--allow-all",
+        `--v8-flags=--prof,--logfile=${Deno.env.get("AGENT_PROF_DIR")}/v8.log,--no-logfile-per-isolate`,
+        "main.ts",
+      ]
+      : Deno.env.get("AGENT_DENO_ARGS")
+      ? ["run", "--allow-all", ...Deno.env.get("AGENT_DENO_ARGS")!.split(" "), "main.ts"]
+      : ["task", "-q", "start"],
     cwd: root,
     env: {
+      ...(Deno.env.get("AGENT_V8_FLAGS") ? { DENO_V8_FLAGS: Deno.env.get("AGENT_V8_FLAGS")! } : {}),
       AUTOSCALER_AGENT_STATE_DIR: stateDir,
       CONFIG_PATH: configPath,
       K8S_NODE_NAME: "sim-node",
@@ -177,6 +188,11 @@ async function run(count: number): Promise<Result> {
     // Let the last measurements finish (they give up after 10 s).
     await sleep(11_000);
     const text = await (await fetch(metricsUrl)).text();
+    const heapUsedMiB = (metricValue(text, "nodejs_heap_size_used_bytes") ?? NaN) / MiB;
+    console.error(
+      `heap total ${(metricValue(text, "nodejs_heap_size_total_bytes") ?? NaN) / MiB} MiB, ` +
+        `external ${(metricValue(text, "nodejs_external_memory_bytes") ?? NaN) / MiB} MiB`,
+    );
     const timeouts = [
       ...text.matchAll(/^autoscaling_agent_\w+_total\{[^}]*timed out[^}]*\} (\d+)/gm),
     ]
@@ -200,6 +216,7 @@ async function run(count: number): Promise<Result> {
       stepSamples: steps.length,
       runners,
       timeouts,
+      heapUsedMiB,
     };
   } finally {
     agent.kill("SIGTERM");

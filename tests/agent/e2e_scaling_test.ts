@@ -1,9 +1,14 @@
 /** End to end: the agent in-process against the simulated cluster, scaling real-looking VMs. */
 
 import assert from "node:assert/strict";
+import { startAgent } from "../../agent/agent.ts";
+import { parseConfig } from "../../agent/config.ts";
+import { kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { silentLog } from "../../agent/log.ts";
+import { Cluster } from "../../sim/cluster.ts";
 import { decodeBytes } from "../../sim/quantity.ts";
 import { constant } from "../../sim/vm/workload.ts";
-import { sample, specUse, startSimAgent, waitFor } from "./e2e_helpers.ts";
+import { sample, simConfigJson, specUse, startSimAgent, waitFor } from "./e2e_helpers.ts";
 
 const GiB = 1024 ** 3;
 
@@ -283,5 +288,40 @@ Deno.test("e2e: VMs get and lose Runners as they are created, deleted and migrat
     assert.equal(cluster.vm("elsewhere").system.reads, 0);
   } finally {
     await sim.stop();
+  }
+});
+
+Deno.test("e2e: a start that fails after the watch began leaves no Runner behind", async () => {
+  const cluster = await Cluster.start({ vms: [{ name: "orphan" }], pluginPort: 0 });
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const stateDir = await Deno.makeTempDir();
+  try {
+    const raw = await simConfigJson();
+    raw.listen = { host: "127.0.0.1", metricsPort: 0, vmMetricsPort: 0 };
+    raw.dumpState = { port: (busy.addr as Deno.NetAddr).port, timeoutSeconds: 1 };
+    raw.scheduler.requestPort = cluster.plugin.port;
+    await assert.rejects(
+      startAgent({
+        config: parseConfig(JSON.stringify(raw)),
+        nodeName: "sim-node",
+        podIP: "127.0.0.1",
+        kubeConfig: kubeConfigFromString(cluster.api.kubeconfig()),
+        stateDir,
+        hostname: "agent-test",
+        log: silentLog,
+      }),
+      Deno.errors.AddrInUse,
+    );
+    // A Runner left running would hold (or keep re-opening) the VM's monitor session.
+    const monitor = cluster.vm("orphan").monitor;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(monitor.connected, false);
+    const sessions = monitor.sessionCount;
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(monitor.sessionCount, sessions, "no reconnection attempts");
+  } finally {
+    busy.close();
+    await cluster.close();
+    await Deno.remove(stateDir, { recursive: true });
   }
 });

@@ -1,0 +1,313 @@
+/**
+ * Replay: what the agent would have done with one VM whose guest behaved as a recorded trace.
+ *
+ * The core `State` runs with the agent's timings in virtual time. Its surroundings are idealised:
+ * the scheduler plugin grants every request, NeonVM applies every patch at once, and the
+ * vm-monitor approves a downscale unless the guest's memory would not fit (the real monitor's
+ * rule), and asks for more memory when the guest uses over 90% of it, checking every second.
+ * The agent's scrapes see what the simulator's exporters would report for the trace: load
+ * averages and LFC windows derived as in the simulator, memory as the core's parser reads it.
+ *
+ * @module
+ */
+
+import type { AgentConfig } from "../agent/config.ts";
+import {
+  type CoreConfig,
+  DefaultRevisionSource,
+  type LFCMetrics,
+  parseSystemMetrics,
+  type Resources,
+  type ScalingConfig,
+  State,
+  type SystemMetrics,
+  type VmInfo,
+  withOverrides,
+} from "../core/mod.ts";
+import { realMonitorPolicy } from "../sim/vm/monitor_server.ts";
+import { guestMemory, type Workload } from "../sim/vm/workload.ts";
+import type { Report, Sample, ScalingEvent } from "./timeline.ts";
+import { cuOf, formatBytes, formatCu } from "./timeline.ts";
+
+/** The fake and the real vm-monitor ask for more memory above this share of the VM's memory. */
+const MONITOR_UPSCALE_FRACTION = 0.9;
+/** How often the vm-monitor looks at memory, and its minimum spacing of requests. */
+const MONITOR_CHECK_MS = 1000;
+/** A settled core asks for nothing more; a loop beyond this many actions in one instant is a bug. */
+const MAX_ACTIONS_PER_INSTANT = 100;
+/** Any epoch works for the core; a fixed one keeps replays reproducible. */
+const EPOCH_MS = Date.UTC(2024, 0, 1);
+
+/** The replayed VM's bounds (in compute units) and its `autoscaling.neon.tech/config`. */
+export interface ReplayVm {
+  name: string;
+  minCu: number;
+  maxCu: number;
+  startCu: number;
+  scalingConfig: ScalingConfig | null;
+}
+
+/** What the core was told at one instant, so that a check can feed a fresh `State` the same. */
+export interface ReplayInput {
+  atMs: number;
+  system?: SystemMetrics;
+  lfc?: LFCMetrics;
+  /** The vm-monitor asked for more memory. */
+  monitorUpscale?: true;
+}
+
+export interface ReplayOptions {
+  workload: Workload;
+  durationMs: number;
+  config: AgentConfig;
+  vm: ReplayVm;
+  /** The report's one-line description of the inputs. */
+  source: string;
+  description: string;
+}
+
+export interface ReplayResult {
+  report: Report;
+  inputs: ReplayInput[];
+}
+
+/** The core's config as the agent's Runner builds it, without the Runner's random jitter. */
+export function coreConfigFor(config: AgentConfig): CoreConfig {
+  return {
+    computeUnit: config.scaling.computeUnit,
+    defaultScalingConfig: config.scaling.defaultConfig,
+    neonVMRetryWait: config.neonvm.retryFailedRequestSeconds * 1000,
+    pluginRequestTick: config.scheduler.requestAtLeastEverySeconds * 1000,
+    pluginRetryWait: config.scheduler.retryFailedRequestSeconds * 1000,
+    pluginDeniedRetryWait: config.scheduler.retryDeniedUpscaleSeconds * 1000,
+    monitorDeniedDownscaleCooldown: config.monitor.retryDeniedDownscaleSeconds * 1000,
+    monitorRequestedUpscaleValidPeriod: config.monitor.requestedUpscaleValidSeconds * 1000,
+    monitorRetryWait: config.monitor.retryFailedRequestSeconds * 1000,
+    revisionSource: new DefaultRevisionSource(0),
+  };
+}
+
+/** The VM as the core sees it: CPU and memory slots of one compute unit each. */
+export function replayVmInfo(vm: ReplayVm, computeUnit: Resources): VmInfo {
+  return {
+    name: vm.name,
+    namespace: "default",
+    cpu: {
+      min: vm.minCu * computeUnit.vCPU,
+      max: vm.maxCu * computeUnit.vCPU,
+      use: vm.startCu * computeUnit.vCPU,
+    },
+    mem: { min: vm.minCu, max: vm.maxCu, use: vm.startCu, slotSize: computeUnit.mem },
+    config: {
+      autoMigrationEnabled: false,
+      alwaysMigrate: false,
+      scalingEnabled: true,
+      scalingConfig: vm.scalingConfig,
+    },
+    currentRevision: null,
+  };
+}
+
+/**
+ * What the core's parser adds to the guest's used memory for the kernel: its reading of a guest
+ * that uses none. Scrapes are built directly from it, since rendering and parsing Prometheus
+ * text for every scrape of a day-long trace would take most of the replay's time.
+ */
+const KERNEL_BYTES = parseSystemMetrics(
+  [
+    "host_load1",
+    "host_load5",
+    "host_memory_total_bytes",
+    "host_memory_available_bytes",
+    "host_memory_cached_bytes",
+  ].map((name) => `# TYPE ${name} gauge\n${name} 0\n`).join(""),
+).memoryUsageBytes;
+
+/** What the agent's system-metrics scrape sees at `atMs` of a VM with `memBytes`. */
+function systemMetricsAt(workload: Workload, atMs: number, memBytes: number): SystemMetrics {
+  const sample = workload.at(atMs);
+  const mem = guestMemory(sample, memBytes);
+  return {
+    loadAverage1Min: sample.load1,
+    loadAverage5Min: sample.load5,
+    memoryUsageBytes: mem.total - mem.available + KERNEL_BYTES,
+    memoryCachedBytes: mem.cached,
+  };
+}
+
+/** What the agent's LFC scrape sees at `atMs` (the counters play no part in scaling). */
+function lfcMetricsAt(workload: Workload, atMs: number): LFCMetrics {
+  return {
+    cacheHitsTotal: 0,
+    cacheMissesTotal: 0,
+    cacheWritesTotal: 0,
+    approximateWorkingSetSizeBuckets: workload.workingSetWindows(atMs),
+  };
+}
+
+/** The vm-monitor's answer to a downscale to `target` at `atMs`. */
+export function monitorAllows(
+  workload: Workload,
+  atMs: number,
+  target: Resources,
+): { ok: boolean; status: string } {
+  return realMonitorPolicy()(
+    { cpu: target.vCPU / 1000, mem: target.mem },
+    { memoryUsed: workload.demandAt(atMs).memory, allocation: undefined },
+  );
+}
+
+/** Replays the trace; throws if the core rejects a call (a bug in the core or here). */
+export function replay(options: ReplayOptions): ReplayResult {
+  const { workload, durationMs, config, vm } = options;
+  const cu = config.scaling.computeUnit;
+  const state = new State(replayVmInfo(vm, cu), coreConfigFor(config));
+  const lfcEnabled = withOverrides(config.scaling.defaultConfig, vm.scalingConfig)
+    .enableLFCMetrics === true;
+  const systemEveryMs = config.metrics.system.secondsBetweenRequests * 1000;
+  const lfcEveryMs = config.metrics.lfc.secondsBetweenRequests * 1000;
+
+  let using: Resources = { vCPU: vm.startCu * cu.vCPU, mem: vm.startCu * cu.mem };
+  const cuPoints = [{ atMs: 0, cu: cuOf(using, cu) }];
+  const samples: Sample[] = [];
+  const events: ScalingEvent[] = [];
+  const inputs: ReplayInput[] = [];
+  const size = (r: Resources) => cuOf(r, cu);
+
+  /** Runs every action the core asks for at `atMs` to completion; returns the wait it asks for. */
+  const settle = (atMs: number): number | null => {
+    const now = EPOCH_MS + atMs;
+    for (let n = 0; n < MAX_ACTIONS_PER_INSTANT; n++) {
+      const actions = state.nextActions(now);
+      // One action at a time, then a fresh decision: the agent's executors never start an
+      // action from an outdated action set either.
+      if (actions.pluginRequest) {
+        const { target, targetRevision } = actions.pluginRequest;
+        state.plugin().startingRequest(now, target);
+        const invalid = state.plugin().requestSuccessful(now, targetRevision, { permit: target });
+        if (invalid !== null) throw invalid;
+      } else if (actions.neonvmRequest) {
+        const { target } = actions.neonvmRequest;
+        state.neonvm().startingRequest(now, target);
+        state.neonvm().requestSuccessful(now);
+        const fromCu = size(using);
+        using = { ...target };
+        const toCu = size(using);
+        cuPoints.push({ atMs, cu: toCu });
+        events.push({
+          atMs,
+          kind: toCu > fromCu ? "upscale" : "downscale",
+          fromCu,
+          toCu,
+          detail: `NeonVM patched to ${target.vCPU}m CPU, ${formatBytes(target.mem)}`,
+        });
+      } else if (actions.monitorDownscale) {
+        const { target, targetRevision } = actions.monitorDownscale;
+        state.monitor().startingDownscaleRequest(now, target);
+        const answer = monitorAllows(workload, atMs, target);
+        if (answer.ok) state.monitor().downscaleRequestAllowed(now, targetRevision);
+        else state.monitor().downscaleRequestDenied(now, targetRevision);
+        events.push({
+          atMs,
+          kind: answer.ok ? "approved" : "denied",
+          fromCu: size(using),
+          toCu: size(target),
+          detail: `vm-monitor: ${answer.status} (guest memory ${
+            formatBytes(workload.demandAt(atMs).memory)
+          })`,
+        });
+      } else if (actions.monitorUpscale) {
+        state.monitor().startingUpscaleRequest(now, actions.monitorUpscale.target);
+        state.monitor().upscaleRequestSuccessful(now);
+      } else {
+        return actions.wait?.duration ?? null;
+      }
+    }
+    throw new Error(`replay: the core still asks for actions after ${MAX_ACTIONS_PER_INSTANT}`);
+  };
+
+  state.monitor().active(true);
+  let nextSystem = 0;
+  let nextLfc = 0;
+  let nextMonitor = 0;
+  let goalCu: number | null = null;
+  for (let atMs = 0; atMs <= durationMs;) {
+    const input: ReplayInput = { atMs };
+    if (atMs >= nextSystem) {
+      input.system = systemMetricsAt(workload, atMs, using.mem);
+      state.updateSystemMetrics(input.system);
+      nextSystem += systemEveryMs;
+    }
+    if (lfcEnabled && atMs >= nextLfc) {
+      input.lfc = lfcMetricsAt(workload, atMs);
+      state.updateLFCMetrics(input.lfc);
+      nextLfc += lfcEveryMs;
+    }
+    if (atMs >= nextMonitor) {
+      nextMonitor += MONITOR_CHECK_MS;
+      const wanted = workload.demandAt(atMs).memory;
+      if (wanted > MONITOR_UPSCALE_FRACTION * using.mem) {
+        input.monitorUpscale = true;
+        state.monitor().upscaleRequested(EPOCH_MS + atMs, { cpu: false, memory: true });
+        // At its maximum the VM cannot grow: the monitor's repeated asks are not worth listing.
+        if (size(using) < vm.maxCu) {
+          events.push({
+            atMs,
+            kind: "monitor-upscale",
+            fromCu: size(using),
+            detail: `the vm-monitor asked for more memory: the guest wants ${
+              formatBytes(wanted)
+            } of ${formatBytes(using.mem)}`,
+          });
+        }
+      }
+    }
+    inputs.push(input);
+    const wait = settle(atMs);
+    // A zero wait would stall virtual time; a timer of 0 ms fires a moment later in the agent too.
+    const wakeAt = wait === null ? Infinity : atMs + Math.max(1, wait);
+    if (input.system) {
+      const desired = state.dump().lastDesiredResources;
+      if (desired !== null) goalCu = size(desired);
+      const sample = workload.at(atMs);
+      samples.push({
+        atMs,
+        load: sample.load1,
+        memBytes: sample.memory,
+        workingSetBytes: lfcEnabled ? sample.workingSet : null,
+        goalCu,
+      });
+    }
+    atMs = Math.min(nextSystem, lfcEnabled ? nextLfc : Infinity, nextMonitor, wakeAt);
+  }
+
+  return {
+    inputs,
+    report: {
+      title: `autoscaler-agent replay: ${vm.name}`,
+      source: `${options.source} · bounds ${formatCu(vm.minCu)}–${formatCu(vm.maxCu)} CU`,
+      generatedAt: new Date().toISOString(),
+      durationMs,
+      computeUnit: { ...cu },
+      vms: [{
+        name: vm.name,
+        description: options.description,
+        minCu: vm.minCu,
+        maxCu: vm.maxCu,
+        cu: cuPoints,
+        samples,
+        events,
+      }],
+    },
+  };
+}
+
+/** The time between the first and the last row of a trace in the simulator's CSV format. */
+export function traceSpanMs(csv: string): number {
+  const rows = csv.split("\n").map((l) => l.trim()).filter((l) => l !== "").slice(1);
+  const stamp = (row: string | undefined) => {
+    const text = row?.split(",")[0].trim() ?? "";
+    return /^[+-]?(\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) * 1000 : Date.parse(text);
+  };
+  return stamp(rows[rows.length - 1]) - stamp(rows[0]);
+}
