@@ -16,7 +16,7 @@ import { ReportingMetrics } from "../billing/reporting/metrics.ts";
 import { z } from "zod";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { agentConfigSchema, parseConfig } from "../agent/config.ts";
-import { EnvError, readEnv } from "../agent/env.ts";
+import { DEFAULT_STATE_DIR, EnvError, readEnv } from "../agent/env.ts";
 import { GlobalMetrics, PerVmMetrics } from "../agent/metrics.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -396,6 +396,18 @@ export async function renderConfigurationDoc(): Promise<string> {
     "Each variable must be set and non-empty.",
     "",
     table(["Variable", "Meaning"], env.map((name) => [`\`${name}\``, ENV_DESCRIPTIONS[name]])),
+    "",
+    "Optional:",
+    "",
+    table(["Variable", "Default", "Meaning"], [[
+      "`AUTOSCALER_AGENT_STATE_DIR`",
+      `\`${DEFAULT_STATE_DIR}\``,
+      "Where the billing checkpoint and the reporting spools live; it must survive restarts of " +
+      "the agent (the DaemonSet mounts a hostPath there). An environment variable rather than a " +
+      "config key, so that the same ConfigMap also works with the reference agent.",
+    ]]),
+    "",
+    "Outside a cluster, the standard `KUBECONFIG` variable names the Kubernetes API server.",
     "",
     "## Config file",
     "",
