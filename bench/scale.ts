@@ -127,7 +127,9 @@ async function run(count: number): Promise<Result> {
       ? [
         "run",
         "--allow-all",
-        `--v8-flags=--prof,--logfile=${Deno.env.get("AGENT_PROF_DIR")}/v8.log,--no-logfile-per-isolate`,
+        `--v8-flags=--prof,--logfile=${
+          Deno.env.get("AGENT_PROF_DIR")
+        }/v8.log,--no-logfile-per-isolate`,
         "main.ts",
       ]
       : Deno.env.get("AGENT_DENO_ARGS")
