@@ -33,31 +33,7 @@ export function billingClients(
       ...pushSettings(clients.http),
     });
   }
-  if (clients.azureBlob) {
-    const c = clients.azureBlob;
-    out.push({
-      name: "azureblob",
-      format: "jsonLinesGzip",
-      objectKey: (at) => billingObjectKey(c.prefixInContainer, at),
-      transport: new AzureBlobTransport({
-        endpoint: c.endpoint,
-        container: c.container,
-        credential: credentials.azureBlob,
-      }),
-      ...pushSettings(c),
-    });
-  }
-  if (clients.s3) {
-    const c = clients.s3;
-    out.push({
-      name: "s3",
-      format: "jsonLinesGzip",
-      objectKey: (at) => billingObjectKey(c.prefixInBucket, at),
-      transport: new S3Transport({ ...c, credentials: credentials.s3 }),
-      ...pushSettings(c),
-    });
-  }
-  return out;
+  return [...out, ...blobClients(clients, billingObjectKey, credentials)];
 }
 
 /** Scaling events: azureblob, then s3; no HTTP client. */
@@ -65,13 +41,22 @@ export function scalingEventsClients(
   clients: ScalingEventsConfig["clients"],
   credentials: ClientCredentials = {},
 ): ReportingClient[] {
+  return blobClients(clients, scalingEventsObjectKey, credentials);
+}
+
+/** The Azure Blob and S3 clients, in that order; the pipelines differ only in the key layout. */
+function blobClients(
+  clients: Pick<BillingConfig["clients"], "azureBlob" | "s3">,
+  objectKey: (prefix: string, at: Date) => string,
+  credentials: ClientCredentials,
+): ReportingClient[] {
   const out: ReportingClient[] = [];
   if (clients.azureBlob) {
     const c = clients.azureBlob;
     out.push({
       name: "azureblob",
       format: "jsonLinesGzip",
-      objectKey: (at) => scalingEventsObjectKey(c.prefixInContainer, at),
+      objectKey: (at) => objectKey(c.prefixInContainer, at),
       transport: new AzureBlobTransport({
         endpoint: c.endpoint,
         container: c.container,
@@ -85,7 +70,7 @@ export function scalingEventsClients(
     out.push({
       name: "s3",
       format: "jsonLinesGzip",
-      objectKey: (at) => scalingEventsObjectKey(c.prefixInBucket, at),
+      objectKey: (at) => objectKey(c.prefixInBucket, at),
       transport: new S3Transport({ ...c, credentials: credentials.s3 }),
       ...pushSettings(c),
     });

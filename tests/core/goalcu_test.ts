@@ -13,34 +13,11 @@ import {
   type ScalingGoalParts,
   type SystemMetrics,
 } from "../../core/mod.ts";
+import { WSS20 } from "./helpers.ts";
 
 const GiB = 1024 * 1024 * 1024;
 const CU: Resources = { vCPU: 250, mem: GiB };
 const PAGE = 8192;
-
-/** core.md 4.3. */
-const WSS20 = [
-  0,
-  15000,
-  30000,
-  40000,
-  50000,
-  150000,
-  175000,
-  180000,
-  185000,
-  190000,
-  250000,
-  300000,
-  350000,
-  375000,
-  400000,
-  415000,
-  425000,
-  430000,
-  435000,
-  435000,
-];
 
 /** Test baseline scaling config (core.md 13.2). */
 function scfg(over: Partial<ResolvedScalingConfig> = {}): ResolvedScalingConfig {

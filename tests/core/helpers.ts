@@ -1,5 +1,6 @@
 /** Shared fixtures for the core tests: the test baseline configuration of core.md 13.2. */
 
+import assert from "node:assert/strict";
 import {
   type CoreConfig,
   type CoreWarning,
@@ -129,4 +130,42 @@ export function harness(
 /** The zero revision stamped at `t`, as actions carry it with a NilRevisionSource. */
 export function rev0(t: number) {
   return { value: 0, flags: 0, updatedAt: t };
+}
+
+/** The working-set series of core.md 4.3 (20 one-minute windows, in 8 KiB pages). */
+export const WSS20 = [
+  0,
+  15000,
+  30000,
+  40000,
+  50000,
+  150000,
+  175000,
+  180000,
+  185000,
+  190000,
+  250000,
+  300000,
+  350000,
+  375000,
+  400000,
+  415000,
+  425000,
+  430000,
+  435000,
+  435000,
+];
+
+/** Runs the plugin request the state proposes at `t` and grants `permit` (default: all of it). */
+export function grantPlugin(h: Harness, t: number, permit?: Resources): void {
+  const a = h.state.nextActions(t);
+  assert.ok(a.pluginRequest, `expected a plugin request at ${t}`);
+  h.state.plugin().startingRequest(t, a.pluginRequest.target);
+  assert.equal(
+    h.state.plugin().requestSuccessful(t, a.pluginRequest.targetRevision, {
+      permit: permit ?? a.pluginRequest.target,
+    }),
+    null,
+  );
+  h.takeWarnings();
 }

@@ -13,26 +13,15 @@ import {
 import {
   cu,
   GiB,
-  type Harness,
+  grantPlugin,
   harness,
   loadForCU,
   makeVm,
   metricsFor,
   res,
   rev0,
+  WSS20,
 } from "./helpers.ts";
-
-/** Runs the first plugin exchange at `t` and grants exactly what was asked. */
-function settlePlugin(h: Harness, t: number): void {
-  const actions = h.state.nextActions(t);
-  assert.ok(actions.pluginRequest, "the first call always asks the plugin");
-  h.state.plugin().startingRequest(t, actions.pluginRequest.target);
-  const err = h.state.plugin().requestSuccessful(t, actions.pluginRequest.targetRevision, {
-    permit: actions.pluginRequest.target,
-  });
-  assert.equal(err, null);
-  h.takeWarnings();
-}
 
 Deno.test("scenario: upscale goes plugin, then NeonVM, then monitor notification", () => {
   const h = harness(
@@ -134,7 +123,7 @@ Deno.test("scenario: a denied downscale holds the VM one CU above the refused ta
   );
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0, 0.25));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   const first = h.state.nextActions(10);
   assert.deepStrictEqual(first.monitorDownscale?.target, cu(3));
   h.state.monitor().startingDownscaleRequest(10, cu(3));
@@ -164,7 +153,7 @@ Deno.test("scenario: a denied downscale of a partial step only floors what was r
   );
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0, 0.25));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   h.state.monitor().startingDownscaleRequest(0, res(750, 3));
   h.state.monitor().downscaleRequestDenied(0, rev0(0));
   assert.deepStrictEqual(h.state.dump().monitor.deniedDownscale, {
@@ -187,7 +176,7 @@ Deno.test("scenario: a monitor UpscaleRequest raises the goal one CU above what 
   );
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0, 0.25));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   assert.deepStrictEqual(h.state.nextActions(100), { wait: { duration: 4900 } });
 
   h.state.monitor().upscaleRequested(1000, { cpu: false, memory: true });
@@ -227,7 +216,7 @@ Deno.test("scenario: the upscale-request validity period bounds the wait when it
   const h = harness(makeVm());
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0, 0.25));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   h.state.monitor().upscaleRequested(0, { cpu: true, memory: false });
   const d = h.state.desiredResourcesFromMetricsOrRequestedUpscaling(9000);
   assert.deepStrictEqual(d.resources, cu(2));
@@ -239,7 +228,7 @@ Deno.test("scenario: the plugin granting less caps the patch and is re-asked aft
     makeVm({ cpu: { min: 250, max: 1000, use: 250 }, mem: { min: 1, max: 4, use: 1 } }),
   );
   h.state.monitor().active(true);
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   h.state.updateSystemMetrics(metricsFor(loadForCU(4)));
 
   assert.deepStrictEqual(h.state.nextActions(100), {
@@ -286,7 +275,7 @@ Deno.test("scenario: shrinking bounds scale the VM down through the normal downs
   );
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(loadForCU(4)));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   assert.deepStrictEqual(h.state.nextActions(10), { wait: { duration: 4990 } });
 
   h.state.updatedVM(
@@ -331,7 +320,7 @@ Deno.test("scenario: growing bounds let a capped VM grow", () => {
   );
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(loadForCU(4)));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   assert.deepStrictEqual(h.state.nextActions(10), { wait: { duration: 4990 } });
   h.state.updatedVM(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
@@ -350,7 +339,7 @@ Deno.test("scenario: a failed periodic plugin request is retried at the later of
   const h = harness(makeVm());
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   const tick = h.state.nextActions(5000);
   assert.ok(tick.pluginRequest);
   assert.deepStrictEqual(tick.pluginRequest.target, cu(1));
@@ -368,7 +357,7 @@ Deno.test("scenario: a failed periodic plugin request is retried at the later of
 Deno.test("scenario: a failed NeonVM patch is retried after neonVMRetryWait", () => {
   const h = harness(makeVm(), { neonVMRetryWait: 2000 });
   h.state.monitor().active(true);
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
   const ask = h.state.nextActions(200);
   h.state.plugin().startingRequest(200, ask.pluginRequest!.target);
@@ -393,7 +382,7 @@ Deno.test("scenario: a failed monitor downscale is retried after monitorRetryWai
   );
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   h.state.monitor().startingDownscaleRequest(0, cu(1));
   h.state.monitor().downscaleRequestFailed(100);
   assert.deepStrictEqual(h.state.nextActions(200), { wait: { duration: 2900 } });
@@ -411,7 +400,7 @@ Deno.test("scenario: a failed monitor downscale is retried after monitorRetryWai
 Deno.test("scenario: a failed monitor upscale notification is retried after monitorRetryWait", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
   const ask = h.state.nextActions(10);
   h.state.plugin().startingRequest(10, ask.pluginRequest!.target);
@@ -430,29 +419,6 @@ Deno.test("scenario: a failed monitor upscale notification is retried after moni
   });
 });
 
-const WSS20 = [
-  0,
-  15000,
-  30000,
-  40000,
-  50000,
-  150000,
-  175000,
-  180000,
-  185000,
-  190000,
-  250000,
-  300000,
-  350000,
-  375000,
-  400000,
-  415000,
-  425000,
-  430000,
-  435000,
-  435000,
-];
-
 Deno.test("scenario: LFC working set drives the goal when LFC metrics are enabled", () => {
   const lfcConfig: ScalingConfig = {
     enableLFCMetrics: true,
@@ -464,7 +430,7 @@ Deno.test("scenario: LFC working set drives the goal when LFC metrics are enable
   const h = harness(vm);
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0));
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   assert.deepStrictEqual(h.takeWarnings(), []);
   // LFC enabled but no LFC metrics: incomplete, so no shrink, and nothing to grow for.
   assert.deepStrictEqual(h.state.nextActions(10), { wait: { duration: 4990 } });
@@ -503,7 +469,7 @@ Deno.test("scenario: mixed-direction change (CPU up, memory down) runs both flow
     new DefaultRevisionSource(0),
   );
   h.state.monitor().active(true);
-  settlePlugin(h, 0);
+  grantPlugin(h, 0);
   h.state.updateSystemMetrics(metricsFor(loadForCU(2), 0.25)); // goal 2 CU = (500m, 2 GiB)
 
   const both = RevisionFlag.upscale | RevisionFlag.downscale;

@@ -12,7 +12,7 @@ import {
   baselineConfig,
   cu,
   GiB,
-  type Harness,
+  grantPlugin,
   harness,
   loadForCU,
   makeVm,
@@ -20,19 +20,6 @@ import {
   res,
   rev0,
 } from "./helpers.ts";
-
-function grantPlugin(h: Harness, t: number, permit?: Resources): void {
-  const a = h.state.nextActions(t);
-  assert.ok(a.pluginRequest, `expected a plugin request at ${t}`);
-  h.state.plugin().startingRequest(t, a.pluginRequest.target);
-  assert.equal(
-    h.state.plugin().requestSuccessful(t, a.pluginRequest.targetRevision, {
-      permit: permit ?? a.pluginRequest.target,
-    }),
-    null,
-  );
-  h.takeWarnings();
-}
 
 Deno.test("desired: hypotheticalScaling gets (now, currentCU, goalCU, parts) only with complete metrics and whole-CU usage (6.2)", () => {
   const calls: unknown[][] = [];

@@ -7,30 +7,7 @@ import {
   projectNextHighest,
   type WssEstimatorConfig,
 } from "../../core/mod.ts";
-
-/** core.md 4.3. */
-const WSS20 = [
-  0,
-  15000,
-  30000,
-  40000,
-  50000,
-  150000,
-  175000,
-  180000,
-  185000,
-  190000,
-  250000,
-  300000,
-  350000,
-  375000,
-  400000,
-  415000,
-  425000,
-  430000,
-  435000,
-  435000,
-];
+import { WSS20 } from "./helpers.ts";
 
 function cfg(initialOffset: number, windowSize: number, factor = 3): WssEstimatorConfig {
   return { maxAllowedIncreaseFactor: factor, initialOffset, windowSize };
