@@ -10,6 +10,8 @@
  * @module
  */
 
+import { sleep } from "../listener.ts";
+
 /** The keys of an incremental event, in the order the agent must write them (§2.1). */
 export const EVENT_KEYS = [
   "idempotency_key",
@@ -601,19 +603,4 @@ function indexOfCrlfCrlf(buf: Uint8Array): number {
     if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
   }
   return -1;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Listener, sleep } from "../listener.ts";
 import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../quantity.ts";
 
 /** The only protocol version the plugin accepts: v5.0. */
@@ -85,9 +86,7 @@ export interface SchedulerPluginOptions {
 /** The fake scheduler plugin. */
 export class SchedulerPlugin {
   readonly hostname: string;
-  #port: number;
-  #server: Deno.HttpServer | undefined;
-  #stopping: AbortController | undefined;
+  #listener: Listener;
   #pods = new Map<string, PodState>();
   #capacity: Resources | undefined;
   #autoRegister: boolean;
@@ -101,7 +100,11 @@ export class SchedulerPlugin {
 
   constructor(opts: SchedulerPluginOptions) {
     this.hostname = opts.hostname;
-    this.#port = opts.port;
+    this.#listener = new Listener(
+      opts.hostname,
+      opts.port,
+      (req, stopping) => this.#handle(req, stopping),
+    );
     this.#capacity = opts.nodeCapacity;
     this.#autoRegister = opts.autoRegister ?? false;
     this.#logLimit = opts.logLimit ?? 10_000;
@@ -110,34 +113,25 @@ export class SchedulerPlugin {
 
   /** Starts (or resumes) listening. Binding errors are thrown here. */
   start(): void {
-    if (this.#server !== undefined) return;
-    this.#stopping = new AbortController();
-    this.#server = Deno.serve(
-      { hostname: this.hostname, port: this.#port, onListen: () => {} },
-      (req) => this.#handle(req),
-    );
-    this.#port = (this.#server.addr as Deno.NetAddr).port;
+    this.#listener.start();
   }
 
   /** Stops listening: the plugin "disappears" (connection refused) until started again. */
-  async stop(): Promise<void> {
-    const server = this.#server;
-    if (server === undefined) return;
-    this.#server = undefined;
-    this.#stopping?.abort();
-    await server.shutdown();
+  stop(): Promise<void> {
+    return this.#listener.stop();
   }
 
   get running(): boolean {
-    return this.#server !== undefined;
+    return this.#listener.running;
   }
 
+  /** The bound port (the chosen one once started with port 0). */
   get port(): number {
-    return this.#port;
+    return this.#listener.port;
   }
 
   get url(): string {
-    return `http://${this.hostname}:${this.#port}/`;
+    return `http://${this.hostname}:${this.port}/`;
   }
 
   // ---- pods ----
@@ -198,7 +192,7 @@ export class SchedulerPlugin {
 
   // ---- internals ----
 
-  async #handle(req: Request): Promise<Response> {
+  async #handle(req: Request, stopping: AbortSignal): Promise<Response> {
     const record: PluginRequestRecord = {
       at: Date.now(),
       method: req.method,
@@ -208,7 +202,7 @@ export class SchedulerPlugin {
       status: 0,
       response: "",
     };
-    const answer = await this.#answer(req, record);
+    const answer = await this.#answer(req, record, stopping);
     record.status = answer.status;
     record.response = answer.body;
     this.#records.push(record);
@@ -220,9 +214,13 @@ export class SchedulerPlugin {
     });
   }
 
-  async #answer(req: Request, record: PluginRequestRecord): Promise<Answer> {
+  async #answer(
+    req: Request,
+    record: PluginRequestRecord,
+    stopping: AbortSignal,
+  ): Promise<Answer> {
     if (this.#latencyMs > 0) {
-      if (!await sleep(this.#latencyMs, this.#stopping!.signal)) {
+      if (!await sleep(this.#latencyMs, stopping)) {
         return text(503, "plugin stopping");
       }
     }
@@ -507,19 +505,4 @@ function firstJsonValue(text: string): string {
     }
   }
   throw new Error("unexpected end of JSON input");
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { Listener, sleep } from "../listener.ts";
+
 /** The exact content type both real exporters answer with. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -92,9 +94,7 @@ export interface MetricsServerOptions<V> {
 /** One `GET /metrics` endpoint. Values are computed per scrape from `source`, or pinned. */
 abstract class MetricsServer<V extends object> {
   readonly hostname: string;
-  #port: number;
-  #server: Deno.HttpServer | undefined;
-  #stopping: AbortController | undefined;
+  #listener: Listener;
   #source: () => V;
   #pinned: Partial<V> = {};
   #fault: MetricsFault | undefined;
@@ -106,7 +106,11 @@ abstract class MetricsServer<V extends object> {
 
   constructor(opts: MetricsServerOptions<V>, defaultStyle: Required<MetricsStyle>) {
     this.hostname = opts.hostname;
-    this.#port = opts.port;
+    this.#listener = new Listener(
+      opts.hostname,
+      opts.port,
+      (req, stopping) => this.#handle(req, stopping),
+    );
     this.#source = opts.source;
     this.style = { ...defaultStyle, ...opts.style };
     this.host = opts.host ?? opts.hostname;
@@ -114,35 +118,25 @@ abstract class MetricsServer<V extends object> {
 
   /** Starts listening. Binding errors (address in use) are thrown here. */
   start(): void {
-    if (this.#server !== undefined) return;
-    this.#stopping = new AbortController();
-    this.#server = Deno.serve(
-      { hostname: this.hostname, port: this.#port, onListen: () => {} },
-      (req) => this.#handle(req),
-    );
-    this.#port = (this.#server.addr as Deno.NetAddr).port;
+    this.#listener.start();
   }
 
   /** Stops listening, so scrapes get "connection refused". Pending slow answers end now. */
-  async stop(): Promise<void> {
-    const server = this.#server;
-    if (server === undefined) return;
-    this.#server = undefined;
-    this.#stopping?.abort();
-    await server.shutdown();
+  stop(): Promise<void> {
+    return this.#listener.stop();
   }
 
   get running(): boolean {
-    return this.#server !== undefined;
+    return this.#listener.running;
   }
 
   /** The bound port (the chosen one once started with port 0). */
   get port(): number {
-    return this.#port;
+    return this.#listener.port;
   }
 
   get url(): string {
-    return `http://${this.hostname}:${this.#port}/metrics`;
+    return `http://${this.hostname}:${this.port}/metrics`;
   }
 
   /** Pins values: they win over the source until unpinned. */
@@ -199,7 +193,7 @@ abstract class MetricsServer<V extends object> {
 
   protected abstract families(values: V): Family[];
 
-  async #handle(req: Request): Promise<Response> {
+  async #handle(req: Request, stopping: AbortSignal): Promise<Response> {
     const path = new URL(req.url).pathname;
     if (req.method !== "GET" || path !== "/metrics") {
       return new Response("404 page not found\n", { status: 404 });
@@ -208,7 +202,7 @@ abstract class MetricsServer<V extends object> {
     this.#recentReads.push(Date.now());
     if (this.#recentReads.length > RECENT_READS) this.#recentReads.shift();
     if (this.#latencyMs > 0) {
-      if (!await sleep(this.#latencyMs, this.#stopping!.signal)) {
+      if (!await sleep(this.#latencyMs, stopping)) {
         return new Response("stopped\n", { status: 503 });
       }
     }
@@ -438,17 +432,3 @@ function garble(text: string): string {
 }
 
 // Resolves true after `ms`, or false as soon as `signal` aborts.
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { Listener } from "../listener.ts";
+
 const MiB = 1024 * 1024;
 
 /** `{"cpu": vCPUs, "mem": bytes}` as on the wire (§0.4). */
@@ -190,8 +192,7 @@ export function realMonitorPolicy(minMemBytes = 0): DownscalePolicy {
 /** The vm-monitor of one VM: serves `GET /monitor` websocket upgrades, one session at a time. */
 export class MonitorServer {
   readonly hostname: string;
-  #port: number;
-  #server: Deno.HttpServer | undefined;
+  #listener: Listener;
   #opts: Required<Omit<MonitorServerOptions, "guest" | "hostname" | "port">>;
   #guest: GuestView | undefined;
   #session: Session | undefined;
@@ -208,7 +209,7 @@ export class MonitorServer {
 
   constructor(opts: MonitorServerOptions) {
     this.hostname = opts.hostname;
-    this.#port = opts.port;
+    this.#listener = new Listener(opts.hostname, opts.port, (req) => this.#handle(req));
     this.#guest = opts.guest;
     this.#opts = {
       versions: opts.versions ?? { min: 1, max: 1 },
@@ -226,35 +227,27 @@ export class MonitorServer {
 
   /** Starts listening. Binding errors (address in use) are thrown here. */
   start(): void {
-    if (this.#server !== undefined) return;
-    this.#server = Deno.serve(
-      { hostname: this.hostname, port: this.#port, onListen: () => {} },
-      (req) => this.#handle(req),
-    );
-    this.#port = (this.#server.addr as Deno.NetAddr).port;
+    this.#listener.start();
   }
 
   /** Ends the session (close frame 1001) and stops listening. */
-  async stop(): Promise<void> {
-    const server = this.#server;
-    if (server === undefined) return;
-    this.#server = undefined;
-    if (this.#session !== undefined) {
+  stop(): Promise<void> {
+    if (this.#listener.running && this.#session !== undefined) {
       this.#end(this.#session, { style: "frame", code: 1001, reason: "monitor stopping" });
     }
-    await server.shutdown();
+    return this.#listener.stop();
   }
 
   get running(): boolean {
-    return this.#server !== undefined;
+    return this.#listener.running;
   }
 
   get port(): number {
-    return this.#port;
+    return this.#listener.port;
   }
 
   get url(): string {
-    return `ws://${this.hostname}:${this.#port}/monitor`;
+    return `ws://${this.hostname}:${this.port}/monitor`;
   }
 
   // ---- observability ----
