@@ -6,6 +6,8 @@
  * @module
  */
 
+import { onAbort } from "./util/async.ts";
+
 /** `host:port` for a URL, with IPv6 literals bracketed (the reference forgot the brackets). */
 export function hostPort(ip: string, port: number): string {
   return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
@@ -43,9 +45,10 @@ export async function httpRequest(url: string, opts: HttpRequestOptions): Promis
     controller.abort(new Error(DEADLINE));
   }, opts.timeoutMs);
   const outer = opts.signal;
-  const onAbort = () => controller.abort(new Error(CANCELED));
-  if (outer?.aborted) onAbort();
-  else outer?.addEventListener("abort", onAbort, { once: true });
+  const cancel = () => controller.abort(new Error(CANCELED));
+  let removeAbort: (() => void) | undefined;
+  if (outer?.aborted) cancel();
+  else if (outer !== undefined) removeAbort = onAbort(outer, cancel);
 
   let status: number | null = null;
   try {
@@ -70,12 +73,18 @@ export async function httpRequest(url: string, opts: HttpRequestOptions): Promis
     };
   } finally {
     clearTimeout(timer);
-    outer?.removeEventListener("abort", onAbort);
+    removeAbort?.();
   }
 }
 
+const decoder = new TextDecoder();
+
 async function readLimited(response: Response, limit: number): Promise<string> {
   if (response.body === null) return "";
+  // A declared length within the limit is read in one go (the common case: small metrics pages
+  // and plugin answers); Deno still stops at the declared length.
+  const declared = Number(response.headers.get("content-length") ?? NaN);
+  if (Number.isInteger(declared) && declared >= 0 && declared <= limit) return response.text();
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -97,7 +106,7 @@ async function readLimited(response: Response, limit: number): Promise<string> {
     bytes.set(chunk, offset);
     offset += chunk.byteLength;
   }
-  return new TextDecoder().decode(bytes);
+  return decoder.decode(bytes);
 }
 
 // Deno wraps connection errors as `TypeError: fetch failed` caused by `error sending request for

@@ -20,6 +20,16 @@ export interface Log {
   with(fields: Record<string, unknown>): Log;
   /** A child logger, named `<this>.<name>`. */
   child(name: string): Log;
+  /**
+   * Whether lines at `level` are written; lets hot paths skip building fields nobody reads.
+   * Optional: a Log without it is taken to write everything.
+   */
+  isEnabled?(level: "debug"): boolean;
+}
+
+/** True unless `log` says lines at `level` are dropped. */
+export function logEnabled(log: Log, level: "debug"): boolean {
+  return log.isEnabled?.(level) ?? true;
 }
 
 const ZAP_LEVELS: Record<LogLevel, string> = {
@@ -93,6 +103,7 @@ function wrap(category: string[], fields: Record<string, unknown>): Log {
     error: (message, extra) => logger.error(message, extra ?? {}),
     with: (more) => wrap(category, { ...fields, ...more }),
     child: (name) => wrap([...category, name], fields),
+    isEnabled: (level) => logger.isEnabledFor(level),
   };
 }
 
@@ -104,4 +115,5 @@ export const silentLog: Log = {
   error: () => {},
   with: () => silentLog,
   child: () => silentLog,
+  isEnabled: () => false,
 };

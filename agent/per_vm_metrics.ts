@@ -33,6 +33,8 @@ interface VmSeries {
   memory: Sample[];
   restartCount: number;
   extraIp: number;
+  /** The desired-CU values last set, so an unchanged recomputation costs no label hashing. */
+  desired?: string;
 }
 
 function key(namespace: string, name: string): string {
@@ -152,6 +154,10 @@ export class PerVmMetricsUpkeep implements VmMetricsObserver {
   ): void {
     const series = this.#active.get(key(vm.namespace, vm.name));
     if (series === undefined) return;
+    // Recomputed on every state change; the values rarely move between two of them.
+    const desired = `${goalCU} ${parts["cpu"]} ${parts["mem"]} ${parts["lfc"]}`;
+    if (series.desired === desired) return;
+    series.desired = desired;
     const m = this.#cuMultiplier;
     this.#metrics.desiredCu.set({ ...series.common, component: "total" }, goalCU * m);
     for (const component of ["cpu", "mem", "lfc"]) {

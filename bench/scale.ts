@@ -3,9 +3,10 @@
  * agent in another (`deno task start`, default config timings), measured for the agent process
  * only once every Runner has started.
  *
- *     deno task bench:scale [-- --vms 100,500,1000,2000 --seconds 60 --out bench/results.json]
+ *     deno task bench:scale [-- --vms 100,500,1000,2000 --seconds 60 --warmup 10 --out r.json]
  *
- * Prints a Markdown table ready for BENCHMARKS.md.
+ * Prints a Markdown table ready for BENCHMARKS.md. Environment knobs: `AGENT_V8_FLAGS`,
+ * `AGENT_PROF_DIR`, `AGENT_DENO_ARGS`, `BENCH_PATCH_RATE` (see BENCHMARKS.md).
  *
  * @module
  */
@@ -23,10 +24,13 @@ const { values } = parseArgs({
     vms: { type: "string", default: "100,500,1000,2000" },
     seconds: { type: "string", default: "60" },
     out: { type: "string" },
+    /** Seconds between the last Runner starting and the measurement (default 10). */
+    warmup: { type: "string", default: "10" },
   },
 });
 const sizes = values.vms.split(",").map(Number);
 const measureSeconds = Number(values.seconds);
+const warmupSeconds = Number(values.warmup);
 
 /** A realistic mix; most VMs idle, as on a real node. */
 function workloadFor(i: number): Workload {
@@ -116,6 +120,12 @@ async function run(count: number): Promise<Result> {
   config.listen = { host: "127.0.0.1", metricsPort: ports.metrics, vmMetricsPort: ports.vmMetrics };
   config.dumpState = { port: ports.dump, timeoutSeconds: 5 };
   config.scheduler.requestPort = cluster.plugin.port;
+  // BENCH_PATCH_RATE=<n>: lift the client-side NeonVM token bucket (5/s by default, S-33), to
+  // measure the agent's own UpscaleRequest latency when the patch demand exceeds it.
+  const patchRate = Number(Deno.env.get("BENCH_PATCH_RATE") ?? NaN);
+  if (Number.isFinite(patchRate)) {
+    config.neonvm.patchRateLimit = { perSecond: patchRate, burst: Math.max(10, patchRate * 2) };
+  }
   const configPath = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(configPath, JSON.stringify(config));
   const stateDir = await Deno.makeTempDir({ prefix: "agent-state-" });
@@ -162,13 +172,14 @@ async function run(count: number): Promise<Result> {
       await sleep(250);
     }
     const startupSeconds = (performance.now() - started) / 1000;
-    await sleep(10_000);
+    await sleep(warmupSeconds * 1000);
 
     const samples: ProcSample[] = [await procSample(pid)];
     const lagP50: number[] = [];
     const lagP99: number[] = [];
     const upscales: number[] = [];
     const steps: number[] = [];
+    const patchesBefore = cluster.api.patches.length;
     const deadline = performance.now() + measureSeconds * 1000;
     let next = 0;
     let second = 0;
@@ -187,6 +198,12 @@ async function run(count: number): Promise<Result> {
       const stepVm = `vm-${(next++ * 5 + 1) % count}`;
       measureLoadStep(cluster, stepVm).then((ms) => ms !== null && steps.push(ms));
     }
+    // The NeonVM patch demand, against the agent's token bucket (neonvm.patchRateLimit).
+    console.error(
+      `NeonVM patches: ${
+        ((cluster.api.patches.length - patchesBefore) / measureSeconds).toFixed(2)
+      }/s (rate limit ${config.neonvm.patchRateLimit?.perSecond ?? 5}/s)`,
+    );
     // Let the last measurements finish (they give up after 10 s).
     await sleep(11_000);
     const text = await (await fetch(metricsUrl)).text();
@@ -195,10 +212,14 @@ async function run(count: number): Promise<Result> {
       `heap total ${(metricValue(text, "nodejs_heap_size_total_bytes") ?? NaN) / MiB} MiB, ` +
         `external ${(metricValue(text, "nodejs_external_memory_bytes") ?? NaN) / MiB} MiB`,
     );
-    const timeouts = [
+    const timeoutLines = [
       ...text.matchAll(/^autoscaling_agent_\w+_total\{[^}]*timed out[^}]*\} (\d+)/gm),
-    ]
-      .reduce((sum, m) => sum + Number(m[1]), 0);
+    ];
+    for (const m of timeoutLines) if (m[1] !== "0") console.error(m[0]);
+    for (const m of text.matchAll(/^autoscaling_agent_neonvm_outbound_requests_total\{.*/gm)) {
+      console.error(m[0]);
+    }
+    const timeouts = timeoutLines.reduce((sum, m) => sum + Number(m[1]), 0);
     const cpu = samples.slice(1).map((s, i) => s.cpuSeconds - samples[i].cpuSeconds);
     const elapsed = samples.length - 1;
     return {

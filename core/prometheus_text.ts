@@ -19,7 +19,7 @@ export interface PromFamily {
 }
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*/;
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*/;
+const LABEL_NAME_AT = /[a-zA-Z_][a-zA-Z0-9_]*/y;
 const TYPES = new Set(["counter", "gauge", "histogram", "summary", "untyped"]);
 const SUFFIXED_TYPES = new Set(["histogram", "summary"]);
 
@@ -29,7 +29,7 @@ export function parsePrometheusText(text: string): Map<string, PromFamily> {
   const helped = new Set<string>();
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].replace(/\r$/, "").trim();
+    const line = lines[i].trim();
     if (line === "") continue;
     try {
       if (line.startsWith("#")) {
@@ -53,8 +53,21 @@ function family(families: Map<string, PromFamily>, name: string): PromFamily {
   return found;
 }
 
+const WHOLE_METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const WORD = /\S+/g;
+
 function isMetricName(name: string | undefined): name is string {
-  return name !== undefined && name.match(METRIC_NAME)?.[0] === name;
+  return name !== undefined && WHOLE_METRIC_NAME.test(name);
+}
+
+/** The first `max` whitespace-separated words (a HELP line's text is not split up). */
+function firstWords(text: string, max: number): string[] {
+  const words: string[] = [];
+  WORD.lastIndex = 0;
+  for (let m = WORD.exec(text); m !== null && words.length < max; m = WORD.exec(text)) {
+    words.push(m[0]);
+  }
+  return words;
 }
 
 function readComment(
@@ -62,7 +75,8 @@ function readComment(
   families: Map<string, PromFamily>,
   helped: Set<string>,
 ): void {
-  const words = line.slice(1).trim().split(/\s+/);
+  // Four words are enough: the keyword, the name, the type, and whether anything follows it.
+  const words = firstWords(line.slice(1), 4);
   if (words[0] === "HELP") {
     const name = words[1];
     if (!isMetricName(name)) {
@@ -132,7 +146,9 @@ function readLabels(text: string): { labels: Record<string, string>; rest: strin
   for (;;) {
     skipSpaces();
     if (text[pos] === "}") return { labels, rest: text.slice(pos + 1) };
-    const nameMatch = text.slice(pos).match(LABEL_NAME);
+    // Sticky: matches at `pos` without copying the rest of the line for every label.
+    LABEL_NAME_AT.lastIndex = pos;
+    const nameMatch = LABEL_NAME_AT.exec(text);
     if (nameMatch === null) throw new Error("invalid label name");
     const labelName = nameMatch[0];
     pos += labelName.length;
@@ -143,6 +159,13 @@ function readLabels(text: string): { labels: Record<string, string>; rest: strin
     if (text[pos] !== '"') throw new Error(`expected '"' to open the value of label ${labelName}`);
     pos++;
     let value = "";
+    // The common case, a value without escapes, is one slice instead of a string per character.
+    const close = text.indexOf('"', pos);
+    const escape = text.indexOf("\\", pos);
+    if (close !== -1 && (escape === -1 || escape > close)) {
+      value = text.slice(pos, close);
+      pos = close;
+    }
     for (;;) {
       const ch = text[pos];
       if (ch === undefined) throw new Error(`unterminated value of label ${labelName}`);

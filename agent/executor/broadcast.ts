@@ -5,6 +5,8 @@
  * @module
  */
 
+import { onAbort } from "../util/async.ts";
+
 /** Announces "something changed" to every {@link Receiver} it created. */
 export class Broadcaster {
   #count = 0;
@@ -58,16 +60,23 @@ export class Receiver {
     if (signal?.aborted) return Promise.resolve(false);
     if (this.pending) return Promise.resolve(true);
     const { promise, resolve } = Promise.withResolvers<boolean>();
-    const onAbort = () => {
-      unsubscribe();
-      resolve(false);
-    };
     const unsubscribe = this.#broadcaster.subscribe(() => {
-      signal?.removeEventListener("abort", onAbort);
+      removeAbort?.();
       resolve(true);
     });
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const removeAbort = signal === undefined ? undefined : onAbort(signal, () => {
+      unsubscribe();
+      resolve(false);
+    });
     return promise;
+  }
+
+  /**
+   * Calls `wake` once at the next broadcast (without marking it seen); returns its removal.
+   * For waiters that race a broadcast against something else without an `AbortSignal`.
+   */
+  onNext(wake: () => void): () => void {
+    return this.#broadcaster.subscribe(wake);
   }
 
   /** Marks every broadcast so far as seen. */

@@ -18,7 +18,7 @@ import {
   type SystemMetrics,
   type VmInfo,
 } from "../../core/mod.ts";
-import { type Log, silentLog } from "../log.ts";
+import { type Log, logEnabled, silentLog } from "../log.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import { Broadcaster, type Receiver } from "./broadcast.ts";
 
@@ -67,13 +67,15 @@ export class ExecutorCore {
   /** The cached action set, computing (and numbering) a new one if the cache was dropped. */
   getActions(): ActionsWithId {
     if (this.#cached === null) {
-      this.#log.debug("recalculating ActionSet", { state: this.#state.dump() });
+      // The state dump is a deep copy: only build it when the debug line is written.
+      const debug = logEnabled(this.#log, "debug");
+      if (debug) this.#log.debug("recalculating ActionSet", { state: this.#state.dump() });
       const actions = this.#state.nextActions(this.now());
       this.#onNextActions?.();
       const id = this.#lastActionsId + 1;
       this.#lastActionsId = id;
       this.#cached = { id, actions };
-      this.#log.debug("new ActionSet", { actions, id });
+      if (debug) this.#log.debug("new ActionSet", { actions, id });
     }
     return this.#cached;
   }

@@ -193,7 +193,7 @@ export class KubeClient {
     const timeoutMs = options.timeoutMs ?? DEFAULT_PATCH_TIMEOUT_MS;
     const deadline = new Deadline(options.signal, timeoutMs);
     try {
-      await this.vmRateLimiter.take(deadline.signal);
+      await this.vmRateLimiter.take(deadline.signal, deadline.remainingMs());
       await this.#customObjects.patchNamespacedCustomObject(
         {
           group: VM_GROUP,
@@ -225,7 +225,7 @@ export class KubeClient {
   ): Promise<ListResult> {
     const deadline = new Deadline(signal, this.#listTimeoutMs);
     try {
-      await bucket.take(deadline.signal);
+      await bucket.take(deadline.signal, deadline.remainingMs());
       return listResult(await call(callOptions(deadline.signal)), what);
     } catch (e) {
       if (e instanceof KubeApiError) throw e;
@@ -372,10 +372,12 @@ class Deadline {
   readonly #timer: ReturnType<typeof setTimeout>;
   readonly #outer: AbortSignal | undefined;
   readonly #onAbort = () => this.#controller.abort();
+  readonly #end: number;
   expired = false;
 
   constructor(outer: AbortSignal | undefined, timeoutMs: number) {
     this.#outer = outer;
+    this.#end = Date.now() + timeoutMs;
     this.#timer = setTimeout(() => {
       this.expired = true;
       this.#controller.abort();
@@ -386,6 +388,11 @@ class Deadline {
 
   get signal(): AbortSignal {
     return this.#controller.signal;
+  }
+
+  /** Milliseconds left before the deadline. */
+  remainingMs(): number {
+    return Math.max(0, this.#end - Date.now());
   }
 
   dispose(): void {

@@ -8,6 +8,16 @@
 import { type Clock, systemClock } from "../util/clock.ts";
 import { sleep } from "../util/async.ts";
 
+/** client-go's error when the limiter cannot serve a call before its deadline. */
+export class RateLimitExceeded extends Error {
+  override name = "RateLimitExceeded";
+  constructor() {
+    super(
+      "client rate limiter Wait returned an error: rate: Wait(n=1) would exceed context deadline",
+    );
+  }
+}
+
 export interface TokenBucketOptions {
   /** Sustained rate: tokens added per second. */
   perSecond: number;
@@ -70,11 +80,19 @@ export class TokenBucket {
 
   /**
    * Waits for a token. When `signal` aborts first, the reservation is returned and the promise
-   * rejects with the signal's reason.
+   * rejects with the signal's reason. When the wait would be longer than `maxWaitMs` (the
+   * caller's remaining deadline), rejects at once with a {@link RateLimitExceeded} and reserves
+   * nothing, as client-go's limiter (`x/time/rate`) does: a reservation that cannot be used
+   * before its deadline would only push every later caller past theirs, and under sustained
+   * overload no call would get through at all.
    */
-  async take(signal?: AbortSignal): Promise<void> {
+  async take(signal?: AbortSignal, maxWaitMs?: number): Promise<void> {
     signal?.throwIfAborted();
     this.#refill();
+    if (this.#tokens < 1 && maxWaitMs !== undefined) {
+      const wouldWait = Math.ceil(((1 - this.#tokens) * 1000) / this.perSecond);
+      if (wouldWait > maxWaitMs) throw new RateLimitExceeded();
+    }
     this.#tokens -= 1;
     if (this.#tokens >= 0) return;
     const waitMs = Math.ceil((-this.#tokens * 1000) / this.perSecond);

@@ -9,7 +9,7 @@
 
 import type { Resources } from "../../core/mod.ts";
 import type { Log } from "../log.ts";
-import { childScope, sleepUnlessAborted } from "../util/async.ts";
+import { childScope, onAbort, sleepUnlessAborted } from "../util/async.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import {
   type DecodedFrame,
@@ -160,12 +160,12 @@ class Inbox {
       const { promise, resolve } = Promise.withResolvers<void>();
       const wake = () => resolve();
       this.#wake = wake;
-      signal.addEventListener("abort", wake, { once: true });
+      const removeAbort = onAbort(signal, () => resolve());
       try {
         await promise;
       } finally {
         this.#wake = undefined;
-        signal.removeEventListener("abort", wake);
+        removeAbort();
       }
     }
     return this.#frames.shift()!;

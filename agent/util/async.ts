@@ -4,19 +4,44 @@
  * @module
  */
 
+const abortHubs = new WeakMap<AbortSignal, Set<() => void>>();
+
+/**
+ * Calls `fn` once when `signal` aborts (which must not have happened yet); returns the removal.
+ * One real listener per signal fans out to a Set: the per-wait `addEventListener` /
+ * `removeEventListener` pairs on a Runner's long-lived scope were a measurable share of the
+ * agent's allocations with thousands of Runners. Each registration needs its own `fn`.
+ */
+export function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  let hub = abortHubs.get(signal);
+  if (hub === undefined) {
+    const callbacks = new Set<() => void>();
+    hub = callbacks;
+    abortHubs.set(signal, callbacks);
+    signal.addEventListener("abort", () => {
+      abortHubs.delete(signal);
+      const pending = [...callbacks];
+      callbacks.clear();
+      for (const callback of pending) callback();
+    }, { once: true });
+  }
+  const callbacks = hub;
+  callbacks.add(fn);
+  return () => callbacks.delete(fn);
+}
+
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.reject(signal.reason);
   const { promise, resolve, reject } = Promise.withResolvers<void>();
-  const onAbort = () => {
-    clearTimeout(timer);
-    reject(signal!.reason);
-  };
   const timer = setTimeout(() => {
-    signal?.removeEventListener("abort", onAbort);
+    unsubscribe?.();
     resolve();
   }, Math.max(0, ms));
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const unsubscribe = signal === undefined ? undefined : onAbort(signal, () => {
+    clearTimeout(timer);
+    reject(signal.reason);
+  });
   return promise;
 }
 

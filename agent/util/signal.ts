@@ -5,6 +5,8 @@
  * @module
  */
 
+import { onAbort } from "./async.ts";
+
 /** One waiter, many notifiers, notifications coalesce. */
 export class CoalescingSignal {
   #pending = false;
@@ -22,12 +24,12 @@ export class CoalescingSignal {
       const { promise, resolve } = Promise.withResolvers<void>();
       const wake = () => resolve();
       this.#wake = wake;
-      signal.addEventListener("abort", wake, { once: true });
+      const removeAbort = onAbort(signal, () => resolve());
       try {
         await promise;
       } finally {
         this.#wake = null;
-        signal.removeEventListener("abort", wake);
+        removeAbort();
       }
     }
     this.#pending = false;

@@ -107,7 +107,8 @@ export async function runMetricsLoop<T>(
       );
       if (result.ok) {
         const metrics = result.value;
-        opts.apply(metrics, () => log.info("updated metrics", { kind: opts.kind, metrics }));
+        // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
+        opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
       } else {
         log.error(`error getting ${opts.kind} metrics`, {
           url: opts.url,

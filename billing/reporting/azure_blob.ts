@@ -5,8 +5,8 @@
  * @module
  */
 
-import { BlobServiceClient, RestError, type StorageSharedKeyCredential } from "@azure/storage-blob";
-import { DefaultAzureCredential, type TokenCredential } from "@azure/identity";
+import type { ContainerClient, StorageSharedKeyCredential } from "@azure/storage-blob";
+import type { TokenCredential } from "@azure/identity";
 import { type OutgoingBatch, SendFailure, type Transport } from "./transport.ts";
 
 export interface AzureBlobTransportOptions {
@@ -20,32 +20,54 @@ export interface AzureBlobTransportOptions {
   credential?: TokenCredential | StorageSharedKeyCredential;
 }
 
+type Sdk = typeof import("@azure/storage-blob");
+let sdk: Promise<Sdk> | undefined;
+// Loaded on first use: the two SDKs cost ~50 MiB of memory, and most agents configure no Azure
+// client.
+const loadSdk = () => sdk ??= import("@azure/storage-blob");
+const loadIdentity = () => import("@azure/identity");
+
 export class AzureBlobTransport implements Transport {
-  readonly #container;
+  readonly #options: AzureBlobTransportOptions;
+  #ready: Promise<{ sdk: Sdk; container: ContainerClient }> | undefined;
 
   constructor(options: AzureBlobTransportOptions) {
-    const service = new BlobServiceClient(
-      options.endpoint,
-      options.credential ?? new DefaultAzureCredential(),
-      {
+    this.#options = options;
+  }
+
+  /** Loads the SDK and builds the client; rejects when the client cannot be built. */
+  async prepare(): Promise<void> {
+    await this.#container();
+  }
+
+  #container(): Promise<{ sdk: Sdk; container: ContainerClient }> {
+    return this.#ready ??= (async () => {
+      const options = this.#options;
+      const sdk = await loadSdk();
+      const credential = options.credential ??
+        new (await loadIdentity()).DefaultAzureCredential();
+      const service = new sdk.BlobServiceClient(options.endpoint, credential, {
         userAgentOptions: { userAgentPrefix: "neon-autoscaler" },
         // The Go SDK's defaults, which the reference relies on: 3 retries, 800 ms base, 60 s cap.
         retryOptions: { maxTries: 4, retryDelayInMs: 800, maxRetryDelayInMs: 60_000 },
-      },
-    );
-    this.#container = service.getContainerClient(options.container);
+      });
+      return { sdk, container: service.getContainerClient(options.container) };
+    })();
   }
 
   async send(batch: OutgoingBatch, signal: AbortSignal): Promise<void> {
     if (batch.objectKey === null) {
       throw new SendFailure("Azure Blob error", true, "batch has no object key");
     }
+    let sdk: Sdk | undefined;
     try {
-      await this.#container.getBlockBlobClient(batch.objectKey).uploadData(batch.body, {
+      const ready = await this.#container();
+      sdk = ready.sdk;
+      await ready.container.getBlockBlobClient(batch.objectKey).uploadData(batch.body, {
         abortSignal: signal,
       });
     } catch (err) {
-      const status = err instanceof RestError ? err.statusCode : undefined;
+      const status = sdk !== undefined && err instanceof sdk.RestError ? err.statusCode : undefined;
       const message = signal.aborted && signal.reason instanceof Error
         ? signal.reason.message
         : err instanceof Error

@@ -13,6 +13,11 @@ import { type ReportingClient, ReportingPipeline } from "./pipeline.ts";
 import { S3Transport, type S3TransportOptions } from "./s3.ts";
 import { HttpTransport } from "./transport.ts";
 
+/** A transport whose SDK loads on first use can be made ready ahead of it. */
+interface Preparable {
+  prepare?(): Promise<void>;
+}
+
 /** Credentials for tests; production uses the SDKs' default chains. */
 export interface ClientCredentials {
   s3?: S3TransportOptions["credentials"];
@@ -113,15 +118,17 @@ export async function openReportingPipelines(
     log: options.log,
     spoolCapBytes: options.spoolCapBytes,
   };
-  const billing = new ReportingPipeline({
-    kind: "billing",
-    clients: billingClients(config.billing.clients, options.credentials),
-    ...common,
-  });
+  const billingList = billingClients(config.billing.clients, options.credentials);
+  const scalingEventsList = scalingEventsClients(config.scalingEvents.clients, options.credentials);
+  // The blob SDKs load lazily; building their clients here keeps a broken one a start-up failure.
+  await Promise.all(
+    [...billingList, ...scalingEventsList].map((c) => (c.transport as Preparable).prepare?.()),
+  );
+  const billing = new ReportingPipeline({ kind: "billing", clients: billingList, ...common });
   try {
     const scalingEvents = new ReportingPipeline({
       kind: "scalingevents",
-      clients: scalingEventsClients(config.scalingEvents.clients, options.credentials),
+      clients: scalingEventsList,
       ...common,
     });
     return { billing, scalingEvents };

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { PutObjectCommand, S3Client, S3ServiceException } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { type OutgoingBatch, SendFailure, type Transport } from "./transport.ts";
 
 export interface S3TransportOptions {
@@ -17,35 +17,60 @@ export interface S3TransportOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
 
+type Sdk = typeof import("@aws-sdk/client-s3");
+let sdk: Promise<Sdk> | undefined;
+// Loaded on first use: the SDK costs ~25 MiB of memory, and most agents configure no S3 client.
+const loadSdk = () => sdk ??= import("@aws-sdk/client-s3");
+
 export class S3Transport implements Transport {
-  readonly #client: S3Client;
+  readonly #options: S3TransportOptions;
   readonly #bucket: string;
+  #ready: Promise<{ sdk: Sdk; client: S3Client }> | undefined;
 
   constructor(options: S3TransportOptions) {
+    this.#options = options;
     this.#bucket = options.bucket;
-    this.#client = new S3Client({
-      region: options.region,
-      endpoint: options.endpoint === "" ? undefined : options.endpoint,
-      // Always path-style, for MinIO and other S3-compatible stores (as the reference).
-      forcePathStyle: true,
-      // The reference's SDK predates default checksums; older S3-compatible servers reject them.
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      credentials: options.credentials,
-    });
+  }
+
+  /** Loads the SDK and builds the client; rejects when the client cannot be built. */
+  async prepare(): Promise<void> {
+    await this.#client();
+  }
+
+  #client(): Promise<{ sdk: Sdk; client: S3Client }> {
+    const options = this.#options;
+    return this.#ready ??= loadSdk().then((sdk) => ({
+      sdk,
+      client: new sdk.S3Client({
+        region: options.region,
+        endpoint: options.endpoint === "" ? undefined : options.endpoint,
+        // Always path-style, for MinIO and other S3-compatible stores (as the reference).
+        forcePathStyle: true,
+        // The reference's SDK predates default checksums; older S3-compatible servers reject
+        // them.
+        requestChecksumCalculation: "WHEN_REQUIRED",
+        responseChecksumValidation: "WHEN_REQUIRED",
+        credentials: options.credentials,
+      }),
+    }));
   }
 
   async send(batch: OutgoingBatch, signal: AbortSignal): Promise<void> {
     if (batch.objectKey === null) {
       throw new SendFailure("S3 error", true, "batch has no object key");
     }
+    let sdk: Sdk | undefined;
     try {
-      await this.#client.send(
-        new PutObjectCommand({ Bucket: this.#bucket, Key: batch.objectKey, Body: batch.body }),
+      const ready = await this.#client();
+      sdk = ready.sdk;
+      await ready.client.send(
+        new sdk.PutObjectCommand({ Bucket: this.#bucket, Key: batch.objectKey, Body: batch.body }),
         { abortSignal: signal },
       );
     } catch (err) {
-      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      const status = sdk !== undefined && err instanceof sdk.S3ServiceException
+        ? err.$metadata.httpStatusCode
+        : undefined;
       const message = signal.aborted && signal.reason instanceof Error
         ? signal.reason.message
         : err instanceof Error
@@ -57,6 +82,6 @@ export class S3Transport implements Transport {
   }
 
   close(): void {
-    this.#client.destroy();
+    this.#ready?.then(({ client }) => client.destroy(), () => {});
   }
 }

@@ -130,3 +130,15 @@ Deno.test("executor core: dump is a copy of the core state", () => {
   dump.vm.cpu.use = 999_000;
   assert.equal(core.dump().vm.cpu.use, 250);
 });
+
+Deno.test("executor core: skips the recomputation debug lines when the log drops debug", () => {
+  const quiet = { ...recordingLog(), isEnabled: () => false };
+  const core = new ExecutorCore(makeVm(), baselineConfig(), { log: quiet });
+  core.getActions();
+  assert.deepEqual(quiet.lines, [], "no state dump built for a dropped line");
+
+  const loud = recordingLog();
+  const verbose = new ExecutorCore(makeVm(), baselineConfig(), { log: loud });
+  verbose.getActions();
+  assert.deepEqual(loud.messages("debug"), ["recalculating ActionSet", "new ActionSet"]);
+});

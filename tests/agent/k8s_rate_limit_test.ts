@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
+import { RateLimitExceeded, TokenBucket } from "../../agent/k8s/rate_limit.ts";
 
 /** Virtual time: `sleep` records the wait and advances the clock instead of waiting. */
 class FakeTime {
@@ -105,4 +105,27 @@ Deno.test("token bucket: real time with the default sleep", async () => {
   await bucket.take();
   await bucket.take();
   assert.ok(performance.now() - started >= 35);
+});
+
+Deno.test("token bucket: a wait beyond the caller's deadline fails at once and reserves nothing", async () => {
+  const time = new FakeTime();
+  const waits: number[] = [];
+  const bucket = new TokenBucket({
+    perSecond: 10,
+    burst: 1,
+    clock: time.clock,
+    sleep: (ms) => {
+      waits.push(ms);
+      return new Promise(() => {});
+    },
+  });
+  await bucket.take(undefined, 0);
+  void bucket.take(undefined, 100);
+  assert.deepEqual(waits, [100], "a wait within the deadline is queued");
+  // The next slot is 200 ms away: beyond 150 ms, so no reservation (client-go's x/time/rate).
+  await assert.rejects(bucket.take(undefined, 150), RateLimitExceeded);
+  await assert.rejects(bucket.take(undefined, 150), /would exceed context deadline/);
+  assert.equal(bucket.available, -1, "the rejected calls took no token");
+  void bucket.take(undefined, 200);
+  assert.deepEqual(waits, [100, 200], "later callers are not pushed back by rejected ones");
 });
