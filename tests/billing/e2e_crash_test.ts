@@ -21,26 +21,14 @@ import assert from "node:assert/strict";
 import { CHECKPOINT_FILE } from "../../billing/collector.ts";
 import { BillingCollector as FakeCollector } from "../../sim/billing/collector.ts";
 import { ACTIVE_METRIC, CPU_METRIC, EPOCH_NS, HOSTNAME, NODE, VMS } from "./e2e_crash_child.ts";
+import { seeded, spawnChild } from "./crash_helpers.ts";
 
 const CHILD = new URL("./e2e_crash_child.ts", import.meta.url).pathname;
 /** Every 7th round the collector is up, every 7th cuts connections after the body; 22 are 500s. */
 const ROUNDS = 30;
 const NS_PER_S = 1_000_000_000n;
 
-/** mulberry32: a small seeded generator, so that a failing run can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Run {
-  /** Resolves once the child printed `ready` (or ended). */
   ready: Promise<void>;
   signal(signal: Deno.Signal): void;
   /** The complete lines the child printed once it is gone, and how it ended. */
@@ -48,39 +36,15 @@ interface Run {
 }
 
 function spawn(args: string[]): Run {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CHILD, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let out = "";
-  const { promise: ready, resolve } = Promise.withResolvers<void>();
-  const read = (async () => {
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      out += chunk;
-      if (out.startsWith("ready\n")) resolve();
-    }
-  })();
-  const done = (async () => {
-    const status = await child.status;
-    await read;
-    resolve();
-    // A line is complete once its newline arrived; a SIGKILL cannot split one (atomic writes).
-    const lines = out.split("\n");
-    lines.pop();
-    return { lines, code: status.code, signal: status.signal };
-  })();
+  const run = spawnChild(CHILD, args);
   return {
-    ready,
-    signal: (signal) => {
-      try {
-        child.kill(signal);
-      } catch {
-        // already exited
-      }
-    },
-    done,
+    ...run,
+    done: run.done.then(({ out, code, signal }) => {
+      // A line is complete once its newline arrived; a SIGKILL cannot split one (atomic writes).
+      const lines = out.split("\n");
+      lines.pop();
+      return { lines, code, signal };
+    }),
   };
 }
 

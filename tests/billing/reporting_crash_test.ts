@@ -11,62 +11,14 @@
 import assert from "node:assert/strict";
 import { BillingCollector } from "../../sim/billing/collector.ts";
 import { keyOf, makeEvent } from "./reporting_helpers.ts";
+import { seeded, spawnChild } from "./crash_helpers.ts";
 
 const CHILD = new URL("./reporting_crash_child.ts", import.meta.url).pathname;
 const ROUNDS = 24;
 
-/** mulberry32: a small seeded generator, so that a failing run can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-interface Run {
-  /** Resolves once the child printed `ready` (its spool is open and recovered). */
-  ready: Promise<void>;
-  kill(): void;
-  /** All stdout once the child is gone, and its exit code. */
-  done: Promise<{ out: string; code: number; signal: string | null }>;
-}
-
-function spawn(args: string[]): Run {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CHILD, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  let out = "";
-  const { promise: ready, resolve } = Promise.withResolvers<void>();
-  const read = (async () => {
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-      out += chunk;
-      if (out.includes("ready\n")) resolve();
-    }
-  })();
-  const done = (async () => {
-    const status = await child.status;
-    await read;
-    resolve();
-    return { out, code: status.code, signal: status.signal };
-  })();
-  return {
-    ready,
-    kill: () => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already exited
-      }
-    },
-    done,
-  };
+function spawn(args: string[]) {
+  const run = spawnChild(CHILD, args);
+  return { ready: run.ready, kill: () => run.signal("SIGKILL"), done: run.done };
 }
 
 function lastAck(out: string): number | undefined {
