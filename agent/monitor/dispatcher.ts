@@ -9,7 +9,7 @@
 
 import type { Resources } from "../../core/mod.ts";
 import type { Log } from "../log.ts";
-import { childScope, onAbort, sleepUnlessAborted } from "../util/async.ts";
+import { childScope, sleepUnlessAborted, wakeOrAbort } from "../util/async.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import {
   type DecodedFrame,
@@ -157,16 +157,7 @@ class Inbox {
     while (this.#frames.length === 0) {
       if (this.#closedBecause !== undefined) throw this.#closedBecause;
       signal.throwIfAborted();
-      const { promise, resolve } = Promise.withResolvers<void>();
-      const wake = () => resolve();
-      this.#wake = wake;
-      const removeAbort = onAbort(signal, () => resolve());
-      try {
-        await promise;
-      } finally {
-        this.#wake = undefined;
-        removeAbort();
-      }
+      await wakeOrAbort(signal, (wake) => this.#wake = wake);
     }
     return this.#frames.shift()!;
   }

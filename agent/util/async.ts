@@ -30,6 +30,25 @@ export function onAbort(signal: AbortSignal, fn: () => void): () => void {
   return () => callbacks.delete(fn);
 }
 
+/**
+ * Waits for one wake-up: resolves when the function handed to `arm` is called, or when `signal`
+ * aborts. `arm` gets `undefined` again once the wait is over, so a stale wake is never kept.
+ */
+export async function wakeOrAbort(
+  signal: AbortSignal,
+  arm: (wake: (() => void) | undefined) => void,
+): Promise<void> {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  arm(() => resolve());
+  const removeAbort = onAbort(signal, () => resolve());
+  try {
+    await promise;
+  } finally {
+    arm(undefined);
+    removeAbort();
+  }
+}
+
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return Promise.reject(signal.reason);

@@ -5,12 +5,12 @@
  * @module
  */
 
-import { onAbort } from "./async.ts";
+import { wakeOrAbort } from "./async.ts";
 
 /** One waiter, many notifiers, notifications coalesce. */
 export class CoalescingSignal {
   #pending = false;
-  #wake: (() => void) | null = null;
+  #wake: (() => void) | undefined;
 
   notify(): void {
     this.#pending = true;
@@ -21,16 +21,7 @@ export class CoalescingSignal {
   async wait(signal: AbortSignal): Promise<boolean> {
     while (!this.#pending) {
       if (signal.aborted) return false;
-      const { promise, resolve } = Promise.withResolvers<void>();
-      const wake = () => resolve();
-      this.#wake = wake;
-      const removeAbort = onAbort(signal, () => resolve());
-      try {
-        await promise;
-      } finally {
-        this.#wake = null;
-        removeAbort();
-      }
+      await wakeOrAbort(signal, (wake) => this.#wake = wake);
     }
     this.#pending = false;
     return true;
