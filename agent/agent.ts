@@ -119,7 +119,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const perVmMetrics = new PerVmMetrics();
   const limit = config.neonvm.patchRateLimit;
   const kube = new KubeClient(options.kubeConfig, {
-    vmRateLimiter: new TokenBucket({ perSecond: limit.perSecond, burst: limit.burst }),
+    vmRateLimiter: new TokenBucket({
+      perSecond: limit.perSecond,
+      burst: limit.burst,
+      upscaleReserve: limit.upscaleReserve,
+      urgentReserve: limit.urgentReserve,
+    }),
     watchIdleTimeoutMs: options.tuning?.watchIdleTimeoutMs,
   });
   const statusWaiter = new VmStatusWaiter();

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Resources, RevisionWithTime } from "../core/mod.ts";
+import type { Millis, Resources, RevisionWithTime, StateDump } from "../core/mod.ts";
 import {
   type Change,
   monitorAccounting,
@@ -74,6 +74,35 @@ export interface NeonVMBridgeOptions {
   log: Log;
   /** Called as each patch is sent, for latency tracking. */
   onPatchSent?: (current: Resources, target: Resources) => void;
+  /**
+   * Whether a vm-monitor upscale request (the VM is short of memory) is in force and not yet met
+   * by `current`: a patch that grows the VM then goes ahead of every other NeonVM call, the
+   * load-driven upscales included. Asked only for patches that grow the VM. Absent: never.
+   */
+  monitorRequestedUpscale?: (current: Resources) => boolean;
+}
+
+/**
+ * Whether the core's recorded vm-monitor upscale request is still in force at `now` and not yet
+ * met: the VM at `current` is, in some resource the monitor asked for, no larger than when it
+ * asked. The core keeps the record until the monitor connection resets (it merely stops counting
+ * it after `monitorRequestedUpscaleValidPeriod`) and never marks it met, so both are checked here.
+ */
+export function monitorUpscalePending(
+  state: {
+    monitor: Pick<StateDump["monitor"], "requestedUpscale">;
+    config: Pick<StateDump["config"], "monitorRequestedUpscaleValidPeriod">;
+  },
+  now: Millis,
+  current: Resources,
+): boolean {
+  const request = state.monitor.requestedUpscale;
+  if (request === null || request.at + state.config.monitorRequestedUpscaleValidPeriod <= now) {
+    return false;
+  }
+  const { requested, base } = request;
+  return (requested.cpu && current.vCPU <= base.vCPU) ||
+    (requested.memory && current.mem <= base.mem);
 }
 
 /** The `result` label: the root cause, with the VM's name masked so it does not explode. */
@@ -107,9 +136,18 @@ export function neonvmBridge(
         now: targetRevision.updatedAt,
       });
       options.onPatchSent?.(current, target);
+      // A VM short of CPU or memory must not wait behind the other VMs' resizes, nor one close
+      // to running out of memory behind the other VMs' upscales.
+      const grows = target.vCPU > current.vCPU || target.mem > current.mem;
+      const priority = !grows
+        ? "normal"
+        : options.monitorRequestedUpscale?.(current)
+        ? "urgent"
+        : "upscale";
       const result = await options.kube.patchVirtualMachine(vm.namespace, vm.name, patch, {
         signal,
         timeoutMs: options.timeoutMs,
+        priority,
       });
       if (!result.ok) {
         metrics.neonvmOutbound.inc({ result: neonvmResultLabel(result.message, vm.name) });

@@ -291,6 +291,37 @@ const neonvm = z.strictObject({
     .strictObject({
       perSecond: positiveNumber(5),
       burst: uint({ nonZero: true, absent: 10 }),
+      /** Absent: the token bucket's default, half the burst. */
+      upscaleReserve: uint({ nonZero: false }).optional(),
+      /** Absent: the token bucket's default, half the upscale reserve, rounded up. */
+      urgentReserve: uint({ nonZero: false }).optional(),
+    })
+    .check((ctx) => {
+      const { burst, upscaleReserve, urgentReserve } = ctx.value;
+      // One already rejected on its own is left to that message.
+      if (!isUint(burst)) return;
+      if (isUint(upscaleReserve) && upscaleReserve >= burst) {
+        ctx.issues.push({
+          code: "custom",
+          message: `must be less than burst (${burst}), got ${upscaleReserve}`,
+          path: ["upscaleReserve"],
+          input: ctx.value,
+          continue: true,
+        });
+        return;
+      }
+      // Absent, the upscale reserve is the bucket's default, which the urgent one must not exceed.
+      const upscale = upscaleReserve ?? Math.floor(burst / 2);
+      if (!isUint(upscale) || !isUint(urgentReserve) || urgentReserve <= upscale) return;
+      ctx.issues.push({
+        code: "custom",
+        message: `must be at most upscaleReserve (${upscale}${
+          upscaleReserve === undefined ? ", its default" : ""
+        }), got ${urgentReserve}`,
+        path: ["urgentReserve"],
+        input: ctx.value,
+        continue: true,
+      });
     })
     .prefault({}),
 });

@@ -1,7 +1,8 @@
 /**
- * One bounded outbound HTTP request, as the agent makes them to the scheduler plugin and to the
- * VMs' metrics endpoints: a timeout covering the body too, cancellation, a body size limit, and
- * errors reduced to their root cause (the text that goes into metric labels).
+ * One bounded outbound HTTP request, as the agent makes them to the scheduler plugin: a timeout
+ * covering the body too, cancellation, a body size limit, and errors reduced to their root cause
+ * (the text that goes into metric labels). The VMs' metrics endpoints have their own client,
+ * `vm_metrics/http_get.ts`, with the same outcome and messages.
  *
  * @module
  */
@@ -33,8 +34,8 @@ export type HttpOutcome =
   | { ok: false; status: number | null; error: Error; rootCause: string; timedOut: boolean };
 
 // The reference's Go messages, so that metric labels read the same on both agents.
-const DEADLINE = "context deadline exceeded";
-const CANCELED = "context canceled";
+export const DEADLINE = "context deadline exceeded";
+export const CANCELED = "context canceled";
 
 /** Makes the request; never rejects. */
 export async function httpRequest(url: string, opts: HttpRequestOptions): Promise<HttpOutcome> {

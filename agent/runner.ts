@@ -19,7 +19,13 @@ import {
   withOverrides,
 } from "../core/mod.ts";
 import type { AgentConfig } from "./config.ts";
-import { monitorBridge, type MonitorSlot, neonvmBridge, pluginBridge } from "./bridge.ts";
+import {
+  monitorBridge,
+  type MonitorSlot,
+  monitorUpscalePending,
+  neonvmBridge,
+  pluginBridge,
+} from "./bridge.ts";
 import { GenerationCounter } from "./executor/clients.ts";
 import { ExecutorCore } from "./executor/core.ts";
 import {
@@ -322,6 +328,9 @@ export class Runner {
         clock,
         log: exec.child("neonvm").child("client"),
         onPatchSent: (current, target) => this.#onPatchSent(current.mem, target.mem),
+        // A deep copy of the core state, but only for patches that grow the VM: rare enough.
+        monitorRequestedUpscale: (current) =>
+          monitorUpscalePending(core.dump(), core.now(), current),
       },
       metrics,
       status,

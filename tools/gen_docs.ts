@@ -189,6 +189,14 @@ const CONFIG_DESCRIPTIONS: Record<string, string> = {
     "patches and the VirtualMachine list/watch (client-go's default throttling).",
   "neonvm.patchRateLimit.perSecond": "Tokens added per second.",
   "neonvm.patchRateLimit.burst": "Bucket size: requests allowed at once.",
+  "neonvm.patchRateLimit.upscaleReserve": "Tokens only upscale patches may take; must be less " +
+    "than `burst`. Absent: half of `burst`, rounded down. Upscale patches go ahead of every " +
+    "other NeonVM call waiting for a token (those the vm-monitor asked for first, see " +
+    "`urgentReserve`); the others get the full rate but a burst of only `burst` minus this.",
+  "neonvm.patchRateLimit.urgentReserve": "Of the `upscaleReserve` tokens, those only upscales " +
+    "the vm-monitor asked for (the VM is short of memory) may take; must be at most " +
+    "`upscaleReserve`. Absent: half of `upscaleReserve`, rounded up. Those upscales go ahead " +
+    "of every other NeonVM call waiting for a token, load-driven upscales included.",
 
   dumpState: "The state-dump HTTP server (`GET /` returns the agent's state as JSON). Absent " +
     "or `null` disables it.",

@@ -41,7 +41,8 @@ export interface ExecutorCoreOptions {
 export class ExecutorCore {
   #clock: Clock;
   #state: State;
-  #broadcaster = new Broadcaster();
+  #broadcaster = new Broadcaster<ActionSet>();
+  #checkScheduled = false;
   #cached: ActionsWithId | null = null;
   #lastActionsId = 0;
   #onNextActions: (() => void) | undefined;
@@ -59,9 +60,14 @@ export class ExecutorCore {
     return this.#clock.now();
   }
 
-  /** A receiver of the update broadcasts made from now on. */
-  newReceiver(): Receiver {
-    return this.#broadcaster.newReceiver();
+  /**
+   * A receiver of the update broadcasts made from now on. With `interest`, a waiting receiver
+   * wakes only when the actions computed after an update meet it (an executor loop whose action
+   * is absent has nothing to do); a broadcast it missed while busy still ends its next wait at
+   * once.
+   */
+  newReceiver(interest?: (actions: ActionSet) => boolean): Receiver<ActionSet> {
+    return this.#broadcaster.newReceiver(interest);
   }
 
   /** The cached action set, computing (and numbering) a new one if the cache was dropped. */
@@ -85,6 +91,25 @@ export class ExecutorCore {
     this.#broadcaster.broadcast();
     this.#cached = null;
     fn(this.#state);
+    if (this.#broadcaster.hasInterestedWaiters && !this.#checkScheduled) {
+      this.#checkScheduled = true;
+      // After the updates made in this turn, like the loops woken by the broadcast itself, so a
+      // burst of updates computes one action set, not one each.
+      queueMicrotask(() => {
+        this.#checkScheduled = false;
+        if (!this.#broadcaster.hasInterestedWaiters) return;
+        let actions: ActionSet;
+        try {
+          actions = this.getActions().actions;
+        } catch {
+          // A core that cannot compute its actions is a Runner failure: wake every loop so the
+          // one that calls getActions() again throws inside its worker, which restarts the Runner.
+          this.#broadcaster.wakeInterested(null);
+          return;
+        }
+        this.#broadcaster.wakeInterested(actions);
+      });
+    }
   }
 
   /**

@@ -30,7 +30,7 @@ import type { ExecutorCore } from "./core.ts";
 import type { Receiver } from "./broadcast.ts";
 
 /** Waits for a broadcast not yet seen and marks it seen; false once `signal` aborted. */
-export async function nextChange(receiver: Receiver, signal: AbortSignal): Promise<boolean> {
+export async function nextChange<T>(receiver: Receiver<T>, signal: AbortSignal): Promise<boolean> {
   if (!await receiver.wait(signal)) return false;
   receiver.awake();
   return true;
@@ -47,7 +47,7 @@ export async function runPluginLoop(
   client: PluginClient,
   log: Log = silentLog,
 ): Promise<void> {
-  const receiver = core.newReceiver();
+  const receiver = core.newReceiver((actions) => actions.pluginRequest !== undefined);
   while (await nextChange(receiver, signal)) {
     const last = core.getActions();
     const action = last.actions.pluginRequest;
@@ -93,7 +93,7 @@ export async function runNeonVMLoop(
   client: NeonVMClient,
   log: Log = silentLog,
 ): Promise<void> {
-  const receiver = core.newReceiver();
+  const receiver = core.newReceiver((actions) => actions.neonvmRequest !== undefined);
   while (await nextChange(receiver, signal)) {
     const last = core.getActions();
     const action = last.actions.neonvmRequest;
@@ -201,7 +201,7 @@ async function runMonitorLoop<R>(
   log: Log,
   spec: MonitorLoopSpec<R>,
 ): Promise<void> {
-  const receiver = core.newReceiver();
+  const receiver = core.newReceiver((actions) => spec.action(actions) !== undefined);
   while (await nextChange(receiver, signal)) {
     const last = core.getActions();
     const action = spec.action(last.actions);

@@ -8,6 +8,7 @@
 
 import { childScope, onAbort } from "../util/async.ts";
 import { type Log, silentLog } from "../log.ts";
+import type { ActionSet } from "../../core/mod.ts";
 import type { Receiver } from "./broadcast.ts";
 import type { ExecutorCore } from "./core.ts";
 import { nextChange } from "./loops.ts";
@@ -25,7 +26,11 @@ const RACE_OVER = new Error("sleeper race over");
  * subscription and no AbortController: the sleeper re-arms on every state change, so this path
  * runs for every Runner several times a minute.
  */
-function changeOrTimeout(receiver: Receiver, ms: number, signal: AbortSignal): Promise<Outcome> {
+function changeOrTimeout(
+  receiver: Receiver<ActionSet>,
+  ms: number,
+  signal: AbortSignal,
+): Promise<Outcome> {
   if (signal.aborted) return Promise.resolve("aborted");
   if (receiver.pending) return Promise.resolve("changed");
   return new Promise<Outcome>((resolve) => {
@@ -43,7 +48,7 @@ function changeOrTimeout(receiver: Receiver, ms: number, signal: AbortSignal): P
 
 /** The same race on an injected `sleep` (tests), which needs a signal to cancel it. */
 async function raceWithSleep(
-  receiver: Receiver,
+  receiver: Receiver<ActionSet>,
   ms: number,
   signal: AbortSignal,
   sleep: Sleep,

@@ -7,7 +7,7 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { TokenBucket } from "./rate_limit.ts";
+import { TokenBucket, type TokenPriority } from "./rate_limit.ts";
 import type { JsonPatchOperation } from "./patch.ts";
 import type { ListResult, ListWatchSource, WatchCallbacks, WatchEnd } from "./reflector.ts";
 
@@ -142,7 +142,7 @@ function callOptions(signal: AbortSignal, contentType?: string): k8s.Configurati
 }
 
 export interface KubeClientOptions {
-  /** Throttles VM patches and the VM list/watch (default 5/s, burst 10). */
+  /** Throttles VM patches and the VM list/watch (default 5/s, burst 10, 5 kept for upscales). */
   vmRateLimiter?: TokenBucket;
   /** Throttles the scheduler-pod list/watch; the reference gives it its own client. */
   podRateLimiter?: TokenBucket;
@@ -156,6 +156,11 @@ export interface PatchOptions {
   signal?: AbortSignal;
   /** Covers the wait for a token too, as client-go's throttling does (default 10 s). */
   timeoutMs?: number;
+  /**
+   * `urgent` goes ahead of every other call waiting for the VM token bucket, `upscale` ahead of
+   * every `normal` one (the default).
+   */
+  priority?: TokenPriority;
 }
 
 /** The agent's Kubernetes API client. */
@@ -172,8 +177,9 @@ export class KubeClient {
     this.kubeConfig = kubeConfig;
     this.vmRateLimiter = options.vmRateLimiter ??
       new TokenBucket({ perSecond: DEFAULT_QPS, burst: DEFAULT_BURST });
+    // No upscale ever waits for this one, so nothing is held back for them.
     this.podRateLimiter = options.podRateLimiter ??
-      new TokenBucket({ perSecond: DEFAULT_QPS, burst: DEFAULT_BURST });
+      new TokenBucket({ perSecond: DEFAULT_QPS, burst: DEFAULT_BURST, upscaleReserve: 0 });
     this.#customObjects = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
     this.#core = kubeConfig.makeApiClient(k8s.CoreV1Api);
     this.#watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS;
@@ -193,7 +199,7 @@ export class KubeClient {
     const timeoutMs = options.timeoutMs ?? DEFAULT_PATCH_TIMEOUT_MS;
     const deadline = new Deadline(options.signal, timeoutMs);
     try {
-      await this.vmRateLimiter.take(deadline.signal, deadline.remainingMs());
+      await this.vmRateLimiter.take(deadline.signal, deadline.remainingMs(), options.priority);
       await this.#customObjects.patchNamespacedCustomObject(
         {
           group: VM_GROUP,

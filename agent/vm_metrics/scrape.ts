@@ -6,9 +6,10 @@
  */
 
 import type { Outcome } from "../executor/clients.ts";
-import { hostPort, httpRequest } from "../http_request.ts";
+import { hostPort } from "../http_request.ts";
 import { type Log, silentLog } from "../log.ts";
 import { randomInt, sleepUnlessAborted } from "../util/async.ts";
+import { HttpGetClient } from "./http_get.ts";
 
 /** Longest metrics body read (a busy vector exporter writes tens of KiB). */
 export const MAX_METRICS_BODY_BYTES = 8 * 1024 * 1024;
@@ -18,22 +19,23 @@ export function metricsURL(podIP: string, port: number): string {
   return `http://${hostPort(podIP, port)}/metrics`;
 }
 
+/** A client for one metrics endpoint, to hand to {@link scrapeMetrics}; close it when done. */
+export function metricsClient(url: string): HttpGetClient {
+  return new HttpGetClient(url, { maxBodyBytes: MAX_METRICS_BODY_BYTES });
+}
+
 /**
- * One scrape of `url`, parsed with `parse` (the core's `parseSystemMetrics` or
+ * One scrape of the client's URL, parsed with `parse` (the core's `parseSystemMetrics` or
  * `parseLFCMetrics`, which throw on bad input). Never rejects.
  */
 export async function scrapeMetrics<T>(
-  url: string,
+  client: HttpGetClient,
   parse: (text: string) => T,
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<Outcome<T>> {
-  const outcome = await httpRequest(url, {
-    method: "GET",
-    timeoutMs,
-    signal,
-    maxBodyBytes: MAX_METRICS_BODY_BYTES,
-  });
+  const outcome = await client.get(timeoutMs, signal);
+  const url = client.url;
   if (!outcome.ok) {
     const reason = outcome.timedOut ? `timed out after ${timeoutMs / 1000} s` : outcome.rootCause;
     const what = outcome.status === null ? "error making request to" : "error reading body from";
@@ -93,31 +95,38 @@ export async function runMetricsLoop<T>(
   }
   if (!await sleep(initialDelay * 1000, signal)) return;
 
-  for (;;) {
-    const active = opts.isActive();
-    if (!active && wasActive) log.info(`${opts.kind} metrics no longer active`);
-    if (active && !wasActive) log.info(`${opts.kind} metrics now active`);
-    wasActive = active;
-    if (active) {
-      const result = await scrapeMetrics(
-        opts.url,
-        opts.parse,
-        opts.requestTimeoutSeconds * 1000,
-        signal,
-      );
-      if (result.ok) {
-        const metrics = result.value;
-        // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
-        opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
-      } else {
-        log.error(`error getting ${opts.kind} metrics`, {
-          url: opts.url,
-          error: result.error.message,
-        });
-        opts.onError?.(result.error);
+  // Connects at the first scrape, then keeps the connection alive in between.
+  const client = metricsClient(opts.url);
+  try {
+    for (;;) {
+      const active = opts.isActive();
+      if (!active && wasActive) {
+        log.info(`${opts.kind} metrics no longer active`);
+        // No idle connection held open for a scrape that may never come.
+        client.close();
       }
+      if (active && !wasActive) log.info(`${opts.kind} metrics now active`);
+      wasActive = active;
+      if (active) {
+        const timeoutMs = opts.requestTimeoutSeconds * 1000;
+        const result = await scrapeMetrics(client, opts.parse, timeoutMs, signal);
+        if (result.ok) {
+          const metrics = result.value;
+          // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of
+          // production.
+          opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
+        } else {
+          log.error(`error getting ${opts.kind} metrics`, {
+            url: opts.url,
+            error: result.error.message,
+          });
+          opts.onError?.(result.error);
+        }
+      }
+      // Measured from the end of the scrape, not on a fixed schedule.
+      if (!await sleep(interval * 1000, signal)) return;
     }
-    // Measured from the end of the scrape, not on a fixed schedule.
-    if (!await sleep(interval * 1000, signal)) return;
+  } finally {
+    client.close();
   }
 }

@@ -143,6 +143,67 @@ Deno.test("our optional keys take their defaults when absent", () => {
   assert.deepEqual(parse(obj).neonvm.patchRateLimit, { perSecond: 5, burst: 10 });
 });
 
+Deno.test("neonvm.patchRateLimit.upscaleReserve: absent, or an integer below the burst", () => {
+  const key = "neonvm.patchRateLimit.upscaleReserve";
+  const reserve = (value: unknown) => parse(withValue(key, value)).neonvm.patchRateLimit;
+  assert.deepEqual(reserve(3), { perSecond: 5, burst: 10, upscaleReserve: 3 });
+  assert.deepEqual(reserve(0), { perSecond: 5, burst: 10, upscaleReserve: 0 });
+  assert.deepEqual(reserve(null), { perSecond: 5, burst: 10 }, "the bucket's default applies");
+  assert.deepEqual(problems(withValue(key, 10)), [`${key}: must be less than burst (10), got 10`]);
+  assert.deepEqual(problems(withValue(key, -1)), [
+    `${key}: expected a non-negative integer, got -1`,
+  ]);
+  assert.deepEqual(problems(withValue(key, 1.5)), [
+    `${key}: expected a non-negative integer, got 1.5`,
+  ]);
+  const defaultBurst = withValue("neonvm.patchRateLimit", { upscaleReserve: 12 });
+  assert.deepEqual(problems(defaultBurst), [`${key}: must be less than burst (10), got 12`]);
+  const badBurst = withValue("neonvm.patchRateLimit", { burst: 0, upscaleReserve: 5 });
+  assert.deepEqual(problems(badBurst), [
+    "neonvm.patchRateLimit.burst: must be a non-zero integer, got 0",
+  ]);
+});
+
+Deno.test("neonvm.patchRateLimit.urgentReserve: absent, or an integer up to the upscale reserve", () => {
+  const key = "neonvm.patchRateLimit.urgentReserve";
+  const limit = (value: object) =>
+    parse(withValue("neonvm.patchRateLimit", value)).neonvm.patchRateLimit;
+  assert.deepEqual(limit({ urgentReserve: 2 }), { perSecond: 5, burst: 10, urgentReserve: 2 });
+  assert.deepEqual(limit({ upscaleReserve: 3, urgentReserve: 3 }), {
+    perSecond: 5,
+    burst: 10,
+    upscaleReserve: 3,
+    urgentReserve: 3,
+  });
+  assert.deepEqual(limit({ urgentReserve: 0 }), { perSecond: 5, burst: 10, urgentReserve: 0 });
+  assert.deepEqual(
+    parse(withValue(key, null)).neonvm.patchRateLimit,
+    { perSecond: 5, burst: 10 },
+    "the bucket's default applies",
+  );
+  assert.deepEqual(
+    problems(withValue("neonvm.patchRateLimit", { upscaleReserve: 3, urgentReserve: 4 })),
+    [`${key}: must be at most upscaleReserve (3), got 4`],
+  );
+  assert.deepEqual(
+    problems(withValue("neonvm.patchRateLimit", { urgentReserve: 6 })),
+    [`${key}: must be at most upscaleReserve (5, its default), got 6`],
+  );
+  assert.deepEqual(
+    problems(withValue("neonvm.patchRateLimit", { burst: 3, urgentReserve: 2 })),
+    [`${key}: must be at most upscaleReserve (1, its default), got 2`],
+    "the default follows the burst",
+  );
+  assert.deepEqual(problems(withValue(key, -1)), [
+    `${key}: expected a non-negative integer, got -1`,
+  ]);
+  // A bad upscale reserve is reported once, not again through the urgent one.
+  assert.deepEqual(
+    problems(withValue("neonvm.patchRateLimit", { upscaleReserve: 10, urgentReserve: 10 })),
+    ["neonvm.patchRateLimit.upscaleReserve: must be less than burst (10), got 10"],
+  );
+});
+
 Deno.test("listening ports may be 0 (OS-chosen), the VM's ports may not", () => {
   assert.equal(parse(withValue("listen.metricsPort", 0)).listen.metricsPort, 0);
   assert.deepEqual(problems(withValue("metrics.system.port", 0)), [

@@ -637,6 +637,11 @@ Deno.test("e2e fault: VM watch ends and fails, then 410 on resume: the agent rel
     // 3. An ERROR event with 410 inside the stream: another relist; a change made afterwards is
     // still seen.
     api.expiredWatchAsHttp410 = false;
+    // The relist is counted before the watch that follows it is open.
+    await waitFor(
+      "the VM watch open after the relist",
+      () => api.openWatches("virtualmachines") === 1,
+    );
     assert.equal(api.injectWatchError("virtualmachines", { code: 410, reason: "Expired" }), 1);
     const again = await waitFor("a relist after the ERROR event", async () => {
       const stats = watcherStats(await metricsText(sim));

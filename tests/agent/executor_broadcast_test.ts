@@ -77,3 +77,40 @@ Deno.test("broadcast: an aborted wait resolves false and is not woken later", as
   assert.equal(await r.wait(stop.signal), false);
   assert.equal(await r.wait(), true);
 });
+
+Deno.test("broadcast: a waiting receiver with an interest wakes only when it is met", async () => {
+  const b = new Broadcaster<number>();
+  const evens = b.newReceiver((n) => n % 2 === 0);
+  const all = b.newReceiver();
+  let evenWoke = false;
+  let allWoke = false;
+  const waitingEven = evens.wait().then(() => evenWoke = true);
+  const waitingAll = all.wait().then(() => allWoke = true);
+  assert.equal(b.hasInterestedWaiters, true);
+  b.broadcast();
+  await waitingAll;
+  b.wakeInterested(1);
+  await settle();
+  assert.equal(allWoke, true);
+  assert.equal(evenWoke, false);
+  b.wakeInterested(2);
+  await waitingEven;
+  assert.equal(b.hasInterestedWaiters, false);
+});
+
+Deno.test("broadcast: a broadcast missed while busy ends the next wait whatever the interest", async () => {
+  const b = new Broadcaster<number>();
+  const r = b.newReceiver(() => false);
+  b.broadcast();
+  assert.equal(await r.wait(), true);
+  r.awake();
+  const stop = new AbortController();
+  const waiting = r.wait(stop.signal);
+  b.broadcast();
+  b.wakeInterested(0);
+  await settle();
+  stop.abort();
+  assert.equal(await waiting, false);
+  // An aborted wait leaves nothing subscribed.
+  assert.equal(b.hasInterestedWaiters, false);
+});

@@ -142,3 +142,36 @@ Deno.test("executor core: skips the recomputation debug lines when the log drops
   verbose.getActions();
   assert.deepEqual(loud.messages("debug"), ["recalculating ActionSet", "new ActionSet"]);
 });
+
+Deno.test("executor core: a receiver with an interest sleeps through updates that do not meet it", async () => {
+  const { core, computed } = executor();
+  const seen: number[] = [];
+  const receiver = core.newReceiver((actions) => {
+    seen.push(computed());
+    return actions.neonvmRequest !== undefined;
+  });
+  const stop = new AbortController();
+  let woke = false;
+  const waiting = receiver.wait(stop.signal).then((v) => woke = v);
+  // Three updates in one turn: one action set is computed for them, after the last.
+  core.update(() => {});
+  core.update(() => {});
+  core.update(() => {});
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(computed(), 1);
+  assert.deepEqual(seen, [1]);
+  // The fresh VM wants no patch, so the receiver keeps waiting.
+  assert.equal(core.getActions().actions.neonvmRequest, undefined);
+  assert.equal(woke, false);
+  stop.abort();
+  await waiting;
+  assert.equal(woke, false);
+});
+
+Deno.test("executor core: a receiver with an interest wakes once the actions meet it", async () => {
+  const { core } = executor();
+  const receiver = core.newReceiver((actions) => actions.pluginRequest !== undefined);
+  const woke = receiver.wait();
+  core.update(() => {});
+  assert.equal(await woke, true);
+});

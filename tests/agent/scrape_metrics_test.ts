@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  metricsClient,
   type MetricsLoopOptions,
   metricsURL,
   runMetricsLoop,
@@ -39,8 +40,17 @@ async function withSystemServer(fn: (server: SystemMetricsServer) => Promise<voi
   }
 }
 
-function scrape(server: { port: number }, timeoutMs = 2000, signal = new AbortController().signal) {
-  return scrapeMetrics(metricsURL("127.0.0.1", server.port), parseSystemMetrics, timeoutMs, signal);
+async function scrape(
+  server: { port: number },
+  timeoutMs = 2000,
+  signal = new AbortController().signal,
+) {
+  const client = metricsClient(metricsURL("127.0.0.1", server.port));
+  try {
+    return await scrapeMetrics(client, parseSystemMetrics, timeoutMs, signal);
+  } finally {
+    client.close();
+  }
 }
 
 Deno.test("scrape: system metrics from the fake exporter", async () => {
@@ -58,8 +68,9 @@ Deno.test("scrape: LFC metrics from the fake exporter", async () => {
   });
   server.start();
   try {
-    const url = metricsURL("127.0.0.1", server.port);
-    const result = await scrapeMetrics(url, parseLFCMetrics, 2000, new AbortController().signal);
+    const client = metricsClient(metricsURL("127.0.0.1", server.port));
+    const result = await scrapeMetrics(client, parseLFCMetrics, 2000, new AbortController().signal);
+    client.close();
     assert.deepEqual(result, {
       ok: true,
       value: {

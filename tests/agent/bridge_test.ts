@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { makeVirtualMachine } from "../../sim/k8s/mod.ts";
+import type { Resources, VmInfo } from "../../core/mod.ts";
+import { monitorUpscalePending, neonvmBridge } from "../../agent/bridge.ts";
+import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { buildNeonVMPatch, type JsonPatchOperation } from "../../agent/k8s/patch.ts";
+import { TokenBucket, type TokenPriority } from "../../agent/k8s/rate_limit.ts";
+import { GlobalMetrics } from "../../agent/metrics.ts";
+import { PodStatus } from "../../agent/pod_status.ts";
+import { systemClock } from "../../agent/util/clock.ts";
+import { VmStatusWaiter } from "../../agent/vm_status_waiter.ts";
+import { recordingLog } from "./executor_helpers.ts";
+import { withFakeApi } from "./k8s_test_helpers.ts";
+
+const GiB = 1024 ** 3;
+
+function size(vCPU: number, slots: number): Resources {
+  return { vCPU, mem: slots * GiB };
+}
+
+function revision(value: number) {
+  return { value, flags: 0, updatedAt: Date.now() };
+}
+
+/** The target revision a recorded patch carries: it tells the patches apart. */
+function revisionOf(body: string): number {
+  const ops = JSON.parse(body) as JsonPatchOperation[];
+  const op = ops.find((o) => o.path === "/spec/targetRevision")!;
+  return (op.value as { revision: { value: number } }).revision.value;
+}
+
+const limits = {
+  unhealthyAfterSilenceMs: 1,
+  unhealthyStartupGraceMs: 1,
+  monitorFailureThreshold: 0,
+  neonvmFailureThreshold: 0,
+  schedulerFailureThreshold: 0,
+  monitorFailureWindowMs: 1,
+  neonvmFailureWindowMs: 1,
+  schedulerFailureWindowMs: 1,
+};
+
+/** A NeonVM bridge for the VM "example" over `kube`, with the given monitor-request check. */
+function bridgeOn(kube: KubeClient, monitorRequestedUpscale?: (current: Resources) => boolean) {
+  const status = new PodStatus({} as VmInfo, "", limits, systemClock, () => {});
+  const bridge = neonvmBridge(
+    {
+      kube,
+      vm: { namespace: "default", name: "example" },
+      memorySlotSize: GiB,
+      timeoutMs: 10_000,
+      statusWaitMs: 0,
+      statusWaiter: new VmStatusWaiter(),
+      clock: systemClock,
+      log: recordingLog(),
+      monitorRequestedUpscale,
+    },
+    new GlobalMetrics(),
+    status,
+  );
+  return { bridge, status };
+}
+
+/** Another VM's patch straight through the client, told apart by its revision. */
+function otherPatch(kube: KubeClient, value: number, priority?: TokenPriority) {
+  return kube.patchVirtualMachine(
+    "default",
+    "example",
+    buildNeonVMPatch({
+      target: size(500, 2),
+      memorySlotSize: GiB,
+      revision: revision(value),
+      now: Date.now(),
+    }),
+    { priority },
+  );
+}
+
+const exampleVM = () =>
+  makeVirtualMachine({
+    name: "example",
+    podIP: "127.0.0.2",
+    cpus: { min: 250, max: 1250, use: 500 },
+    memorySlots: { min: 1, max: 5, use: 2 },
+  });
+
+Deno.test("neonvm bridge: an upscale patch goes ahead of a backlog in the token bucket", async () => {
+  await withFakeApi(async (api) => {
+    api.create("virtualmachines", exampleVM());
+    // 250 ms per token: wide enough apart that the order the fake sees is the bucket's.
+    const kube = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
+      vmRateLimiter: new TokenBucket({
+        perSecond: 4,
+        burst: 2,
+        upscaleReserve: 1,
+        urgentReserve: 0,
+      }),
+    });
+    const { bridge, status } = bridgeOn(kube);
+    const signal = new AbortController().signal;
+    // Other VMs' patches: the first takes the last unreserved token, the others queue.
+    const backlog = [1, 2, 3].map((value) => otherPatch(kube, value));
+    const upscale = await bridge.request(size(500, 2), size(750, 3), revision(10), signal);
+    assert.deepEqual(upscale, { ok: true, value: undefined });
+    const downscale = await bridge.request(size(750, 3), size(250, 1), revision(11), signal);
+    assert.deepEqual(downscale, { ok: true, value: undefined });
+    assert.deepEqual(await Promise.all(backlog), [{ ok: true }, { ok: true }, { ok: true }]);
+    const order = api.patches.map((p) => revisionOf(p.body));
+    assert.deepEqual(order.slice(0, 2).sort((a, b) => a - b), [1, 10], "both went at once");
+    assert.deepEqual(order.slice(2), [2, 3, 11], "the downscale queued behind the backlog");
+    assert.equal(status.failedNeonVMRequests.get(), 0);
+  });
+});
+
+Deno.test("neonvm bridge: an upscale the vm-monitor asked for goes ahead of queued upscales", async () => {
+  await withFakeApi(async (api) => {
+    api.create("virtualmachines", exampleVM());
+    // Upscales leave the one urgent token; 250 ms per token, as above.
+    const kube = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
+      vmRateLimiter: new TokenBucket({
+        perSecond: 4,
+        burst: 2,
+        upscaleReserve: 1,
+        urgentReserve: 1,
+      }),
+    });
+    let pending = true;
+    const asked: Resources[] = [];
+    const { bridge, status } = bridgeOn(kube, (current) => {
+      asked.push(current);
+      return pending;
+    });
+    const signal = new AbortController().signal;
+    // A surge of other VMs' load-driven upscales: the first takes the last unreserved token.
+    const backlog = [1, 2, 3].map((value) => otherPatch(kube, value, "upscale"));
+    const urgent = await bridge.request(size(500, 2), size(750, 3), revision(10), signal);
+    assert.deepEqual(urgent, { ok: true, value: undefined });
+    // Once the request is met, the next growth is load-driven and queues like the others.
+    pending = false;
+    const upscale = await bridge.request(size(750, 3), size(1000, 4), revision(11), signal);
+    assert.deepEqual(upscale, { ok: true, value: undefined });
+    // A downscale does not ask.
+    await bridge.request(size(1000, 4), size(750, 3), revision(12), signal);
+    assert.deepEqual(await Promise.all(backlog), [{ ok: true }, { ok: true }, { ok: true }]);
+    const order = api.patches.map((p) => revisionOf(p.body));
+    assert.deepEqual(order.slice(0, 2).sort((a, b) => a - b), [1, 10], "both went at once");
+    assert.deepEqual(order.slice(2), [2, 3, 11, 12], "the load-driven upscale queued");
+    assert.deepEqual(asked, [size(500, 2), size(750, 3)], "asked with the current size");
+    assert.equal(status.failedNeonVMRequests.get(), 0);
+  });
+});
+
+Deno.test("neonvm bridge: a vm-monitor upscale request is pending while in force and not met", () => {
+  const at = 1_000_000;
+  const state = (requested: { cpu: boolean; memory: boolean } | null) => ({
+    monitor: {
+      requestedUpscale: requested === null ? null : { at, base: size(500, 2), requested },
+    },
+    config: { monitorRequestedUpscaleValidPeriod: 10_000 },
+  });
+  const memory = state({ cpu: false, memory: true });
+  assert.equal(monitorUpscalePending(state(null), at, size(500, 2)), false, "none recorded");
+  assert.equal(monitorUpscalePending(memory, at, size(500, 2)), true);
+  assert.equal(monitorUpscalePending(memory, at + 9_999, size(750, 2)), true, "CPU not asked");
+  assert.equal(monitorUpscalePending(memory, at + 10_000, size(500, 2)), false, "expired");
+  assert.equal(monitorUpscalePending(memory, at, size(500, 3)), false, "met: memory grew");
+  const both = state({ cpu: true, memory: true });
+  assert.equal(monitorUpscalePending(both, at, size(500, 3)), true, "CPU not grown yet");
+  assert.equal(monitorUpscalePending(both, at, size(750, 3)), false);
+  assert.equal(monitorUpscalePending(state({ cpu: false, memory: false }), at, size(1, 1)), false);
+});
