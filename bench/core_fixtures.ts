@@ -99,3 +99,76 @@ export function steadyState(lfc: boolean): State {
   }
   return state;
 }
+
+/** The size of the VM a metrics page describes; each item adds its own families' samples. */
+export interface VectorPageShape {
+  cpus: number;
+  disks: number;
+  interfaces: number;
+  filesystems: number;
+}
+
+/**
+ * A host-metrics page as vector's prometheus exporter writes it (HELP that repeats the name,
+ * millisecond timestamps): the five families the agent reads among the many it ignores.
+ */
+export function vectorHostMetricsPage(shape: VectorPageShape): string {
+  const out: string[] = [];
+  const family = (name: string, type: string, samples: [string, number][]) => {
+    out.push(`# HELP ${name} ${name}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) {
+      out.push(`${name}{${labels}host="compute-x7k2p"} ${value} 1727093100000`);
+    }
+  };
+  const each = (n: number, label: (i: number) => string, value: (i: number) => number) =>
+    Array.from({ length: n }, (_, i): [string, number] => [label(i), value(i)]);
+  const modes = ["idle", "io_wait", "nice", "system", "user"];
+  family(
+    "host_cpu_seconds_total",
+    "counter",
+    each(
+      shape.cpus * modes.length,
+      (i) => `collector="cpu",cpu="${Math.floor(i / modes.length)}",mode="${modes[i % 5]}",`,
+      (i) => 1000 + i * 37.25,
+    ),
+  );
+  for (const [name, value] of [["host_load1", 0.85], ["host_load5", 0.7], ["host_load15", 0.5]]) {
+    family(name as string, "gauge", [['collector="loadavg",', value as number]]);
+  }
+  const memory: [string, number][] = [
+    ["active", 402653184],
+    ["available", 1503238553],
+    ["buffers", 20971520],
+    ["cached", 402653184],
+    ["free", 1100585369],
+    ["inactive", 302653184],
+    ["total", 2079563776],
+  ];
+  for (const [what, value] of memory) {
+    family(`host_memory_${what}_bytes`, "gauge", [['collector="memory",', value]]);
+  }
+  const perDevice = (prefix: string, collector: string, metrics: string[], devices: number) => {
+    for (const metric of metrics) {
+      family(
+        `${prefix}_${metric}_total`,
+        "counter",
+        each(devices, (d) => `collector="${collector}",device="dev${d}",`, (d) => 12345678 + d),
+      );
+    }
+  };
+  perDevice("host_disk", "disk", ["read_bytes", "written_bytes"], shape.disks);
+  perDevice("host_network", "network", ["receive_bytes", "transmit_bytes"], shape.interfaces);
+  for (const metric of ["free_bytes", "total_bytes", "used_ratio"]) {
+    family(
+      `host_filesystem_${metric}`,
+      "gauge",
+      each(
+        shape.filesystems,
+        (f) => `collector="filesystem",device="/dev/vd${f}",filesystem="ext4",mountpoint="/m${f}",`,
+        (f) => 1e9 + f,
+      ),
+    );
+  }
+  family("host_uptime", "gauge", [['collector="host",', 86400]]);
+  return out.join("\n") + "\n";
+}

@@ -12,9 +12,28 @@ const KERNEL_MEMORY_BYTES = 100 * 1024 * 1024;
 
 const WSS_FAMILY = "lfc_approximate_working_set_size_windows";
 
-function parseFamilies(text: string, what: string): Map<string, PromFamily> {
+// Pages carry many more families; only these become objects (the rest are checked, not kept).
+const SYSTEM_FAMILIES: ReadonlySet<string> = new Set([
+  "host_load1",
+  "host_load5",
+  "host_memory_total_bytes",
+  "host_memory_available_bytes",
+  "host_memory_cached_bytes",
+]);
+const LFC_FAMILIES: ReadonlySet<string> = new Set([
+  "lfc_hits",
+  "lfc_misses",
+  "lfc_writes",
+  WSS_FAMILY,
+]);
+
+function parseFamilies(
+  text: string,
+  what: string,
+  wanted: ReadonlySet<string>,
+): Map<string, PromFamily> {
   try {
-    return parsePrometheusText(text);
+    return parsePrometheusText(text, wanted);
   } catch (err) {
     throw new Error(`${what}: malformed Prometheus text: ${(err as Error).message}`);
   }
@@ -62,7 +81,7 @@ function fail(what: string, problems: string[]): never {
 /** Throws Error on any problem (section 2.1). */
 export function parseSystemMetrics(prometheusText: string): SystemMetrics {
   const what = "invalid system metrics";
-  const families = parseFamilies(prometheusText, what);
+  const families = parseFamilies(prometheusText, what, SYSTEM_FAMILIES);
   const problems: string[] = [];
   const load1 = singleGauge(families, "host_load1", problems);
   const load5 = singleGauge(families, "host_load5", problems);
@@ -81,7 +100,7 @@ export function parseSystemMetrics(prometheusText: string): SystemMetrics {
 /** Throws Error on any problem (section 2.2). */
 export function parseLFCMetrics(prometheusText: string): LFCMetrics {
   const what = "invalid LFC metrics";
-  const families = parseFamilies(prometheusText, what);
+  const families = parseFamilies(prometheusText, what, LFC_FAMILIES);
   const problems: string[] = [];
   const hits = singleGauge(families, "lfc_hits", problems);
   const misses = singleGauge(families, "lfc_misses", problems);
