@@ -123,22 +123,14 @@ export class Runner {
     // Deliberate deviation (S-19): the first worker failure is latched, never dropped.
     const failure = Promise.withResolvers<Error>();
     let failed = false;
+    const onPanic = (name: string, error: Error) => {
+      if (!failed) {
+        failed = true;
+        failure.resolve(new Error(`background worker "${name}" panicked: ${error.message}`));
+      }
+    };
     const spawn = (name: string, worker: Worker, log: Log = this.#log) => {
-      const workerLog = log.with({ taskName: name });
-      this.#workers++;
-      workerLog.debug("background worker started");
-      worker(shutdown.signal, workerLog).then(
-        () => workerLog.debug("background worker ended normally"),
-        (err) => {
-          this.#deps.metrics.runnerThreadPanics.inc();
-          const error = err instanceof Error ? err : new Error(String(err));
-          workerLog.error("background worker panicked", { error, stack: error.stack });
-          if (!failed) {
-            failed = true;
-            failure.resolve(new Error(`background worker "${name}" panicked: ${error.message}`));
-          }
-        },
-      ).finally(() => this.#workers--);
+      this.#supervise(name, worker, log.with({ taskName: name }), shutdown.signal, onPanic);
     };
     try {
       const core = this.#createCore();
@@ -149,6 +141,32 @@ export class Runner {
       if (error !== null) throw error;
     } finally {
       shutdown.abort();
+    }
+  }
+
+  /**
+   * Runs one worker to its end. One suspended async call per worker rather than a chain of
+   * `then`/`finally` callbacks: a Runner has a dozen workers alive for its whole life.
+   */
+  async #supervise(
+    name: string,
+    worker: Worker,
+    log: Log,
+    signal: AbortSignal,
+    onPanic: (name: string, error: Error) => void,
+  ): Promise<void> {
+    this.#workers++;
+    log.debug("background worker started");
+    try {
+      await worker(signal, log);
+      log.debug("background worker ended normally");
+    } catch (err) {
+      this.#deps.metrics.runnerThreadPanics.inc();
+      const error = err instanceof Error ? err : new Error(String(err));
+      log.error("background worker panicked", { error, stack: error.stack });
+      onPanic(name, error);
+    } finally {
+      this.#workers--;
     }
   }
 

@@ -4,7 +4,16 @@
  */
 
 import assert from "node:assert/strict";
-import { ciDenoVersion, inCodeListenDefaults, readText, shippedConfig } from "./helpers.ts";
+import {
+  ciDenoVersion,
+  inCodeListenDefaults,
+  list,
+  manifest,
+  manifests,
+  obj,
+  readText,
+  shippedConfig,
+} from "./helpers.ts";
 
 const BINARY = "/usr/bin/autoscaler-agent";
 const PERMISSIONS = ["--allow-env", "--allow-net", "--allow-read", "--allow-sys", "--allow-write"];
@@ -162,3 +171,37 @@ function compileTask(): string {
   const tasks = JSON.parse(readText("deno.json")).tasks as Record<string, string>;
   return tasks.compile ?? "";
 }
+
+/** The one `--v8-flags=` word of a command, or undefined. */
+function v8FlagsOf(words: string[]): string | undefined {
+  const found = words.filter((w) => w.startsWith("--v8-flags="));
+  assert.ok(found.length <= 1, `at most one --v8-flags in ${words.join(" ")}`);
+  return found[0];
+}
+
+Deno.test("Dockerfile: the image, the compile task and the start task size the heap alike", () => {
+  const tasks = JSON.parse(readText("deno.json")).tasks as Record<string, string>;
+  const image = v8FlagsOf(compileCommand());
+  assert.ok(image !== undefined, "the image sets V8 flags");
+  assert.equal(v8FlagsOf(tasks.compile.split(/\s+/)), image);
+  assert.equal(v8FlagsOf(tasks.start.split(/\s+/)), image);
+  const env = only(final, "ENV").map(({ args }) => args);
+  assert.deepEqual(env, ["MALLOC_ARENA_MAX=2"]);
+  assert.ok(
+    tasks.start.startsWith("MALLOC_ARENA_MAX=2 "),
+    "deno task start runs as the image does",
+  );
+});
+
+Deno.test("Dockerfile: the V8 old space fits in the DaemonSet's memory limit", () => {
+  const oldSpace = /--max-old-space-size=(\d+)/.exec(v8FlagsOf(compileCommand()) ?? "");
+  assert.ok(oldSpace, "the image caps V8's old space");
+  const daemonSet = manifest(manifests(), "DaemonSet", "autoscaler-agent");
+  const podSpec = obj(obj(obj(daemonSet.doc.spec, "spec").template, "template").spec, "pod spec");
+  const agent = list(podSpec.containers, "containers")[0];
+  const limits = obj(obj(agent.resources, "resources").limits, "limits");
+  const limit = /^(\d+)Mi$/.exec(String(limits.memory));
+  assert.ok(limit, `the agent container's memory limit is in Mi, got ${limits.memory}`);
+  // Native memory (the binary, sockets, the young generation) needs room beside the old space.
+  assert.ok(Number(oldSpace[1]) <= Number(limit[1]) - 150, `${oldSpace[1]} MiB vs ${limit[1]}Mi`);
+});
