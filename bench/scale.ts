@@ -202,7 +202,6 @@ async function run(count: number): Promise<Result> {
     const steps: number[] = [];
     const patchesBefore = cluster.api.patches.length;
     const deadline = performance.now() + measureSeconds * 1000;
-    let next = 0;
     let second = 0;
     while (performance.now() < deadline) {
       await sleep(1000);
@@ -213,10 +212,12 @@ async function run(count: number): Promise<Result> {
         lagP50.push((metricValue(text, "nodejs_eventloop_lag_p50_seconds") ?? NaN) * 1000);
         lagP99.push((metricValue(text, "nodejs_eventloop_lag_p99_seconds") ?? NaN) * 1000);
       }
-      // One UpscaleRequest and one load step per second, each on a fresh idle VM.
-      const upVm = `vm-${(next++ * 5) % count}`;
+      // One UpscaleRequest and one load step per second, each on an idle VM of its own profile.
+      // With 100 VMs each VM comes round again after 20 s, past the 10 s an UpscaleRequest
+      // holds (monitor.requestedUpscaleValidSeconds) and the downscale that follows it.
+      const upVm = `vm-${(second * 5) % count}`;
       measureUpscale(cluster, upVm).then((ms) => ms !== null && upscales.push(ms));
-      const stepVm = `vm-${(next++ * 5 + 1) % count}`;
+      const stepVm = `vm-${(second * 5 + 1) % count}`;
       measureLoadStep(cluster, stepVm).then((ms) => ms !== null && steps.push(ms));
     }
     // The NeonVM patch demand, against the agent's token bucket (neonvm.patchRateLimit).

@@ -16,7 +16,14 @@ export const VM_VERSION = "v1";
 export const VM_PLURAL = "virtualmachines";
 
 /** client-go's defaults, which the reference runs with. */
-export const DEFAULT_QPS = 5;
+export /**
+ * Time a call keeps for its own request after waiting for a token: a token handed out just before
+ * the deadline is no use, and the call would then time out instead of failing fast as client-go's
+ * limiter does.
+ */
+const REQUEST_HEADROOM_MS = 500;
+
+const DEFAULT_QPS = 5;
 export const DEFAULT_BURST = 10;
 
 const DEFAULT_PATCH_TIMEOUT_MS = 10_000;
@@ -199,7 +206,11 @@ export class KubeClient {
     const timeoutMs = options.timeoutMs ?? DEFAULT_PATCH_TIMEOUT_MS;
     const deadline = new Deadline(options.signal, timeoutMs);
     try {
-      await this.vmRateLimiter.take(deadline.signal, deadline.remainingMs(), options.priority);
+      await this.vmRateLimiter.take(
+        deadline.signal,
+        deadline.remainingMs() - REQUEST_HEADROOM_MS,
+        options.priority,
+      );
       await this.#customObjects.patchNamespacedCustomObject(
         {
           group: VM_GROUP,
@@ -231,7 +242,7 @@ export class KubeClient {
   ): Promise<ListResult> {
     const deadline = new Deadline(signal, this.#listTimeoutMs);
     try {
-      await bucket.take(deadline.signal, deadline.remainingMs());
+      await bucket.take(deadline.signal, deadline.remainingMs() - REQUEST_HEADROOM_MS);
       return listResult(await call(callOptions(deadline.signal)), what);
     } catch (e) {
       if (e instanceof KubeApiError) throw e;
