@@ -39,11 +39,7 @@ export class Broadcaster<T = unknown> {
    */
   broadcast(): void {
     this.#count++;
-    if (this.#waiters.size === 0) return;
-    const woken: Waiter<T>[] = [];
-    for (const waiter of this.#waiters) if (waiter.interest === undefined) woken.push(waiter);
-    for (const waiter of woken) this.#remove(waiter);
-    for (const waiter of woken) waiter.wake();
+    this.#wake((waiter) => waiter.interest === undefined);
   }
 
   /**
@@ -52,12 +48,16 @@ export class Broadcaster<T = unknown> {
    */
   wakeInterested(value: T | null): void {
     if (this.#interested === 0) return;
+    this.#wake((waiter) =>
+      waiter.interest !== undefined && (value === null || waiter.interest(value))
+    );
+  }
+
+  /** Unsubscribes the waiters `select` picks, then wakes them. */
+  #wake(select: (waiter: Waiter<T>) => boolean): void {
+    if (this.#waiters.size === 0) return;
     const woken: Waiter<T>[] = [];
-    for (const waiter of this.#waiters) {
-      if (waiter.interest !== undefined && (value === null || waiter.interest(value))) {
-        woken.push(waiter);
-      }
-    }
+    for (const waiter of this.#waiters) if (select(waiter)) woken.push(waiter);
     for (const waiter of woken) this.#remove(waiter);
     for (const waiter of woken) waiter.wake();
   }

@@ -76,6 +76,13 @@ function otherPatch(kube: KubeClient, value: number, priority?: TokenPriority) {
   );
 }
 
+/** A client whose VM bucket hands out a token every 250 ms, burst 2, one kept for upscales. */
+function slowBucketClient(kubeconfig: string, urgentReserve: number): KubeClient {
+  return new KubeClient(kubeConfigFromString(kubeconfig), {
+    vmRateLimiter: new TokenBucket({ perSecond: 4, burst: 2, upscaleReserve: 1, urgentReserve }),
+  });
+}
+
 const exampleVM = () =>
   makeVirtualMachine({
     name: "example",
@@ -88,14 +95,7 @@ Deno.test("neonvm bridge: an upscale patch goes ahead of a backlog in the token 
   await withFakeApi(async (api) => {
     api.create("virtualmachines", exampleVM());
     // 250 ms per token: wide enough apart that the order the fake sees is the bucket's.
-    const kube = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
-      vmRateLimiter: new TokenBucket({
-        perSecond: 4,
-        burst: 2,
-        upscaleReserve: 1,
-        urgentReserve: 0,
-      }),
-    });
+    const kube = slowBucketClient(api.kubeconfig(), 0);
     const { bridge, status } = bridgeOn(kube);
     const signal = new AbortController().signal;
     // Other VMs' patches: the first takes the last unreserved token, the others queue.
@@ -116,14 +116,7 @@ Deno.test("neonvm bridge: an upscale the vm-monitor asked for goes ahead of queu
   await withFakeApi(async (api) => {
     api.create("virtualmachines", exampleVM());
     // Upscales leave the one urgent token; 250 ms per token, as above.
-    const kube = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
-      vmRateLimiter: new TokenBucket({
-        perSecond: 4,
-        burst: 2,
-        upscaleReserve: 1,
-        urgentReserve: 1,
-      }),
-    });
+    const kube = slowBucketClient(api.kubeconfig(), 1);
     let pending = true;
     const asked: Resources[] = [];
     const { bridge, status } = bridgeOn(kube, (current) => {
