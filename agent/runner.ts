@@ -43,7 +43,7 @@ import { flagsDirection, type GlobalMetrics } from "./metrics.ts";
 import { runMonitorConnection } from "./monitor/connection.ts";
 import { SchedulerPluginClient } from "./plugin/request.ts";
 import type { PodStatus } from "./pod_status.ts";
-import { aborted, childScope, randomInt, sleepUnlessAborted } from "./util/async.ts";
+import { aborted, childScope, onAbort, randomInt, repeat, type TaskScope } from "./util/async.ts";
 import type { Clock } from "./util/clock.ts";
 import type { CoalescingSignal } from "./util/signal.ts";
 import { metricsURL, runMetricsLoop } from "./vm_metrics/scrape.ts";
@@ -88,7 +88,11 @@ export interface RunnerDump {
   backgroundWorkerCount: number;
 }
 
-type Worker = (signal: AbortSignal, log: Log) => Promise<void>;
+/**
+ * Starts a task in the scope it is given and returns at once, or returns the promise of a task
+ * that is a sequence of steps (the vm-monitor reconnection loop).
+ */
+type Worker = (scope: TaskScope, log: Log) => void | Promise<void>;
 
 /** One incarnation of a VM's Runner. */
 export class Runner {
@@ -130,7 +134,7 @@ export class Runner {
       }
     };
     const spawn = (name: string, worker: Worker, log: Log = this.#log) => {
-      this.#supervise(name, worker, log.with({ taskName: name }), shutdown.signal, onPanic);
+      this.#spawn(name, worker, log.with({ taskName: name }), shutdown.signal, onPanic);
     };
     try {
       const core = this.#createCore();
@@ -145,28 +149,41 @@ export class Runner {
   }
 
   /**
-   * Runs one worker to its end. One suspended async call per worker rather than a chain of
-   * `then`/`finally` callbacks: a Runner has a dozen workers alive for its whole life.
+   * Starts one worker and counts it until it ends. Nothing waits on it: a worker reports its
+   * failure through its scope, so an idle Runner holds no promise or suspended call per worker.
    */
-  async #supervise(
+  #spawn(
     name: string,
     worker: Worker,
     log: Log,
     signal: AbortSignal,
     onPanic: (name: string, error: Error) => void,
-  ): Promise<void> {
+  ): void {
     this.#workers++;
     log.debug("background worker started");
-    try {
-      await worker(signal, log);
-      log.debug("background worker ended normally");
-    } catch (err) {
+    let running = true;
+    const stop = () => {
+      if (!running) return false;
+      running = false;
+      this.#workers--;
+      removeAbort();
+      return true;
+    };
+    const ended = () => {
+      if (stop()) log.debug("background worker ended normally");
+    };
+    const fail = (err: unknown) => {
+      if (!stop()) return;
       this.#deps.metrics.runnerThreadPanics.inc();
       const error = err instanceof Error ? err : new Error(String(err));
       log.error("background worker panicked", { error, stack: error.stack });
       onPanic(name, error);
-    } finally {
-      this.#workers--;
+    };
+    const removeAbort = onAbort(signal, ended);
+    try {
+      worker({ signal, fail }, log)?.then(ended, fail);
+    } catch (err) {
+      fail(err);
     }
   }
 
@@ -237,9 +254,9 @@ export class Runner {
     const pod = this.#pod;
     const log = this.#log;
 
-    spawn("podStatus updater", async (signal, wlog) => {
+    spawn("podStatus updater", (scope, wlog) => {
       const period = config.refereshStateIntervalSeconds * 1000;
-      while (await sleepUnlessAborted(period, signal)) {
+      repeat(scope, period, period, () => {
         status.update();
         const reasons = status.stuckReasons();
         if (reasons.length > 0 && status.state !== "panicked") {
@@ -250,18 +267,17 @@ export class Runner {
             { reasons: reasons.join(","), endpointID: status.endpointID || undefined },
           );
         }
-      }
+      });
     });
 
-    spawn("VmInfo updater", async (signal, wlog) => {
-      while (await this.#vmInfoUpdated.wait(signal)) {
+    spawn("VmInfo updater", (scope, wlog) =>
+      this.#vmInfoUpdated.each(scope, () => {
         const vmInfo = status.vmInfo;
         core.updatedVM(vmInfo, () => wlog.info("VmInfo updated", { vmInfo }));
-      }
-    });
+      }));
 
-    spawn("get system metrics", (signal, wlog) =>
-      runMetricsLoop(signal, {
+    spawn("get system metrics", (scope, wlog) =>
+      runMetricsLoop(scope, {
         kind: "system",
         url: metricsURL(pod.podIP, config.metrics.system.port),
         secondsBetweenRequests: config.metrics.system.secondsBetweenRequests,
@@ -273,8 +289,8 @@ export class Runner {
         log: wlog,
       }));
 
-    spawn("get LFC metrics", (signal, wlog) =>
-      runMetricsLoop(signal, {
+    spawn("get LFC metrics", (scope, wlog) =>
+      runMetricsLoop(scope, {
         kind: "LFC",
         url: metricsURL(pod.podIP, config.metrics.lfc.port),
         secondsBetweenRequests: config.metrics.lfc.secondsBetweenRequests,
@@ -290,7 +306,7 @@ export class Runner {
 
     const generation = new GenerationCounter();
     const monitorLog = log.child("vm-monitor");
-    spawn("vm-monitor reconnection loop", (signal, wlog) =>
+    spawn("vm-monitor reconnection loop", ({ signal }, wlog) =>
       runMonitorConnection({
         addr: `ws://${hostPort(pod.podIP, config.monitor.serverPort)}/monitor`,
         signal,
@@ -357,27 +373,27 @@ export class Runner {
 
     spawn(
       "executor: sleeper",
-      (signal, wlog) => runSleeper(signal, core, wlog),
+      (scope, wlog) => runSleeper(scope, core, wlog),
       exec.child("sleeper"),
     );
     spawn(
       "executor: plugin",
-      (signal, wlog) => runPluginLoop(signal, core, pluginClient, wlog),
+      (scope, wlog) => runPluginLoop(scope, core, pluginClient, wlog),
       exec.child("plugin"),
     );
     spawn(
       "executor: neonvm",
-      (signal, wlog) => runNeonVMLoop(signal, core, neonvmClient, wlog),
+      (scope, wlog) => runNeonVMLoop(scope, core, neonvmClient, wlog),
       exec.child("neonvm"),
     );
     spawn(
       "executor: vm-monitor downscale",
-      (signal, wlog) => runMonitorDownscaleLoop(signal, core, monitorClient, wlog),
+      (scope, wlog) => runMonitorDownscaleLoop(scope, core, monitorClient, wlog),
       exec.child("vm-monitor-downscale"),
     );
     spawn(
       "executor: vm-monitor upscale",
-      (signal, wlog) => runMonitorUpscaleLoop(signal, core, monitorClient, wlog),
+      (scope, wlog) => runMonitorUpscaleLoop(scope, core, monitorClient, wlog),
       exec.child("vm-monitor-upscale"),
     );
   }

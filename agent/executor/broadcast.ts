@@ -12,7 +12,8 @@
 
 import { onAbort } from "../util/async.ts";
 
-interface Waiter<T> {
+/** @internal */
+export interface Waiter<T> {
   wake: () => void;
   interest?: (value: T) => boolean;
 }
@@ -70,9 +71,20 @@ export class Broadcaster<T = unknown> {
   /** @internal Registers `wake` for the next broadcast; returns its removal. */
   subscribe(wake: () => void, interest?: (value: T) => boolean): () => void {
     const waiter: Waiter<T> = { wake, interest };
-    this.#waiters.add(waiter);
-    if (interest !== undefined) this.#interested++;
+    this.attach(waiter);
     return () => this.#remove(waiter);
+  }
+
+  /** @internal Registers a waiter kept by its owner for the next broadcast (again: no-op). */
+  attach(waiter: Waiter<T>): void {
+    if (this.#waiters.has(waiter)) return;
+    this.#waiters.add(waiter);
+    if (waiter.interest !== undefined) this.#interested++;
+  }
+
+  /** @internal Removes a waiter registered with {@link attach}, if it still is. */
+  detach(waiter: Waiter<T>): void {
+    this.#remove(waiter);
   }
 
   #remove(waiter: Waiter<T>): void {
@@ -85,6 +97,7 @@ export class Receiver<T = unknown> {
   #broadcaster: Broadcaster<T>;
   #seen: number;
   #interest: ((value: T) => boolean) | undefined;
+  #waiter: Waiter<T> | null = null;
 
   constructor(broadcaster: Broadcaster<T>, seen: number, interest?: (value: T) => boolean) {
     this.#broadcaster = broadcaster;
@@ -118,11 +131,21 @@ export class Receiver<T = unknown> {
   }
 
   /**
-   * Calls `wake` once at the next broadcast (without marking it seen); returns its removal.
-   * For waiters that race a broadcast against something else without an `AbortSignal`.
+   * Calls `wake` at the next broadcast meeting the receiver's interest, once, without marking it
+   * seen; {@link disarm} takes it back. One waiter object serves every arming, so a loop that
+   * arms and re-arms for the life of a Runner allocates nothing per wait.
    */
-  onNext(wake: () => void): () => void {
-    return this.#broadcaster.subscribe(wake);
+  arm(wake: () => void): void {
+    if (this.#waiter === null || this.#waiter.wake !== wake) {
+      if (this.#waiter !== null) this.#broadcaster.detach(this.#waiter);
+      this.#waiter = { wake, interest: this.#interest };
+    }
+    this.#broadcaster.attach(this.#waiter);
+  }
+
+  /** Takes back the wake-up {@link arm} registered, if it has not fired. */
+  disarm(): void {
+    if (this.#waiter !== null) this.#broadcaster.detach(this.#waiter);
   }
 
   /** Marks every broadcast so far as seen. */

@@ -3,8 +3,8 @@
  * current action set, marks it started (only if no newer set was computed meanwhile), makes the
  * request outside every lock, and records the outcome. Retries and spacing are the core's job.
  *
- * Each loop returns when `signal` aborts; it throws only when a client throws (a programming
- * error, see `clients.ts`) or the core rejects a call.
+ * Each loop stops when its scope's signal aborts; it fails the scope only when a client throws (a
+ * programming error, see `clients.ts`) or the core rejects a call.
  *
  * @module
  */
@@ -12,6 +12,8 @@
 import type {
   ActionMonitorDownscale,
   ActionMonitorUpscale,
+  ActionNeonVMRequest,
+  ActionPluginRequest,
   ActionSet,
   MonitorHandle as CoreMonitorHandle,
   Resources,
@@ -28,12 +30,51 @@ import type {
 } from "./clients.ts";
 import type { ExecutorCore } from "./core.ts";
 import type { Receiver } from "./broadcast.ts";
+import { onAbort, type TaskScope } from "../util/async.ts";
 
-/** Waits for a broadcast not yet seen and marks it seen; false once `signal` aborted. */
-export async function nextChange<T>(receiver: Receiver<T>, signal: AbortSignal): Promise<boolean> {
-  if (!await receiver.wait(signal)) return false;
-  receiver.awake();
-  return true;
+/**
+ * What a loop does with one change: the promise of the work it started, or `undefined` when the
+ * change held nothing for it.
+ */
+export type Step = () => Promise<void> | undefined;
+
+/**
+ * Runs `step` for every change `receiver` sees, one step at a time, until the scope's signal
+ * aborts; the first error a step throws ends it through `scope.fail`.
+ *
+ * An idle loop is one armed waiter: no suspended async call, nothing allocated per wait. A Runner
+ * has five loops that are idle nearly all the time.
+ */
+export function eachChange<T>(receiver: Receiver<T>, scope: TaskScope, step: Step): void {
+  const { signal } = scope;
+  if (signal.aborted) return;
+  const fail = (err: unknown) => {
+    receiver.disarm();
+    removeAbort();
+    scope.fail(err);
+  };
+  const turn = () => {
+    try {
+      while (!signal.aborted) {
+        if (!receiver.pending) {
+          receiver.arm(wake);
+          return;
+        }
+        receiver.awake();
+        const work = step();
+        if (work !== undefined) {
+          work.then(turn, fail);
+          return;
+        }
+      }
+    } catch (err) {
+      fail(err);
+    }
+  };
+  // Broadcasts come from inside an update: the step runs after it, never within it.
+  const wake = () => queueMicrotask(turn);
+  const removeAbort = onAbort(signal, () => receiver.disarm());
+  wake();
 }
 
 function seconds(fromMs: number, toMs: number): number {
@@ -41,87 +82,107 @@ function seconds(fromMs: number, toMs: number): number {
 }
 
 /** Sends the plugin requests the core asks for (`DoPluginRequests`). */
-export async function runPluginLoop(
-  signal: AbortSignal,
+export function runPluginLoop(
+  scope: TaskScope,
   core: ExecutorCore,
   client: PluginClient,
   log: Log = silentLog,
-): Promise<void> {
+): void {
   const receiver = core.newReceiver((actions) => actions.pluginRequest !== undefined);
-  while (await nextChange(receiver, signal)) {
+  eachChange(receiver, scope, () => {
     const last = core.getActions();
     const action = last.actions.pluginRequest;
-    if (action === undefined) continue;
+    if (action === undefined) return undefined;
     let startTime = 0;
     const started = core.updateIfActionsUnchanged(last, (state) => {
       log.info("starting plugin request", { action });
       startTime = core.now();
       state.plugin().startingRequest(startTime, action.target);
     });
-    if (!started) continue;
+    if (!started) return undefined;
+    return pluginRequest(scope.signal, core, client, log, action, startTime);
+  });
+}
 
-    const result = await client.request(action.lastPermit, action.target, action.metrics, signal);
-    const endTime = core.now();
-    core.update((state) => {
-      const fields = { action, duration: seconds(startTime, endTime) };
-      if (!result.ok) {
-        log.error("plugin request failed", { ...fields, error: result.error.message });
-        state.plugin().requestFailed(endTime);
-        return;
-      }
-      log.info("plugin request successful", { ...fields, response: result.value });
-      const invalid = state.plugin().requestSuccessful(
-        endTime,
-        action.targetRevision,
-        result.value,
-      );
-      if (invalid !== null) {
-        log.error("plugin response validation failed", {
-          ...fields,
-          response: result.value,
-          error: invalid.message,
-        });
-      }
-    });
-  }
+async function pluginRequest(
+  signal: AbortSignal,
+  core: ExecutorCore,
+  client: PluginClient,
+  log: Log,
+  action: ActionPluginRequest,
+  startTime: number,
+): Promise<void> {
+  const result = await client.request(action.lastPermit, action.target, action.metrics, signal);
+  const endTime = core.now();
+  core.update((state) => {
+    const fields = { action, duration: seconds(startTime, endTime) };
+    if (!result.ok) {
+      log.error("plugin request failed", { ...fields, error: result.error.message });
+      state.plugin().requestFailed(endTime);
+      return;
+    }
+    log.info("plugin request successful", { ...fields, response: result.value });
+    const invalid = state.plugin().requestSuccessful(
+      endTime,
+      action.targetRevision,
+      result.value,
+    );
+    if (invalid !== null) {
+      log.error("plugin response validation failed", {
+        ...fields,
+        response: result.value,
+        error: invalid.message,
+      });
+    }
+  });
 }
 
 /** Sends the VM patches the core asks for (`DoNeonVMRequests`). */
-export async function runNeonVMLoop(
-  signal: AbortSignal,
+export function runNeonVMLoop(
+  scope: TaskScope,
   core: ExecutorCore,
   client: NeonVMClient,
   log: Log = silentLog,
-): Promise<void> {
+): void {
   const receiver = core.newReceiver((actions) => actions.neonvmRequest !== undefined);
-  while (await nextChange(receiver, signal)) {
+  eachChange(receiver, scope, () => {
     const last = core.getActions();
     const action = last.actions.neonvmRequest;
-    if (action === undefined) continue;
+    if (action === undefined) return undefined;
     let startTime = 0;
     const started = core.updateIfActionsUnchanged(last, (state) => {
       log.info("starting NeonVM request", { action });
       startTime = core.now();
       state.neonvm().startingRequest(startTime, action.target);
     });
-    if (!started) continue;
+    if (!started) return undefined;
+    return neonvmRequest(scope.signal, core, client, log, action, startTime);
+  });
+}
 
-    // S-5: the end time is the send time. It stamps the revision written to the VM and the
-    // outcome, so a failure's retry wait counts from when the patch was sent.
-    const endTime = core.now();
-    const targetRevision = { ...action.targetRevision, updatedAt: endTime };
-    const result = await client.request(action.current, action.target, targetRevision, signal);
-    core.update((state) => {
-      const fields = { action, duration: seconds(startTime, endTime) };
-      if (!result.ok) {
-        log.error("NeonVM request failed", { ...fields, error: result.error.message });
-        state.neonvm().requestFailed(endTime);
-      } else {
-        log.info("NeonVM request successful", fields);
-        state.neonvm().requestSuccessful(endTime);
-      }
-    });
-  }
+async function neonvmRequest(
+  signal: AbortSignal,
+  core: ExecutorCore,
+  client: NeonVMClient,
+  log: Log,
+  action: ActionNeonVMRequest,
+  startTime: number,
+): Promise<void> {
+  // S-5: the end time is the send time. It stamps the revision written to the VM and the
+  // outcome, so a failure's retry wait counts from when the patch was sent.
+  const endTime = core.now();
+  const targetRevision = { ...action.targetRevision, updatedAt: endTime };
+  const result = await client.request(action.current, action.target, targetRevision, signal);
+  core.update((state) => {
+    const fields = { action, duration: seconds(startTime, endTime) };
+    if (!result.ok) {
+      log.error("NeonVM request failed", { ...fields, error: result.error.message });
+      state.neonvm().requestFailed(endTime);
+    } else {
+      log.info("NeonVM request successful", fields);
+      state.neonvm().requestSuccessful(endTime);
+    }
+  });
 }
 
 // What differs between the two monitor loops.
@@ -176,36 +237,36 @@ const UPSCALE: MonitorLoopSpec<void> = {
 
 /** Asks the vm-monitor for the downscales the core wants (`DoMonitorDownscales`). */
 export function runMonitorDownscaleLoop(
-  signal: AbortSignal,
+  scope: TaskScope,
   core: ExecutorCore,
   client: MonitorClient,
   log: Log = silentLog,
-): Promise<void> {
-  return runMonitorLoop(signal, core, client, log, DOWNSCALE);
+): void {
+  runMonitorLoop(scope, core, client, log, DOWNSCALE);
 }
 
 /** Tells the vm-monitor about the upscales the core made (`DoMonitorUpscales`). */
 export function runMonitorUpscaleLoop(
-  signal: AbortSignal,
+  scope: TaskScope,
   core: ExecutorCore,
   client: MonitorClient,
   log: Log = silentLog,
-): Promise<void> {
-  return runMonitorLoop(signal, core, client, log, UPSCALE);
+): void {
+  runMonitorLoop(scope, core, client, log, UPSCALE);
 }
 
-async function runMonitorLoop<R>(
-  signal: AbortSignal,
+function runMonitorLoop<R>(
+  scope: TaskScope,
   core: ExecutorCore,
   client: MonitorClient,
   log: Log,
   spec: MonitorLoopSpec<R>,
-): Promise<void> {
+): void {
   const receiver = core.newReceiver((actions) => spec.action(actions) !== undefined);
-  while (await nextChange(receiver, signal)) {
+  eachChange(receiver, scope, () => {
     const last = core.getActions();
     const action = spec.action(last.actions);
-    if (action === undefined) continue;
+    if (action === undefined) return undefined;
     let startTime = 0;
     let handle: MonitorHandle | null = null;
     const started = core.updateIfActionsUnchanged(last, (state) => {
@@ -214,7 +275,7 @@ async function runMonitorLoop<R>(
       handle = client.getHandle();
       spec.starting(state.monitor(), startTime, action.target);
     });
-    if (!started) continue;
+    if (!started) return undefined;
     // Assigned inside the callback, which the compiler cannot follow.
     const captured = handle as MonitorHandle | null;
     if (captured === null) {
@@ -222,26 +283,37 @@ async function runMonitorLoop<R>(
         `core asked for a vm-monitor ${spec.kind} request, but there is no vm-monitor connection`,
       );
     }
+    return monitorRequest(core, client, log, spec, action, captured, startTime);
+  });
+}
 
-    const result = await spec.call(captured, action.current, action.target);
-    const endTime = core.now();
-    core.update((state) => {
-      // S-1: a reset or reconnect since the start wiped the monitor state this result is for.
-      const unchanged = captured.generation === client.currentGeneration();
-      const fields = { action, duration: seconds(startTime, endTime), unchanged };
-      const apply = spec.outcome(result, endTime, action.targetRevision, log, fields);
-      if (unchanged) {
-        apply(state.monitor());
-      } else {
-        log.warn(
-          `skipping state update after vm-monitor ${spec.kind} request: connection changed`,
-          {
-            action,
-            requestGeneration: captured.generation,
-            currentGeneration: client.currentGeneration(),
-          },
-        );
-      }
-    });
-  }
+async function monitorRequest<R>(
+  core: ExecutorCore,
+  client: MonitorClient,
+  log: Log,
+  spec: MonitorLoopSpec<R>,
+  action: ActionMonitorDownscale | ActionMonitorUpscale,
+  handle: MonitorHandle,
+  startTime: number,
+): Promise<void> {
+  const result = await spec.call(handle, action.current, action.target);
+  const endTime = core.now();
+  core.update((state) => {
+    // S-1: a reset or reconnect since the start wiped the monitor state this result is for.
+    const unchanged = handle.generation === client.currentGeneration();
+    const fields = { action, duration: seconds(startTime, endTime), unchanged };
+    const apply = spec.outcome(result, endTime, action.targetRevision, log, fields);
+    if (unchanged) {
+      apply(state.monitor());
+    } else {
+      log.warn(
+        `skipping state update after vm-monitor ${spec.kind} request: connection changed`,
+        {
+          action,
+          requestGeneration: handle.generation,
+          currentGeneration: client.currentGeneration(),
+        },
+      );
+    }
+  });
 }

@@ -2,14 +2,19 @@
  * One websocket connection to a VM's vm-monitor (agent.md §3.9.4, protocols.md §1): version
  * handshake, request/reply pairing by even ids, the inbound message handler and the periodic
  * health checks. Every failure ends the connection through {@linkcode Dispatcher.exit}; nothing
- * is thrown out of the background loops.
+ * is thrown out of the socket's event handlers or the health-check timer.
+ *
+ * An idle connection holds no suspended async call: the agent keeps one per VM, thousands per
+ * process, and each parked async chain (with the promises and closures of every re-armed wait)
+ * cost kilobytes of heap. Frames arrive by callback from the socket, and the health checks are a
+ * timer-driven state machine.
  *
  * @module
  */
 
 import type { Resources } from "../../core/mod.ts";
 import type { Log } from "../log.ts";
-import { childScope, sleepUnlessAborted, wakeOrAbort } from "../util/async.ts";
+import { childScope, onAbort, wakeOrAbort } from "../util/async.ts";
 import { type Clock, systemClock } from "../util/clock.ts";
 import {
   type DecodedFrame,
@@ -117,14 +122,22 @@ class HandlerError extends Error {
 
 type Frame = string | ArrayBuffer;
 
+/** Where the inbox hands frames once the message handler runs. */
+interface FrameSink {
+  frame(frame: Frame): void;
+  /** After the last frame, with the reason the socket closed. */
+  closed(reason: Error): void;
+}
+
 /**
  * Buffers frames from the moment the socket is created, so nothing sent right after the
- * handshake (an early `UpscaleRequest`) is lost before the message handler starts reading.
+ * handshake (an early `UpscaleRequest`) is lost before the message handler starts.
  */
 class Inbox {
   readonly opened: Promise<void>;
   readonly closed: Promise<void>;
   #frames: Frame[] = [];
+  #sink: FrameSink | undefined;
   #closedBecause: Error | undefined;
   #wake: (() => void) | undefined;
   #lastError = "";
@@ -138,6 +151,7 @@ class Inbox {
     this.opened.catch(() => {});
     socket.onopen = () => opened.resolve();
     socket.onmessage = (e: MessageEvent) => {
+      if (this.#sink !== undefined) return this.#sink.frame(e.data);
       this.#frames.push(e.data);
       this.#wake?.();
     };
@@ -148,6 +162,8 @@ class Inbox {
       this.#closedBecause = new Error(describeClose(e, this.#lastError));
       opened.reject(this.#closedBecause);
       this.#wake?.();
+      // Before `closed` resolves, so whoever awaits it finds the connection already ended.
+      this.#sink?.closed(this.#closedBecause);
       closed.resolve();
     };
   }
@@ -160,6 +176,19 @@ class Inbox {
       await wakeOrAbort(signal, (wake) => this.#wake = wake);
     }
     return this.#frames.shift()!;
+  }
+
+  /**
+   * Hands the buffered frames to `sink` at once, then each new frame as it arrives; ends with
+   * `sink.closed`. Replaces {@linkcode next}.
+   */
+  deliverTo(sink: FrameSink): void {
+    const buffered = this.#frames;
+    this.#frames = [];
+    // Synchronous, so no newer frame can be delivered in between.
+    for (const frame of buffered) sink.frame(frame);
+    if (this.#closedBecause !== undefined) sink.closed(this.#closedBecause);
+    else this.#sink = sink;
   }
 }
 
@@ -219,8 +248,6 @@ export class Dispatcher {
   readonly closed: Promise<void>;
 
   readonly #socket: WebSocket;
-  readonly #inbox: Inbox;
-  readonly #scope: AbortController;
   readonly #clock: Clock;
   readonly #hooks: DispatcherHooks;
   readonly #log: MonitorLog;
@@ -231,6 +258,14 @@ export class Dispatcher {
   readonly #resolveExited: (error: Error | null) => void;
   #lastId = 0;
   #exitError: Error | null | undefined;
+  #removeAbort: (() => void) | undefined;
+  /** The health checks' grid starts here; `#lastTick` is the grid point last checked for. */
+  readonly #healthStart: number;
+  #lastTick: number;
+  #healthTimer: ReturnType<typeof setTimeout> | undefined;
+  #okSequence = 0;
+  #failSequence = 0;
+  #failStreakStart: number | null = null;
 
   /**
    * Dials `addr`, negotiates the protocol version and starts the message handler and the health
@@ -276,7 +311,6 @@ export class Dispatcher {
   private constructor(socket: WebSocket, inbox: Inbox, version: number, opts: DispatcherOptions) {
     this.version = version;
     this.#socket = socket;
-    this.#inbox = inbox;
     this.closed = inbox.closed;
     this.#clock = opts.clock ?? systemClock;
     this.#hooks = opts.hooks ?? {};
@@ -287,13 +321,16 @@ export class Dispatcher {
     const exited = Promise.withResolvers<Error | null>();
     this.exited = exited.promise;
     this.#resolveExited = exited.resolve;
-    this.#scope = childScope(opts.signal);
-    this.#scope.signal.addEventListener("abort", () => this.exit(CloseCode.normal, null), {
-      once: true,
+    this.#healthStart = this.#lastTick = this.#clock.now();
+    // A plain callback instead of a child AbortController, which would cost more than the rest
+    // of an idle connection's state; nothing here needs a signal of its own.
+    if (opts.signal.aborted) this.exit(CloseCode.normal, null);
+    else this.#removeAbort = onAbort(opts.signal, () => this.exit(CloseCode.normal, null));
+    if (!this.hasExited) this.#scheduleHealthCheck();
+    inbox.deliverTo({
+      frame: (frame) => this.#onFrame(frame),
+      closed: (reason) => this.#onClosed(reason),
     });
-    for (const loop of [this.#messageHandler(), this.#healthChecks()]) {
-      loop.catch((err) => this.exit(CloseCode.internalError, toError(err)));
-    }
   }
 
   /** Pending requests (for the state dump). */
@@ -314,7 +351,8 @@ export class Dispatcher {
     if (this.#exitError !== undefined) return;
     this.#exitError = error;
     this.#resolveExited(error);
-    this.#scope.abort();
+    this.#removeAbort?.();
+    clearTimeout(this.#healthTimer);
     // S-8 lets pending calls run to their timeout; failing them now is equivalent, only sooner.
     const closing = new Error(
       `vm-monitor connection ended: ${error === null ? "normal exit" : error.message}`,
@@ -400,13 +438,23 @@ export class Dispatcher {
     this.#socket.send(text);
   }
 
-  async #messageHandler(): Promise<void> {
-    const signal = this.#scope.signal;
+  #onFrame(frame: Frame): void {
+    // Frames still arriving while the socket closes after an exit are not handled.
+    if (this.hasExited) return;
     try {
-      for (;;) this.#handleFrame(await this.#inbox.next(signal));
+      this.#handleFrame(frame);
     } catch (err) {
-      // Reading stops with the abort when the connection ends for another reason.
-      if (signal.aborted) return;
+      this.#stopHandling(err);
+    }
+  }
+
+  #onClosed(reason: Error): void {
+    if (!this.hasExited) this.#stopHandling(reason);
+  }
+
+  /** Ends the connection after a handler error, or when the socket closed under the handler. */
+  #stopHandling(err: unknown): void {
+    try {
       this.#log.error("error handling vm-monitor message, shutting down connection", {
         error: errorText(err),
       });
@@ -415,6 +463,9 @@ export class Dispatcher {
         : CloseCode.internalError;
       const reason = err instanceof HandlerError ? err.rootCause : errorText(err);
       this.exit(code, new Error(`error handling vm-monitor message: ${errorText(err)}`), reason);
+    } catch (bug) {
+      // A throw out of the socket's event handler would be uncaught and end the process.
+      this.exit(CloseCode.internalError, toError(bug));
     }
   }
 
@@ -582,69 +633,77 @@ export class Dispatcher {
 
   /**
    * Probes every period on a fixed grid from the connect time, like Go's ticker: a check that
-   * overran a tick runs the next one at once, and further missed ticks are dropped.
+   * overran a tick runs the next one at once, and further missed ticks are dropped. Between
+   * checks only the timer is held.
    */
-  async #healthChecks(): Promise<void> {
-    const signal = this.#scope.signal;
+  #scheduleHealthCheck(): void {
     const period = this.#healthCheckIntervalMs;
-    const start = this.#clock.now();
-    let lastTick = start;
-    let okSequence = 0;
-    let failSequence = 0;
-    let failStreakStart: number | null = null;
-    for (;;) {
-      const now = this.#clock.now();
-      if (now < lastTick + period) {
-        if (!await sleepUnlessAborted(lastTick + period - now, signal)) return;
-        lastTick += period;
-      } else {
-        lastTick = start + Math.floor((now - start) / period) * period;
-      }
-      const began = this.#clock.now();
-      let failure: unknown;
-      try {
-        await this.healthCheck();
-      } catch (err) {
-        failure = err;
-      }
-      if (signal.aborted) return;
-      const ended = this.#clock.now();
-      const duration = ended - began;
-      if (failure === undefined) {
-        failSequence = 0;
-        failStreakStart = null;
-        okSequence++;
-        if (okSequence % 10 === 0) {
-          this.#log.info("vm-monitor health check successful", { duration, okSequence });
-        }
-        try {
-          this.#hooks.onHealthCheckSuccess?.();
-        } catch (err) {
-          this.#log.error("health check hook failed", { error: errorText(err) });
-        }
-        continue;
-      }
-      okSequence = 0;
-      failSequence++;
-      this.#log.error("vm-monitor health check failed", {
-        duration,
-        failSequence,
-        error: errorText(failure),
-      });
-      if (failStreakStart === null) {
-        failStreakStart = ended;
-      } else if (ended - failStreakStart > this.#maxHealthCheckFailureMs) {
-        const error = new Error(
-          `vm-monitor health checks have been failing for more than ` +
-            `${this.#maxHealthCheckFailureMs} ms (${failSequence} in a row)`,
-        );
-        this.#log.error("vm-monitor health checks failing for too long, closing connection", {
-          failSequence,
-        });
-        this.exit(CloseCode.internalError, error);
-        return;
-      }
+    const now = this.#clock.now();
+    if (now < this.#lastTick + period) {
+      this.#healthTimer = setTimeout(Dispatcher.#onHealthTick, this.#lastTick + period - now, this);
+      return;
     }
+    const start = this.#healthStart;
+    this.#lastTick = start + Math.floor((now - start) / period) * period;
+    this.#startHealthCheck();
+  }
+
+  /** Static, with the dispatcher as the timer's argument: no closure per connection or tick. */
+  static #onHealthTick(d: Dispatcher): void {
+    d.#healthTimer = undefined;
+    d.#lastTick += d.#healthCheckIntervalMs;
+    d.#startHealthCheck();
+  }
+
+  #startHealthCheck(): void {
+    this.#runHealthCheck().catch((err) => this.exit(CloseCode.internalError, toError(err)));
+  }
+
+  async #runHealthCheck(): Promise<void> {
+    const began = this.#clock.now();
+    let failure: unknown;
+    try {
+      await this.healthCheck();
+    } catch (err) {
+      failure = err;
+    }
+    if (this.hasExited) return;
+    const ended = this.#clock.now();
+    const duration = ended - began;
+    if (failure === undefined) {
+      this.#failSequence = 0;
+      this.#failStreakStart = null;
+      const okSequence = ++this.#okSequence;
+      if (okSequence % 10 === 0) {
+        this.#log.info("vm-monitor health check successful", { duration, okSequence });
+      }
+      try {
+        this.#hooks.onHealthCheckSuccess?.();
+      } catch (err) {
+        this.#log.error("health check hook failed", { error: errorText(err) });
+      }
+      return this.#scheduleHealthCheck();
+    }
+    this.#okSequence = 0;
+    const failSequence = ++this.#failSequence;
+    this.#log.error("vm-monitor health check failed", {
+      duration,
+      failSequence,
+      error: errorText(failure),
+    });
+    if (this.#failStreakStart === null) {
+      this.#failStreakStart = ended;
+    } else if (ended - this.#failStreakStart > this.#maxHealthCheckFailureMs) {
+      const error = new Error(
+        `vm-monitor health checks have been failing for more than ` +
+          `${this.#maxHealthCheckFailureMs} ms (${failSequence} in a row)`,
+      );
+      this.#log.error("vm-monitor health checks failing for too long, closing connection", {
+        failSequence,
+      });
+      return this.exit(CloseCode.internalError, error);
+    }
+    this.#scheduleHealthCheck();
   }
 }
 

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { systemTimer, type Timer } from "./clock.ts";
+
 const abortHubs = new WeakMap<AbortSignal, Set<() => void>>();
 
 /**
@@ -73,6 +75,56 @@ export async function sleepUnlessAborted(ms: number, signal: AbortSignal): Promi
     if (signal.aborted) return false;
     throw err;
   }
+}
+
+/**
+ * What a long-lived task runs in: when to stop, and where to report the error that ends it.
+ *
+ * Tasks take a scope instead of returning a promise: a Runner has a dozen tasks that are idle
+ * nearly all the time, and with thousands of Runners the promise, resolvers and suspended
+ * supervising call of each were a large share of the agent's heap.
+ */
+export interface TaskScope {
+  readonly signal: AbortSignal;
+  /** Reports the error that ends the task; the task has stopped itself when it calls this. */
+  fail(error: unknown): void;
+}
+
+/**
+ * Runs `task` after `firstMs`, then again `everyMs` after each run has ended, until the scope's
+ * signal aborts; the first error a run throws ends it through `scope.fail`. Between runs only a
+ * timer is held.
+ */
+export function repeat(
+  scope: TaskScope,
+  firstMs: number,
+  everyMs: number,
+  task: () => Promise<void> | void,
+  timer: Timer = systemTimer,
+): void {
+  const { signal } = scope;
+  if (signal.aborted) return;
+  let cancel: (() => void) | null = null;
+  const fail = (err: unknown) => {
+    removeAbort();
+    scope.fail(err);
+  };
+  const next = () => {
+    if (!signal.aborted) cancel = timer(everyMs, run);
+  };
+  const run = () => {
+    cancel = null;
+    if (signal.aborted) return;
+    try {
+      const work = task();
+      if (work === undefined) next();
+      else work.then(next, fail);
+    } catch (err) {
+      fail(err);
+    }
+  };
+  const removeAbort = onAbort(signal, () => cancel?.());
+  cancel = timer(firstMs, run);
 }
 
 /** Resolves when the signal aborts (never rejects). */

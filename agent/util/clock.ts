@@ -11,3 +11,15 @@ export interface Clock {
 
 /** The wall clock. */
 export const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * Calls `fire` once after `ms` unless the returned cancel is called first. Injected where tests
+ * need to decide when a wait ends.
+ */
+export type Timer = (ms: number, fire: () => void) => () => void;
+
+/** {@link Timer} on `setTimeout`. */
+export const systemTimer: Timer = (ms, fire) => {
+  const id = setTimeout(fire, Math.max(0, ms));
+  return () => clearTimeout(id);
+};

@@ -1,13 +1,13 @@
 /**
- * A coalescing wake-up signal: any number of `notify()` calls before the waiter wakes count as
+ * A coalescing wake-up signal: any number of `notify()` calls before the listener runs count as
  * one (the reference's VM-info-updated channel).
  *
  * @module
  */
 
-import { wakeOrAbort } from "./async.ts";
+import { onAbort, type TaskScope } from "./async.ts";
 
-/** One waiter, many notifiers, notifications coalesce. */
+/** One listener, many notifiers, notifications coalesce. */
 export class CoalescingSignal {
   #pending = false;
   #wake: (() => void) | undefined;
@@ -17,13 +17,33 @@ export class CoalescingSignal {
     this.#wake?.();
   }
 
-  /** True once notified (consuming the notification); false when `signal` aborts first. */
-  async wait(signal: AbortSignal): Promise<boolean> {
-    while (!this.#pending) {
-      if (signal.aborted) return false;
-      await wakeOrAbort(signal, (wake) => this.#wake = wake);
-    }
-    this.#pending = false;
-    return true;
+  /**
+   * Calls `fn` once for the notifications that came since its last call (at once for one that
+   * came before this), until the scope's signal aborts; an error `fn` throws ends it through
+   * `scope.fail`. A callback rather than a loop around a wait, so an idle listener holds no
+   * suspended async call.
+   */
+  each(scope: TaskScope, fn: () => void): void {
+    const { signal } = scope;
+    if (signal.aborted) return;
+    const deliver = () => {
+      if (signal.aborted || !this.#pending) return;
+      this.#pending = false;
+      try {
+        fn();
+      } catch (err) {
+        stop();
+        scope.fail(err);
+      }
+    };
+    // Notifiers run inside other work: the listener runs after it, never within it.
+    const wake = () => queueMicrotask(deliver);
+    const stop = () => {
+      if (this.#wake === wake) this.#wake = undefined;
+      removeAbort();
+    };
+    const removeAbort = onAbort(signal, stop);
+    this.#wake = wake;
+    if (this.#pending) wake();
   }
 }

@@ -8,7 +8,8 @@
 import type { Outcome } from "../executor/clients.ts";
 import { hostPort } from "../http_request.ts";
 import { type Log, silentLog } from "../log.ts";
-import { randomInt, sleepUnlessAborted } from "../util/async.ts";
+import { onAbort, randomInt, repeat, type TaskScope } from "../util/async.ts";
+import type { Timer } from "../util/clock.ts";
 import { HttpGetClient } from "./http_get.ts";
 
 /** Longest metrics body read (a busy vector exporter writes tens of KiB). */
@@ -72,19 +73,21 @@ export interface MetricsLoopOptions<T> {
   log?: Log;
   /** An integer in [min, max); default uniform. */
   random?: (min: number, max: number) => number;
-  /** Resolves true after `ms`, false as soon as `signal` aborts. */
-  sleep?: (ms: number, signal: AbortSignal) => Promise<boolean>;
+  /** The waits between scrapes (default `setTimeout`). */
+  timer?: Timer;
 }
 
-/** Scrapes every `secondsBetweenRequests` (after a random initial delay) until `signal` aborts. */
-export async function runMetricsLoop<T>(
-  signal: AbortSignal,
-  opts: MetricsLoopOptions<T>,
-): Promise<void> {
+/**
+ * Scrapes every `secondsBetweenRequests` (after a random initial delay) until the scope's signal
+ * aborts.
+ */
+export function runMetricsLoop<T>(scope: TaskScope, opts: MetricsLoopOptions<T>): void {
+  const { signal } = scope;
+  if (signal.aborted) return;
   const log = opts.log ?? silentLog;
-  const sleep = opts.sleep ?? sleepUnlessAborted;
   const random = opts.random ?? randomInt;
   const interval = opts.secondsBetweenRequests;
+  const timeoutMs = opts.requestTimeoutSeconds * 1000;
 
   const initialDelay = random(0, interval);
   let wasActive = opts.isActive();
@@ -93,40 +96,34 @@ export async function runMetricsLoop<T>(
       delay: initialDelay,
     });
   }
-  if (!await sleep(initialDelay * 1000, signal)) return;
-
   // Connects at the first scrape, then keeps the connection alive in between.
   const client = metricsClient(opts.url);
-  try {
-    for (;;) {
-      const active = opts.isActive();
-      if (!active && wasActive) {
-        log.info(`${opts.kind} metrics no longer active`);
-        // No idle connection held open for a scrape that may never come.
-        client.close();
-      }
-      if (active && !wasActive) log.info(`${opts.kind} metrics now active`);
-      wasActive = active;
-      if (active) {
-        const timeoutMs = opts.requestTimeoutSeconds * 1000;
-        const result = await scrapeMetrics(client, opts.parse, timeoutMs, signal);
-        if (result.ok) {
-          const metrics = result.value;
-          // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of
-          // production.
-          opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
-        } else {
-          log.error(`error getting ${opts.kind} metrics`, {
-            url: opts.url,
-            error: result.error.message,
-          });
-          opts.onError?.(result.error);
-        }
-      }
-      // Measured from the end of the scrape, not on a fixed schedule.
-      if (!await sleep(interval * 1000, signal)) return;
+  const scrape = async () => {
+    const result = await scrapeMetrics(client, opts.parse, timeoutMs, signal);
+    if (result.ok) {
+      const metrics = result.value;
+      // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
+      opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
+    } else {
+      log.error(`error getting ${opts.kind} metrics`, {
+        url: opts.url,
+        error: result.error.message,
+      });
+      opts.onError?.(result.error);
     }
-  } finally {
-    client.close();
-  }
+  };
+  const attempt = () => {
+    const active = opts.isActive();
+    if (!active && wasActive) {
+      log.info(`${opts.kind} metrics no longer active`);
+      // No idle connection held open for a scrape that may never come.
+      client.close();
+    }
+    if (active && !wasActive) log.info(`${opts.kind} metrics now active`);
+    wasActive = active;
+    return active ? scrape() : undefined;
+  };
+  // The pause is measured from the end of the scrape, not on a fixed schedule.
+  onAbort(signal, () => client.close());
+  repeat(scope, initialDelay * 1000, interval * 1000, attempt, opts.timer);
 }

@@ -114,3 +114,37 @@ Deno.test("broadcast: a broadcast missed while busy ends the next wait whatever 
   // An aborted wait leaves nothing subscribed.
   assert.equal(b.hasInterestedWaiters, false);
 });
+
+Deno.test("broadcast: an armed receiver wakes once per arming, and not once disarmed", () => {
+  const b = new Broadcaster<number>();
+  const r = b.newReceiver((n) => n % 2 === 0);
+  let wakes = 0;
+  const wake = () => wakes++;
+  r.arm(wake);
+  r.arm(wake);
+  assert.equal(b.hasInterestedWaiters, true);
+  b.wakeInterested(1);
+  assert.equal(wakes, 0, "the interest is not met by an odd value");
+  b.wakeInterested(2);
+  assert.equal(wakes, 1, "armed twice, woken once");
+  assert.equal(b.hasInterestedWaiters, false, "a waiter leaves when it wakes");
+  b.wakeInterested(4);
+  assert.equal(wakes, 1, "no wake without arming again");
+
+  r.arm(wake);
+  r.disarm();
+  assert.equal(b.hasInterestedWaiters, false);
+  b.wakeInterested(2);
+  assert.equal(wakes, 1);
+});
+
+Deno.test("broadcast: a receiver without an interest is woken by every broadcast it is armed for", () => {
+  const b = new Broadcaster();
+  const r = b.newReceiver();
+  let wakes = 0;
+  r.arm(() => wakes++);
+  b.broadcast();
+  b.broadcast();
+  assert.equal(wakes, 1);
+  assert.equal(r.pending, true, "waking does not mark the broadcast seen");
+});

@@ -1,6 +1,7 @@
 /** Shared fixtures for the executor, plugin and scrape tests. */
 
 import type { Log } from "../../agent/log.ts";
+import type { TaskScope } from "../../agent/util/async.ts";
 
 export interface LogLine {
   level: "debug" | "info" | "warn" | "error";
@@ -48,4 +49,20 @@ export async function until(check: () => boolean, ms = 2000, what = "condition")
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
+}
+
+/**
+ * Runs a task (`start` gets its scope) as a promise: resolves when `signal` aborts, rejects with
+ * the error the task fails its scope with.
+ */
+export function runTask(signal: AbortSignal, start: (scope: TaskScope) => void): Promise<void> {
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  if (signal.aborted) resolve();
+  else signal.addEventListener("abort", () => resolve(), { once: true });
+  try {
+    start({ signal, fail: reject });
+  } catch (err) {
+    reject(err);
+  }
+  return promise;
 }

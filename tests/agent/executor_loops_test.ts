@@ -17,7 +17,8 @@ import {
 } from "../../agent/executor/loops.ts";
 import type { ApiMetrics, PluginResponse, Resources, RevisionWithTime } from "../../core/mod.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
-import { ManualClock, recordingLog, settle, until } from "./executor_helpers.ts";
+import { ManualClock, recordingLog, runTask, settle, until } from "./executor_helpers.ts";
+import type { TaskScope } from "../../agent/util/async.ts";
 
 // The executor's ports, implemented here: each call waits until the test answers it.
 
@@ -95,9 +96,9 @@ class SteppingClock {
   }
 }
 
-function start<T>(loop: (signal: AbortSignal) => Promise<T>) {
+function start(loop: (scope: TaskScope) => void) {
   const stop = new AbortController();
-  const done = loop(stop.signal);
+  const done = runTask(stop.signal, loop);
   return {
     signal: stop.signal,
     async stop() {
@@ -112,7 +113,7 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const plugin = new FakePlugin();
-  const loop = start((signal) => runPluginLoop(signal, core, plugin, log));
+  const loop = start((scope) => runPluginLoop(scope, core, plugin, log));
 
   // S-3: the core wants a request from the start, but the loop only looks after a change.
   assert.ok(core.getActions().actions.pluginRequest);
@@ -166,7 +167,7 @@ Deno.test("plugin loop: a response the core rejects is logged and counts as a fa
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const plugin = new FakePlugin();
-  const loop = start((signal) => runPluginLoop(signal, core, plugin, log));
+  const loop = start((scope) => runPluginLoop(scope, core, plugin, log));
   core.update(() => {});
   await until(() => plugin.calls.length === 1);
   clock.t = 1100;
@@ -181,7 +182,7 @@ Deno.test("plugin loop: a response the core rejects is logged and counts as a fa
 
 Deno.test("plugin loop: returns when the scope ends, also before any change", async () => {
   const core = new ExecutorCore(makeVm(), baselineConfig());
-  const loop = start((signal) => runPluginLoop(signal, core, new FakePlugin()));
+  const loop = start((scope) => runPluginLoop(scope, core, new FakePlugin()));
   await settle();
   await loop.stop();
 });
@@ -199,7 +200,7 @@ Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", 
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const neonvm = new FakeNeonVM();
-  const loop = start((signal) => runNeonVMLoop(signal, core, neonvm, log));
+  const loop = start((scope) => runNeonVMLoop(scope, core, neonvm, log));
   wantsUpscalePatch(core);
   await until(() => neonvm.calls.length === 1);
   const { current, target, targetRevision } = neonvm.calls[0].args;
@@ -227,7 +228,7 @@ Deno.test("NeonVM loop: success makes the core assume the new size", async () =>
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(2000) });
   const neonvm = new FakeNeonVM();
-  const loop = start((signal) => runNeonVMLoop(signal, core, neonvm, log));
+  const loop = start((scope) => runNeonVMLoop(scope, core, neonvm, log));
   wantsUpscalePatch(core);
   await until(() => neonvm.calls.length === 1);
   neonvm.calls[0].answer({ ok: true, value: undefined });
@@ -285,7 +286,7 @@ Deno.test("monitor downscale loop: approval, denial and failure reach the core",
       const monitor = new FakeMonitor();
       const log = recordingLog();
       const { core, clock, handle, trigger } = downscaleSetup(monitor);
-      const loop = start((signal) => runMonitorDownscaleLoop(signal, core, monitor, log));
+      const loop = start((scope) => runMonitorDownscaleLoop(scope, core, monitor, log));
       trigger();
       await until(() => handle.downscales.length === 1);
       assert.deepEqual(handle.downscales[0].args, { current: cu(2), target: cu(1) });
@@ -308,7 +309,7 @@ Deno.test("monitor downscale loop: S-1 a result from a replaced connection is di
   const monitor = new FakeMonitor();
   const log = recordingLog();
   const { core, handle, trigger } = downscaleSetup(monitor);
-  const loop = start((signal) => runMonitorDownscaleLoop(signal, core, monitor, log));
+  const loop = start((scope) => runMonitorDownscaleLoop(scope, core, monitor, log));
   trigger();
   await until(() => handle.downscales.length === 1);
 
@@ -344,7 +345,7 @@ Deno.test("monitor downscale loop: a request without a connection is a programmi
   const { core, trigger } = downscaleSetup(monitor);
   monitor.handle = null;
   const stop = new AbortController();
-  const loop = runMonitorDownscaleLoop(stop.signal, core, monitor);
+  const loop = runTask(stop.signal, (scope) => runMonitorDownscaleLoop(scope, core, monitor));
   trigger();
   await assert.rejects(loop, /no vm-monitor connection/);
 });
@@ -356,7 +357,7 @@ Deno.test("monitor upscale loop: notification success and failure reach the core
     const clock = new ManualClock(1000);
     const log = recordingLog();
     const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
-    const loop = start((signal) => runMonitorUpscaleLoop(signal, core, monitor, log));
+    const loop = start((scope) => runMonitorUpscaleLoop(scope, core, monitor, log));
     core.update((s) => {
       s.updateSystemMetrics(metricsFor(loadForCU(2)));
       s.monitor().active(true);
@@ -401,7 +402,7 @@ Deno.test("loops: an executor that lost the race to a newer action set re-plans"
     }
     return mine;
   };
-  const loop = start((signal) => runPluginLoop(signal, core, plugin));
+  const loop = start((scope) => runPluginLoop(scope, core, plugin));
   core.update(() => {});
   await until(() => plugin.calls.length === 1);
   assert.equal(looks, 4);

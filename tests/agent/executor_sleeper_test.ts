@@ -5,16 +5,21 @@ import { runPluginLoop } from "../../agent/executor/loops.ts";
 import { runSleeper } from "../../agent/executor/sleeper.ts";
 import type { PluginResponse, Resources } from "../../core/mod.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
-import { ManualClock, recordingLog, settle, until } from "./executor_helpers.ts";
+import { ManualClock, recordingLog, runTask, settle, until } from "./executor_helpers.ts";
 
-/** A sleep the test ends by hand; it ends `false` by itself when its signal aborts. */
-class FakeSleep {
-  calls: { ms: number; signal: AbortSignal; fire(): void }[] = [];
-  sleep = (ms: number, signal: AbortSignal): Promise<boolean> => {
-    const { promise, resolve } = Promise.withResolvers<boolean>();
-    signal.addEventListener("abort", () => resolve(false), { once: true });
-    this.calls.push({ ms, signal, fire: () => resolve(true) });
-    return promise;
+/** Timers the test fires by hand; a cancelled one no longer fires. */
+class FakeTimers {
+  calls: { ms: number; cancelled: boolean; fire(): void }[] = [];
+  timer = (ms: number, fire: () => void): () => void => {
+    const call = {
+      ms,
+      cancelled: false,
+      fire: () => {
+        if (!call.cancelled) fire();
+      },
+    };
+    this.calls.push(call);
+    return () => call.cancelled = true;
   };
 }
 
@@ -41,10 +46,10 @@ function settled(core: ExecutorCore): void {
 Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself", async () => {
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
   const updates = countUpdates(core);
-  const timers = new FakeSleep();
+  const timers = new FakeTimers();
   const log = recordingLog();
   const stop = new AbortController();
-  const sleeper = runSleeper(stop.signal, core, log, timers.sleep);
+  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, log, timers.timer));
 
   settled(core);
   await until(() => timers.calls.length === 1);
@@ -63,21 +68,21 @@ Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself
 
   stop.abort();
   await sleeper;
-  assert.equal(timers.calls[1].signal.aborted, true);
+  assert.equal(timers.calls[1].cancelled, true);
 });
 
 Deno.test("sleeper: an outside change cancels the timer without a refresh", async () => {
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
   const updates = countUpdates(core);
-  const timers = new FakeSleep();
+  const timers = new FakeTimers();
   const stop = new AbortController();
-  const sleeper = runSleeper(stop.signal, core, undefined, timers.sleep);
+  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined, timers.timer));
 
   settled(core);
   await until(() => timers.calls.length === 1);
   core.update(() => {});
   await until(() => timers.calls.length === 2);
-  assert.equal(timers.calls[0].signal.aborted, true);
+  assert.equal(timers.calls[0].cancelled, true);
   assert.equal(updates(), 2, "only the test's own updates");
 
   // The timer fires together with a change: the change wins, still no refresh.
@@ -93,9 +98,9 @@ Deno.test("sleeper: an outside change cancels the timer without a refresh", asyn
 
 Deno.test("sleeper: sets no timer while the actions hold no wait, and ends with its scope", async () => {
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
-  const timers = new FakeSleep();
+  const timers = new FakeTimers();
   const stop = new AbortController();
-  const sleeper = runSleeper(stop.signal, core, undefined, timers.sleep);
+  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined, timers.timer));
   core.update(() => {});
   await settle();
   assert.equal(core.getActions().actions.wait, undefined);
@@ -115,8 +120,8 @@ Deno.test("sleeper: with real timers, keeps the plugin ticking without outside c
   };
   const stop = new AbortController();
   const loops = Promise.all([
-    runSleeper(stop.signal, core),
-    runPluginLoop(stop.signal, core, plugin),
+    runTask(stop.signal, (scope) => runSleeper(scope, core)),
+    runTask(stop.signal, (scope) => runPluginLoop(scope, core, plugin)),
   ]);
   core.updateSystemMetrics(metricsFor(loadForCU(1)));
   await until(() => requests.length >= 4, 3000, "four plugin requests");

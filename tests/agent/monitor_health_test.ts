@@ -38,6 +38,24 @@ Deno.test("health checks: a check that overruns the period is followed at once",
   });
 });
 
+Deno.test("health checks: after a long overrun, one check at once, then back on the grid", async () => {
+  await withMonitor({}, async (monitor) => {
+    monitor.addFault({ type: "HealthCheck", fault: { kind: "delay", ms: 700 }, times: 1 });
+    const opts = { healthCheckIntervalMs: 200, responseTimeoutMs: 2000 };
+    await withDispatcher(monitor, opts, async (_d, rec) => {
+      await until(() => rec.healthOk >= 4, 3000);
+      const [first, second, third, fourth] = received(monitor, "HealthCheck");
+      // Sent at 200 ms, answered at 900 ms: the ticks at 400 and 600 ms are dropped, the one at
+      // 800 ms fires at once, and the grid goes on at 1000 and 1200 ms; neither a burst of
+      // catch-up checks nor a period counted from the answer.
+      const gaps = [second.at - first.at, third.at - second.at, fourth.at - third.at];
+      assert.ok(gaps[0] >= 690 && gaps[0] < 850, `gaps ${gaps}`);
+      assert.ok(gaps[1] >= 40 && gaps[1] < 190, `gaps ${gaps}`);
+      assert.ok(gaps[2] >= 150 && gaps[2] < 300, `gaps ${gaps}`);
+    });
+  });
+});
+
 Deno.test("health checks: isolated failures never end the connection", async () => {
   await withMonitor({}, async (monitor) => {
     monitor.addFault({ type: "HealthCheck", fault: { kind: "drop" }, times: 1 });

@@ -12,7 +12,7 @@ import {
   SystemMetricsServer,
   type SystemMetricsValues,
 } from "../../sim/vm/metrics_server.ts";
-import { recordingLog, until } from "./executor_helpers.ts";
+import { recordingLog, runTask, until } from "./executor_helpers.ts";
 
 const VALUES: SystemMetricsValues = {
   load1: 0.52,
@@ -139,21 +139,23 @@ Deno.test("scrape: metrics URLs bracket IPv6 pod IPs", () => {
 });
 
 /**
- * Sleeps that are recorded and end at once, until the `limit`th: that one waits for the abort.
- * `onSleep` runs as each one starts, before the loop can go on.
+ * Timers that are recorded and fire at once, until the `limit`th: that one never fires.
+ * `onTimer` runs as each one starts, before the loop can go on.
  */
-function recordedSleeps(limit: number, onSleep: (n: number) => void = () => {}) {
+function recordedTimers(limit: number, onTimer: (n: number) => void = () => {}) {
   const calls: number[] = [];
-  const sleep = (ms: number, signal: AbortSignal): Promise<boolean> => {
+  let cancelled = 0;
+  const timer = (ms: number, fire: () => void): () => void => {
     calls.push(ms);
-    onSleep(calls.length);
-    if (calls.length < limit) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve(false);
-      signal.addEventListener("abort", () => resolve(false), { once: true });
-    });
+    onTimer(calls.length);
+    let live = true;
+    if (calls.length < limit) queueMicrotask(() => live && fire());
+    return () => {
+      if (live) cancelled++;
+      live = false;
+    };
   };
-  return { calls, sleep };
+  return { calls, timer, cancelled: () => cancelled };
 }
 
 function loopOptions(
@@ -178,25 +180,26 @@ function loopOptions(
 
 Deno.test("scrape loop: random first delay, then a pause after every attempt", async () => {
   await withSystemServer(async (server) => {
-    const { calls, sleep } = recordedSleeps(4, (n) => {
+    const { calls, timer } = recordedTimers(4, (n) => {
       if (n === 2) server.setFault({ kind: "status", status: 503 });
     });
     const applied: SystemMetrics[] = [];
     const errors: string[] = [];
     const log = recordingLog();
     const stop = new AbortController();
-    const loop = runMetricsLoop(
-      stop.signal,
-      loopOptions(server, {
-        sleep,
-        log,
-        apply: (m, withLock) => {
-          applied.push(m);
-          withLock();
-        },
-        onError: (e) => errors.push(e.message),
-      }),
-    );
+    const loop = runTask(stop.signal, (scope) =>
+      runMetricsLoop(
+        scope,
+        loopOptions(server, {
+          timer,
+          log,
+          apply: (m, withLock) => {
+            applied.push(m);
+            withLock();
+          },
+          onError: (e) => errors.push(e.message),
+        }),
+      ));
     await until(() => calls.length === 4);
     stop.abort();
     await loop;
@@ -223,12 +226,12 @@ Deno.test("scrape loop: the active predicate is checked before every attempt", a
     const pattern = [false, true, true, false, false, true];
     let i = 0;
     const isActive = () => pattern[Math.min(i++, pattern.length - 1)];
-    const { calls, sleep } = recordedSleeps(pattern.length);
+    const { calls, timer } = recordedTimers(pattern.length);
     const log = recordingLog();
     const stop = new AbortController();
-    const loop = runMetricsLoop(
+    const loop = runTask(
       stop.signal,
-      loopOptions(server, { isActive, sleep, log, kind: "LFC" }),
+      (scope) => runMetricsLoop(scope, loopOptions(server, { isActive, timer, log, kind: "LFC" })),
     );
     await until(() => calls.length === pattern.length);
     stop.abort();
@@ -248,8 +251,12 @@ Deno.test("scrape loop: the active predicate is checked before every attempt", a
 
 Deno.test("scrape loop: ends during the first delay when the scope ends", async () => {
   const stop = new AbortController();
-  const { sleep } = recordedSleeps(1);
-  const loop = runMetricsLoop(stop.signal, loopOptions({ port: 9 }, { sleep }));
+  const { timer, cancelled } = recordedTimers(1);
+  const loop = runTask(
+    stop.signal,
+    (scope) => runMetricsLoop(scope, loopOptions({ port: 9 }, { timer })),
+  );
   stop.abort();
   await loop;
+  assert.equal(cancelled(), 1, "the first delay's timer is cancelled");
 });
