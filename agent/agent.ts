@@ -28,6 +28,7 @@ import { GlobalMetrics, PerVmMetrics, serveMetrics, type WatcherMetrics } from "
 import { serveDump } from "./dump_server.ts";
 import { podJson } from "./dump_format.ts";
 import { PerVmMetricsUpkeep } from "./per_vm_metrics.ts";
+import { pluginHttpClient } from "./plugin/request.ts";
 import { type Clock, systemClock } from "./util/clock.ts";
 import { VmStatusWaiter } from "./vm_status_waiter.ts";
 
@@ -156,6 +157,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   // Runners started before a later start-up step failed must not outlive the failed start.
   let runners: GlobalState | null = null;
+  const pluginHttp = pluginHttpClient();
   try {
     const schedulers = new SchedulerTracker({
       source: kube.pods(
@@ -181,6 +183,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         desiredCu: (vm, goal, parts) => perVm.desiredCu(vm, goal, parts),
         scalingEvents,
         healthCheckIntervalMs: options.tuning?.healthCheckIntervalMs,
+        pluginHttp,
       },
       log,
       restartDelayMs: options.tuning?.restartDelayMs,
@@ -259,6 +262,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         state.stopAll();
         await Promise.all(servers.map((s) => s.finished));
         await Promise.allSettled([vms.stopped, schedulers.stopped]);
+        pluginHttp.close();
         // The reference keeps the dump server up until exit (S-22); an in-process agent has to
         // release its port, so it closes last.
         await dumpServer?.shutdown();
@@ -269,6 +273,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     runners?.stopAll();
     await Promise.all(servers.map((s) => s.finished));
     await stopReporting();
+    pluginHttp.close();
     throw err;
   }
 }

@@ -23,6 +23,8 @@ export interface HttpRequestOptions {
   signal?: AbortSignal;
   /** Longest response body accepted, in bytes. */
   maxBodyBytes: number;
+  /** The connection pool to use (default: `fetch`'s own). */
+  client?: Deno.HttpClient;
 }
 
 /**
@@ -58,6 +60,7 @@ export async function httpRequest(url: string, opts: HttpRequestOptions): Promis
       headers: opts.headers,
       body: opts.body,
       signal: controller.signal,
+      client: opts.client,
     });
     status = response.status;
     const body = await readLimited(response, opts.maxBodyBytes);

@@ -70,6 +70,8 @@ export interface RunnerDeps {
   scalingEvents: ScalingEventsReporter;
   /** The vm-monitor health-check period; the reference's fixed 5 s unless a test shortens it. */
   healthCheckIntervalMs?: number;
+  /** The plugin connection pool every Runner shares (default: `fetch`'s own). */
+  pluginHttp?: Deno.HttpClient;
 }
 
 /** Fixed at the Runner's creation (S-15, S-36). */
@@ -348,6 +350,7 @@ export class Runner {
       timeoutMs: config.scheduler.requestTimeoutSeconds * 1000,
       pod: pod.pod,
       computeUnit: config.scaling.computeUnit,
+      http: this.#deps.pluginHttp,
       log: exec.child("plugin").child("client"),
     });
     const pluginClient = pluginBridge(plugin, metrics, status);

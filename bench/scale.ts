@@ -241,6 +241,14 @@ async function run(count: number): Promise<Result> {
     for (const m of text.matchAll(/^autoscaling_agent_neonvm_outbound_requests_total\{.*/gm)) {
       console.error(m[0]);
     }
+    // The agent's own view of the same latency, from the frame's arrival to the patch being sent.
+    const agentSide = (suffix: string) =>
+      metricValue(text, `autoscaling_agent_monitor_upscale_request_to_patch_seconds_${suffix}`);
+    console.error(
+      `agent-side UpscaleRequest→patch: ${agentSide("count")} observed, ${
+        (agentSide("count") ?? 0) - (agentSide('bucket{le="0.05"}') ?? 0)
+      } over 50 ms`,
+    );
     const timeouts = timeoutLines.reduce((sum, m) => sum + Number(m[1]), 0);
     const cpu = samples.slice(1).map((s, i) => s.cpuSeconds - samples[i].cpuSeconds);
     const elapsed = samples.length - 1;
@@ -348,18 +356,44 @@ function patchedAbove(cluster: Cluster, vm: string, since: number, slots: number
   );
 }
 
-/** Milliseconds from an UpscaleRequest to the NeonVM patch that answers it. */
+/**
+ * Milliseconds from an UpscaleRequest to the NeonVM patch that answers it. A slow one (over 50 ms)
+ * is broken down on stderr: until the plugin request for it arrived, from there to the patch, and
+ * how many plugin requests the sim received in the second before.
+ */
 async function measureUpscale(cluster: Cluster, vm: string): Promise<number | null> {
   const monitor = cluster.vm(vm).monitor;
   if (!monitor.connected) return null;
   // deno-lint-ignore no-explicit-any
-  const slots = (cluster.vmObject(vm) as any).spec.guest.memorySlots.use;
+  const object = cluster.vmObject(vm) as any;
+  const slots = object.spec.guest.memorySlots.use;
+  const podName = object.status.podName;
   const at = Date.now();
   monitor.requestUpscale();
   for (let i = 0; i < 100; i++) {
     const patch = patchedAbove(cluster, vm, at, slots);
-    if (patch !== undefined) return patch.at - at;
-    await sleep(20);
+    if (patch === undefined) {
+      await sleep(20);
+      continue;
+    }
+    const ms = patch.at - at;
+    if (ms > 50) {
+      const requests = cluster.plugin.requests;
+      const plugin = findSince(requests, at, (r) =>
+        r.request?.pod.name === podName &&
+        (r.request?.resources.memBytes ?? 0) > (r.request?.lastPermit?.memBytes ?? Infinity));
+      const busy = plugin === undefined
+        ? NaN
+        : requests.filter((r) => r.at > plugin.at - 1000 && r.at <= plugin.at).length;
+      console.error(
+        `slow UpscaleRequest on ${vm}: ${ms} ms; to the plugin request ${
+          plugin === undefined ? "?" : plugin.at - at
+        } ms, then to the patch ${
+          plugin === undefined ? "?" : patch.at - plugin.at
+        } ms; plugin requests in the second before: ${busy}`,
+      );
+    }
+    return ms;
   }
   return null;
 }

@@ -4,7 +4,9 @@ import {
   decodePluginResponse,
   encodeAgentRequest,
   MAX_RESPONSE_BYTES,
+  PLUGIN_IDLE_CONNECTIONS,
   PLUGIN_PROTO_VERSION,
+  pluginHttpClient,
   postAgentRequest,
   SchedulerPluginClient,
   type SchedulerPluginClientOptions,
@@ -12,7 +14,7 @@ import {
 } from "../../agent/plugin/request.ts";
 import { SchedulerPlugin } from "../../sim/plugin/scheduler_plugin.ts";
 import { cu, GiB } from "../core/helpers.ts";
-import { recordingLog } from "./executor_helpers.ts";
+import { recordingLog, until } from "./executor_helpers.ts";
 
 const POD = { namespace: "default", name: "example-x7k2p" };
 
@@ -317,4 +319,81 @@ Deno.test("plugin response: malformed responses are rejected with the reason", (
 Deno.test("plugin request: IPv6 addresses are bracketed", () => {
   assert.equal(hostPort("fd00::5", 10299), "[fd00::5]:10299");
   assert.equal(hostPort("10.0.0.5", 10299), "10.0.0.5:10299");
+});
+
+/**
+ * An HTTP/1.1 keep-alive server over raw TCP that answers every request with a fixed permit and
+ * counts the connections the client keeps open.
+ */
+function countingServer(answerDelayMs: number) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  const body = JSON.stringify({ permit: { vCPUs: 1, mem: 4 * GiB } });
+  const response = new TextEncoder().encode(
+    `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+  );
+  const serve = async (conn: Deno.Conn) => {
+    open.add(conn);
+    const buf = new Uint8Array(64 * 1024);
+    let pending = "";
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        pending += new TextDecoder().decode(buf.subarray(0, n));
+        // Requests carry a content-length body: answer once headers and body are in.
+        for (;;) {
+          const end = pending.indexOf("\r\n\r\n");
+          if (end < 0) break;
+          const length = Number(/content-length: (\d+)/i.exec(pending.slice(0, end))?.[1] ?? 0);
+          if (pending.length < end + 4 + length) break;
+          pending = pending.slice(end + 4 + length);
+          await new Promise((r) => setTimeout(r, answerDelayMs));
+          await conn.write(response);
+        }
+      }
+    } catch {
+      // The client went away.
+    } finally {
+      // Closed here, or already by close() below.
+      if (open.delete(conn)) conn.close();
+    }
+  };
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) serve(conn);
+    } catch {
+      // Closed.
+    }
+  })();
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`,
+    get open() {
+      return open.size;
+    },
+    async close() {
+      listener.close();
+      for (const conn of open) conn.close();
+      open.clear();
+      await accepting;
+    },
+  };
+}
+
+Deno.test("plugin client pool: a burst of requests leaves at most a handful of connections open", async () => {
+  const server = countingServer(20);
+  const http = pluginHttpClient();
+  try {
+    const body = JSON.stringify({ any: "request" });
+    const signal = new AbortController().signal;
+    const results = await Promise.all(
+      Array.from({ length: 60 }, () => postAgentRequest(server.url, body, 5000, signal, http)),
+    );
+    assert.ok(results.every((r) => r.ok), "every request answered");
+    await until(() => server.open <= PLUGIN_IDLE_CONNECTIONS, 2000, "idle connections closed");
+    assert.ok(server.open > 0, "some connections are kept for the next requests");
+  } finally {
+    http.close();
+    await server.close();
+  }
 });
