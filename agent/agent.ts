@@ -28,7 +28,7 @@ import { GlobalMetrics, PerVmMetrics, serveMetrics, type WatcherMetrics } from "
 import { serveDump } from "./dump_server.ts";
 import { podJson } from "./dump_format.ts";
 import { PerVmMetricsUpkeep } from "./per_vm_metrics.ts";
-import { pluginHttpClient } from "./plugin/request.ts";
+import { PluginHttpPool } from "./plugin/http_pool.ts";
 import { type Clock, systemClock } from "./util/clock.ts";
 import { VmStatusWaiter } from "./vm_status_waiter.ts";
 
@@ -157,7 +157,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   // Runners started before a later start-up step failed must not outlive the failed start.
   let runners: GlobalState | null = null;
-  const pluginHttp = pluginHttpClient();
+  const pluginHttp = new PluginHttpPool();
   try {
     const schedulers = new SchedulerTracker({
       source: kube.pods(

@@ -41,6 +41,7 @@ import type { KubeClient } from "./k8s/client.ts";
 import type { Log } from "./log.ts";
 import { flagsDirection, type GlobalMetrics } from "./metrics.ts";
 import { runMonitorConnection } from "./monitor/connection.ts";
+import type { PluginHttpPool } from "./plugin/http_pool.ts";
 import { SchedulerPluginClient } from "./plugin/request.ts";
 import type { PodStatus } from "./pod_status.ts";
 import { aborted, childScope, onAbort, randomInt, repeat, type TaskScope } from "./util/async.ts";
@@ -70,8 +71,8 @@ export interface RunnerDeps {
   scalingEvents: ScalingEventsReporter;
   /** The vm-monitor health-check period; the reference's fixed 5 s unless a test shortens it. */
   healthCheckIntervalMs?: number;
-  /** The plugin connection pool every Runner shares (default: `fetch`'s own). */
-  pluginHttp?: Deno.HttpClient;
+  /** The plugin connection pool every Runner shares. */
+  pluginHttp: PluginHttpPool;
 }
 
 /** Fixed at the Runner's creation (S-15, S-36). */

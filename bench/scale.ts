@@ -11,6 +11,7 @@
  * @module
  */
 
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { Cluster, type VmSpec } from "../sim/cluster.ts";
 import { constant, sine, spike, step, type Workload } from "../sim/vm/workload.ts";
@@ -201,6 +202,8 @@ async function run(count: number): Promise<Result> {
     const upscales: number[] = [];
     const steps: number[] = [];
     const patchesBefore = cluster.api.patches.length;
+    const simLag = monitorEventLoopDelay({ resolution: 5 });
+    simLag.enable();
     const deadline = performance.now() + measureSeconds * 1000;
     let second = 0;
     while (performance.now() < deadline) {
@@ -220,6 +223,13 @@ async function run(count: number): Promise<Result> {
       const stepVm = `vm-${(second * 5 + 1) % count}`;
       measureLoadStep(cluster, stepVm).then((ms) => ms !== null && steps.push(ms));
     }
+    simLag.disable();
+    // The simulated peers share this process: their own stalls show up in every latency above.
+    console.error(
+      `sim event-loop delay: p99 ${(simLag.percentile(99) / 1e6).toFixed(1)} ms, max ${
+        (simLag.max / 1e6).toFixed(1)
+      } ms`,
+    );
     // The NeonVM patch demand, against the agent's token bucket (neonvm.patchRateLimit).
     console.error(
       `NeonVM patches: ${

@@ -8,9 +8,10 @@
 
 import { z } from "zod";
 import type { ApiMetrics, PluginResponse, Resources } from "../../core/mod.ts";
-import { hostPort, httpRequest } from "../http_request.ts";
+import { hostPort, type HttpOutcome } from "../http_request.ts";
 import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../k8s/quantity.ts";
 import { type Log, silentLog } from "../log.ts";
+import type { PluginHttpPool } from "./http_pool.ts";
 
 /** Protocol v5.0, the only version the agent speaks. */
 export const PLUGIN_PROTO_VERSION = 7;
@@ -117,21 +118,14 @@ export async function postAgentRequest(
   body: string,
   timeoutMs: number,
   signal: AbortSignal,
-  client?: Deno.HttpClient,
+  pool: PluginHttpPool,
 ): Promise<PluginRequestResult> {
-  const outcome = await httpRequest(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body,
-    timeoutMs,
-    signal,
-    maxBodyBytes: MAX_RESPONSE_BYTES,
-    client,
-  });
+  const outcome = await pool.post(url, body, timeoutMs, signal);
   if (!outcome.ok) {
+    const cause = fetchRootCause(outcome);
     return outcome.status === null
-      ? failed(`[error doing request: ${outcome.rootCause}]`, "error doing request", outcome)
-      : failed(String(outcome.status), "error reading response body", outcome);
+      ? failed(`[error doing request: ${cause}]`, "error doing request", cause, outcome.error)
+      : failed(String(outcome.status), "error reading response body", cause, outcome.error);
   }
   const code = String(outcome.status);
   if (outcome.status !== 200) {
@@ -149,12 +143,30 @@ export async function postAgentRequest(
   }
 }
 
-function failed(code: string, what: string, outcome: { rootCause: string; error: Error }) {
-  return {
-    code,
-    ok: false as const,
-    error: new Error(`${what}: ${outcome.rootCause}`, { cause: outcome.error }),
-  };
+function failed(code: string, what: string, rootCause: string, cause: Error) {
+  return { code, ok: false as const, error: new Error(`${what}: ${rootCause}`, { cause }) };
+}
+
+/**
+ * The root cause in the words `fetch` used before {@link PluginHttpPool} replaced it, so that
+ * the `code` labels dashboards and alerts know stay the same; timeouts, cancellation, the size
+ * limit and I/O errors read alike either way. Two differences are deliberate: fetch put the
+ * connection's addresses before "connection closed before message completed" (a new label for
+ * every connection), and malformed response heads keep this client's own, more precise messages
+ * rather than hyper's parse errors. Plugin URLs hold pod IPs, so fetch's `dns error` has no
+ * counterpart.
+ */
+function fetchRootCause(outcome: Extract<HttpOutcome, { ok: false }>): string {
+  switch (outcome.kind) {
+    case "connect":
+      return `client error (Connect): tcp connect error: ${outcome.rootCause}`;
+    case "closed":
+      return "client error (SendRequest): connection closed before message completed";
+    case "other":
+      return outcome.status === null ? outcome.rootCause : "error reading a body from connection";
+    default:
+      return outcome.rootCause;
+  }
 }
 
 export interface SchedulerPluginClientOptions {
@@ -168,23 +180,13 @@ export interface SchedulerPluginClientOptions {
   pod: { namespace: string; name: string };
   /** `scaling.computeUnit`. */
   computeUnit: Resources;
-  /** The connection pool shared by every Runner's requests (see {@link pluginHttpClient}). */
-  http?: Deno.HttpClient;
+  /** The connection pool shared by every Runner's requests. */
+  http: PluginHttpPool;
   log?: Log;
 }
 
 /** Idle keep-alive connections kept to the scheduler plugin. */
 export const PLUGIN_IDLE_CONNECTIONS = 8;
-
-/**
- * The agent's connection pool for plugin requests. `fetch`'s own pool keeps every connection a
- * burst opened: with Runners that started together their periodic requests arrive in bursts,
- * and at 1000 VMs it held over 300 idle connections (8 MiB of the agent's RSS) between them.
- * Steady traffic, about one request per VM every 15 s, needs a handful.
- */
-export function pluginHttpClient(): Deno.HttpClient {
-  return Deno.createHttpClient({ poolMaxIdlePerHost: PLUGIN_IDLE_CONNECTIONS });
-}
 
 /** The plugin client of one Runner incarnation. */
 export class SchedulerPluginClient {

@@ -6,11 +6,11 @@
  */
 
 import type { Outcome } from "../executor/clients.ts";
+import { HttpClient } from "../http_client.ts";
 import { hostPort } from "../http_request.ts";
 import { type Log, silentLog } from "../log.ts";
 import { onAbort, randomInt, repeat, type TaskScope } from "../util/async.ts";
 import type { Timer } from "../util/clock.ts";
-import { HttpGetClient } from "./http_get.ts";
 
 /** Longest metrics body read (a busy vector exporter writes tens of KiB). */
 export const MAX_METRICS_BODY_BYTES = 8 * 1024 * 1024;
@@ -21,8 +21,8 @@ export function metricsURL(podIP: string, port: number): string {
 }
 
 /** A client for one metrics endpoint, to hand to {@link scrapeMetrics}; close it when done. */
-export function metricsClient(url: string): HttpGetClient {
-  return new HttpGetClient(url, { maxBodyBytes: MAX_METRICS_BODY_BYTES });
+export function metricsClient(url: string): HttpClient {
+  return new HttpClient(url, { maxBodyBytes: MAX_METRICS_BODY_BYTES });
 }
 
 /**
@@ -30,7 +30,7 @@ export function metricsClient(url: string): HttpGetClient {
  * `parseLFCMetrics`, which throw on bad input). Never rejects.
  */
 export async function scrapeMetrics<T>(
-  client: HttpGetClient,
+  client: HttpClient,
   parse: (text: string) => T,
   timeoutMs: number,
   signal: AbortSignal,
@@ -38,7 +38,9 @@ export async function scrapeMetrics<T>(
   const outcome = await client.get(timeoutMs, signal);
   const url = client.url;
   if (!outcome.ok) {
-    const reason = outcome.timedOut ? `timed out after ${timeoutMs / 1000} s` : outcome.rootCause;
+    const reason = outcome.kind === "deadline"
+      ? `timed out after ${timeoutMs / 1000} s`
+      : outcome.rootCause;
     const what = outcome.status === null ? "error making request to" : "error reading body from";
     return { ok: false, error: new Error(`${what} ${url}: ${reason}`, { cause: outcome.error }) };
   }

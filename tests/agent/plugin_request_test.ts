@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { hostPort } from "../../agent/http_request.ts";
+import { PluginHttpPool } from "../../agent/plugin/http_pool.ts";
 import {
   decodePluginResponse,
   encodeAgentRequest,
   MAX_RESPONSE_BYTES,
   PLUGIN_IDLE_CONNECTIONS,
   PLUGIN_PROTO_VERSION,
-  pluginHttpClient,
   postAgentRequest,
   SchedulerPluginClient,
   type SchedulerPluginClientOptions,
@@ -31,11 +32,13 @@ async function withPlugin(
       client: SchedulerPluginClient;
       log: ReturnType<typeof recordingLog>;
     },
+    pool: PluginHttpPool,
   ) => Promise<void>,
 ): Promise<void> {
   const plugin = new SchedulerPlugin({ hostname: "127.0.0.1", port: 0 });
   plugin.start();
   plugin.registerPod(POD.namespace, POD.name);
+  const pool = new PluginHttpPool();
   try {
     await fn(plugin, (opts = {}) => {
       const log = recordingLog();
@@ -45,15 +48,29 @@ async function withPlugin(
         timeoutMs: 2000,
         pod: POD,
         computeUnit: cu(1),
+        http: pool,
         log,
         ...opts,
       });
       return { client, log };
-    });
+    }, pool);
   } finally {
+    pool.close();
     await plugin.stop();
   }
 }
+
+/** Runs `fn` with a pool, and closes it. */
+async function withPool<T>(fn: (pool: PluginHttpPool) => Promise<T>): Promise<T> {
+  const pool = new PluginHttpPool();
+  try {
+    return await fn(pool);
+  } finally {
+    pool.close();
+  }
+}
+
+const never = new AbortController().signal;
 
 Deno.test("plugin request: the body matches protocols.md 2.8 byte for byte", () => {
   const base = { protoVersion: PLUGIN_PROTO_VERSION, pod: POD, computeUnit: cu(1) };
@@ -186,9 +203,9 @@ Deno.test("plugin request: error statuses fail with the status as code and the b
 });
 
 Deno.test("plugin request: the plugin's version check answers 400", async () => {
-  await withPlugin(async (plugin) => {
+  await withPlugin(async (plugin, _make, pool) => {
     const body = FIRST_REQUEST.replace('"protoVersion":7', '"protoVersion":6');
-    const result = await postAgentRequest(plugin.url, body, 2000, new AbortController().signal);
+    const result = await postAgentRequest(plugin.url, body, 2000, never, pool);
     assert.equal(result.code, "400");
     assert.ok(!result.ok);
     assert.match(result.error.message, /expected v5\.0 \(7\), got v4\.0 \(6\)/);
@@ -220,19 +237,22 @@ Deno.test("plugin request: a 200 with a body that is not a response fails with c
 
 Deno.test("plugin request: transport failures are coded by their root cause", async (t) => {
   await t.step("no scheduler known", async () => {
-    const client = new SchedulerPluginClient({
-      scheduler: () => null,
-      port: 10299,
-      timeoutMs: 1000,
-      pod: POD,
-      computeUnit: cu(1),
+    await withPool(async (http) => {
+      const client = new SchedulerPluginClient({
+        scheduler: () => null,
+        port: 10299,
+        timeoutMs: 1000,
+        pod: POD,
+        computeUnit: cu(1),
+        http,
+      });
+      const result = await client.request(null, cu(1), null, new AbortController().signal);
+      assert.equal(
+        result.code,
+        "[error doing request: no known ready scheduler to send request to]",
+      );
+      assert.ok(!result.ok);
     });
-    const result = await client.request(null, cu(1), null, new AbortController().signal);
-    assert.equal(
-      result.code,
-      "[error doing request: no known ready scheduler to send request to]",
-    );
-    assert.ok(!result.ok);
   });
 
   await t.step("connection refused", async () => {
@@ -240,9 +260,13 @@ Deno.test("plugin request: transport failures are coded by their root cause", as
       const { client } = make();
       await plugin.stop();
       const result = await client.request(null, cu(1), null, new AbortController().signal);
-      assert.match(result.code, /^\[error doing request: .*Connection refused.*\]$/);
-      assert.doesNotMatch(result.code, /127\.0\.0\.1/, "no address in the label");
-      assert.ok(!result.ok && result.error.message.startsWith("error doing request: "));
+      // What fetch said, before the agent had its own client.
+      assert.match(
+        result.code,
+        /^\[error doing request: client error \(Connect\): tcp connect error: Connection refused \(os error \d+\)\]$/,
+      );
+      assert.ok(!result.ok);
+      assert.equal(result.error.message, `error doing request: ${result.code.slice(22, -1)}`);
     });
   });
 
@@ -275,14 +299,106 @@ Deno.test("plugin request: an oversized response body fails after the status", a
     () => new Response("x".repeat(MAX_RESPONSE_BYTES + 1)),
   );
   try {
-    const url = `http://${hostPort("127.0.0.1", server.addr.port)}/`;
-    const result = await postAgentRequest(url, FIRST_REQUEST, 2000, new AbortController().signal);
-    assert.equal(result.code, "200");
-    assert.ok(!result.ok);
-    assert.match(result.error.message, /^error reading response body: response body larger than/);
+    await withPool(async (pool) => {
+      const url = `http://${hostPort("127.0.0.1", server.addr.port)}/`;
+      const result = await postAgentRequest(url, FIRST_REQUEST, 2000, never, pool);
+      assert.equal(result.code, "200");
+      assert.ok(!result.ok);
+      assert.equal(
+        result.error.message,
+        `error reading response body: response body larger than ${MAX_RESPONSE_BYTES} bytes`,
+      );
+    });
   } finally {
     await server.shutdown();
   }
+});
+
+/**
+ * A TCP server that hands every connection, once the request arrived, to `answer`, which owns
+ * it from there; for answers an HTTP server would not give.
+ */
+async function withRawPlugin<T>(
+  answer: (conn: Deno.TcpConn) => void | Promise<void>,
+  fn: (url: string) => Promise<T>,
+): Promise<T> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const handlers: Promise<void>[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      handlers.push((async () => {
+        try {
+          await conn.read(new Uint8Array(64 * 1024));
+          await answer(conn);
+        } catch {
+          // The client went away.
+        }
+      })());
+    }
+  })().catch(() => {});
+  try {
+    return await fn(`http://127.0.0.1:${listener.addr.port}/`);
+  } finally {
+    listener.close();
+    await accepting;
+    await Promise.all(handlers);
+  }
+}
+
+function write(conn: Deno.Conn, text: string): Promise<number> {
+  return conn.write(new TextEncoder().encode(text));
+}
+
+const post = (url: string) =>
+  withPool((pool) => postAgentRequest(url, FIRST_REQUEST, 2000, never, pool));
+
+Deno.test("plugin request: broken connections are coded as fetch coded them", async (t) => {
+  await t.step("closed before an answer: the label leaves out fetch's addresses", async () => {
+    const result = await withRawPlugin((conn) => conn.close(), post);
+    const cause = "client error (SendRequest): connection closed before message completed";
+    assert.equal(result.code, `[error doing request: ${cause}]`);
+    assert.ok(!result.ok);
+    assert.equal(result.error.message, `error doing request: ${cause}`);
+  });
+
+  await t.step("reset: the system's message", async () => {
+    const server = net.createServer((socket) => {
+      socket.once("data", () => socket.resetAndDestroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const result = await post(
+        `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/`,
+      );
+      assert.match(
+        result.code,
+        /^\[error doing request: Connection reset by peer \(os error \d+\)\]$/,
+      );
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  await t.step("cut short in the body: the status, and fetch's body error", async () => {
+    const result = await withRawPlugin(async (conn) => {
+      await write(conn, "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}");
+      conn.close();
+    }, post);
+    assert.equal(result.code, "200");
+    assert.ok(!result.ok);
+    assert.equal(
+      result.error.message,
+      "error reading response body: error reading a body from connection",
+    );
+  });
+
+  await t.step("a malformed head: this client's own words", async () => {
+    const result = await withRawPlugin(async (conn) => {
+      await write(conn, "nonsense\r\n\r\n");
+      conn.close();
+    }, post);
+    assert.equal(result.code, '[error doing request: malformed HTTP status line "nonsense"]');
+  });
 });
 
 Deno.test("plugin response: numbers and quantity strings both decode", () => {
@@ -323,11 +439,12 @@ Deno.test("plugin request: IPv6 addresses are bracketed", () => {
 
 /**
  * An HTTP/1.1 keep-alive server over raw TCP that answers every request with a fixed permit and
- * counts the connections the client keeps open.
+ * counts the connections the client opened and keeps open.
  */
 function countingServer(answerDelayMs: number) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const open = new Set<Deno.Conn>();
+  let accepted = 0;
   const body = JSON.stringify({ permit: { vCPUs: 1, mem: 4 * GiB } });
   const response = new TextEncoder().encode(
     `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
@@ -361,7 +478,10 @@ function countingServer(answerDelayMs: number) {
   };
   const accepting = (async () => {
     try {
-      for await (const conn of listener) serve(conn);
+      for await (const conn of listener) {
+        accepted++;
+        serve(conn);
+      }
     } catch {
       // Closed.
     }
@@ -370,6 +490,9 @@ function countingServer(answerDelayMs: number) {
     url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`,
     get open() {
       return open.size;
+    },
+    get accepted() {
+      return accepted;
     },
     async close() {
       listener.close();
@@ -380,20 +503,105 @@ function countingServer(answerDelayMs: number) {
   };
 }
 
+const ANY_BODY = JSON.stringify({ any: "request" });
+
 Deno.test("plugin client pool: a burst of requests leaves at most a handful of connections open", async () => {
   const server = countingServer(20);
-  const http = pluginHttpClient();
-  try {
-    const body = JSON.stringify({ any: "request" });
-    const signal = new AbortController().signal;
-    const results = await Promise.all(
-      Array.from({ length: 60 }, () => postAgentRequest(server.url, body, 5000, signal, http)),
+  const pool = new PluginHttpPool();
+  const burst = (n: number) =>
+    Promise.all(
+      Array.from({ length: n }, () => postAgentRequest(server.url, ANY_BODY, 5000, never, pool)),
     );
+  try {
+    const results = await burst(60);
     assert.ok(results.every((r) => r.ok), "every request answered");
-    await until(() => server.open <= PLUGIN_IDLE_CONNECTIONS, 2000, "idle connections closed");
-    assert.ok(server.open > 0, "some connections are kept for the next requests");
+    // No cap: no request of the burst waited for another's connection.
+    assert.equal(server.accepted, 60);
+    await until(() => server.open === PLUGIN_IDLE_CONNECTIONS, 2000, "idle connections closed");
+    // The kept ones serve the next requests.
+    assert.ok((await burst(PLUGIN_IDLE_CONNECTIONS)).every((r) => r.ok));
+    assert.equal(server.accepted, 60);
   } finally {
-    http.close();
+    pool.close();
+    await server.close();
+  }
+});
+
+Deno.test("plugin client pool: requests one after another share one connection", async () => {
+  const server = countingServer(0);
+  try {
+    await withPool(async (pool) => {
+      for (let i = 0; i < 3; i++) {
+        assert.ok((await postAgentRequest(server.url, ANY_BODY, 2000, never, pool)).ok);
+      }
+      assert.equal(server.accepted, 1);
+      assert.equal(server.open, 1);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("plugin client pool: a new scheduler URL closes the old one's connections", async () => {
+  const old = countingServer(50);
+  const current = countingServer(0);
+  try {
+    await withPool(async (pool) => {
+      const two = await Promise.all([
+        postAgentRequest(old.url, ANY_BODY, 2000, never, pool),
+        postAgentRequest(old.url, ANY_BODY, 2000, never, pool),
+      ]);
+      assert.ok(two.every((r) => r.ok));
+      assert.equal(old.open, 2);
+      // When the URL changes, one of them is idle and the other in flight.
+      const lateRequest = postAgentRequest(old.url, ANY_BODY, 2000, never, pool);
+      assert.ok((await postAgentRequest(current.url, ANY_BODY, 2000, never, pool)).ok);
+      await until(() => old.open === 1, 2000, "the old scheduler's idle connection closed");
+      assert.ok((await lateRequest).ok, "a request in flight ends normally");
+      await until(() => old.open === 0, 2000, "its connection closed after it");
+      assert.equal(current.open, 1);
+    });
+  } finally {
+    await old.close();
+    await current.close();
+  }
+});
+
+Deno.test("plugin client pool: a failed request leaves no connection behind", async () => {
+  const server = countingServer(300);
+  try {
+    await withPool(async (pool) => {
+      const result = await postAgentRequest(server.url, ANY_BODY, 50, never, pool);
+      assert.equal(result.code, "[error doing request: context deadline exceeded]");
+      await until(() => server.open === 0, 2000, "the connection closed");
+      assert.ok((await postAgentRequest(server.url, ANY_BODY, 2000, never, pool)).ok);
+      assert.equal(server.accepted, 2);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("plugin client pool: close() closes idle connections and fails later requests", async () => {
+  const server = countingServer(50);
+  const pool = new PluginHttpPool();
+  try {
+    const first = await Promise.all([
+      postAgentRequest(server.url, ANY_BODY, 2000, never, pool),
+      postAgentRequest(server.url, ANY_BODY, 2000, never, pool),
+    ]);
+    assert.ok(first.every((r) => r.ok));
+    assert.equal(server.open, 2);
+    const inFlight = postAgentRequest(server.url, ANY_BODY, 2000, never, pool);
+    pool.close();
+    await until(() => server.open === 1, 2000, "the idle connection closed");
+    assert.ok((await inFlight).ok, "a request in flight ends normally");
+    await until(() => server.open === 0, 2000, "its connection closed after it");
+    const late = await postAgentRequest(server.url, ANY_BODY, 2000, never, pool);
+    assert.equal(late.code, "[error doing request: plugin connection pool closed]");
+    assert.equal(server.accepted, 2);
+  } finally {
+    pool.close();
     await server.close();
   }
 });

@@ -1,17 +1,18 @@
 /**
- * A keep-alive HTTP/1.1 GET client for one VM metrics endpoint, straight over `Deno.connect`.
+ * A keep-alive HTTP/1.1 client for one URL, straight over `Deno.connect`, for the VM metrics
+ * scrape (GET) and the scheduler plugin requests (POST, pooled by `plugin/http_pool.ts`).
  *
- * `fetch` kept one pooled connection per VM host at ~60 KB of native memory each, and spent
- * ~130 µs of CPU and a handful of Request/Response/stream objects on every scrape: with a
- * thousand VMs, 60 MiB of RSS and 4.5 MiB/s of garbage. A metrics loop asks one host for one
- * small page at a time, so this client keeps at most one connection, parses the response bytes
- * itself into a buffer borrowed from a small shared pool, and allocates little else per request.
+ * `fetch` spent 235–300 µs of CPU and a handful of Request/Response/stream objects on every
+ * request, and kept ~60 KB of native memory per pooled connection: with a thousand VMs, scrapes
+ * cost 60 MiB of RSS, and bursts of plugin requests kept the event loop busy for 100 ms at a
+ * time. This client keeps at most one connection, parses the response bytes itself into a
+ * buffer borrowed from a small shared pool, and allocates little else: 70–110 µs a request.
  *
  * @module
  */
 
-import { CANCELED, DEADLINE, type HttpOutcome } from "../http_request.ts";
-import { onAbort } from "../util/async.ts";
+import { CANCELED, DEADLINE, type HttpFailureKind, type HttpOutcome } from "./http_request.ts";
+import { onAbort } from "./util/async.ts";
 
 /** Longest status line plus headers accepted (exporters send a handful of short headers). */
 export const MAX_HEAD_BYTES = 64 * 1024;
@@ -21,7 +22,7 @@ const MAX_CHUNK_LINE_BYTES = 4096;
 const MAX_REDIRECTS = 10;
 
 // Buffers are borrowed per request rather than owned per client: an idle client then holds
-// no buffer, and memory follows the number of scrapes in flight, not the number of VMs.
+// no buffer, and memory follows the number of requests in flight, not the number of clients.
 const INITIAL_BUFFER_BYTES = 16 * 1024;
 const SPARE_BUFFERS = 8;
 const MAX_SPARE_BUFFER_BYTES = 1024 * 1024;
@@ -39,11 +40,12 @@ const USER_AGENT = `Deno/${Deno.version.deno}`;
 const LF = 10;
 const CR = 13;
 
-/** Where a request goes, with its request bytes encoded once. */
+/** Where a request goes. */
 interface Target {
   hostname: string;
   port: number;
-  request: Uint8Array;
+  /** The request line after the method, and the headers every request carries. */
+  common: string;
 }
 
 function targetOf(url: URL): Target {
@@ -51,33 +53,56 @@ function targetOf(url: URL): Target {
     throw new Error(`unsupported protocol scheme ${JSON.stringify(url.protocol.slice(0, -1))}`);
   }
   const bracketed = url.hostname.startsWith("[");
-  const path = url.pathname + url.search;
   return {
     hostname: bracketed ? url.hostname.slice(1, -1) : url.hostname,
     port: url.port === "" ? 80 : Number(url.port),
-    request: encoder.encode(
-      `GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nUser-Agent: ${USER_AGENT}\r\n` +
-        "Accept: text/plain\r\n\r\n",
-    ),
+    common: `${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n` +
+      `User-Agent: ${USER_AGENT}\r\n`,
   };
 }
+
+function getRequest(target: Target): Uint8Array {
+  return encoder.encode(`GET ${target.common}Accept: text/plain\r\n\r\n`);
+}
+
+/** Head and body in one buffer, so that the request leaves in one write. */
+function postRequest(target: Target, body: string, contentType: string): Uint8Array {
+  const bytes = encoder.encode(body);
+  const head = `POST ${target.common}Content-Type: ${contentType}\r\n` +
+    `Content-Length: ${bytes.length}\r\n\r\n`;
+  // The head is ASCII (a URL's host and path are percent-encoded; the content type is checked).
+  const request = new Uint8Array(head.length + bytes.length);
+  encoder.encodeInto(head, request);
+  request.set(bytes, head.length);
+  return request;
+}
+
+/** A header field value: visible ASCII with inner spaces and tabs (RFC 9110 5.5). */
+const FIELD_VALUE = /^[!-~](?:[\t -~]*[!-~])?$/;
 
 /** How the response body is delimited (RFC 9112 6.3). */
 type Framing = "none" | "length" | "chunked" | "close";
 
-export interface HttpGetClientOptions {
+export interface HttpClientOptions {
   /** Longest response body accepted, in bytes. */
   maxBodyBytes: number;
 }
 
+/** A failure this client detected itself, with its kind. */
+class HttpFailure extends Error {
+  constructor(readonly kind: HttpFailureKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
 /**
- * GETs one URL again and again over at most one keep-alive connection. One request at a time;
- * {@link close} when done. Redirects are followed (protocols.md §3), over the same single
- * connection slot.
+ * Sends requests to one URL again and again over at most one keep-alive connection. One request
+ * at a time; {@link close} when done.
  */
-export class HttpGetClient {
+export class HttpClient {
   readonly url: string;
   readonly #target: Target;
+  #getRequest: Uint8Array | undefined;
   readonly #maxBodyBytes: number;
 
   #conn: Deno.TcpConn | undefined;
@@ -106,7 +131,8 @@ export class HttpGetClient {
   #out = 0;
   #pos = 0;
 
-  constructor(url: string, opts: HttpGetClientOptions) {
+  /** Throws on a URL that is not `http:`. */
+  constructor(url: string, opts: HttpClientOptions) {
     this.url = url;
     this.#target = targetOf(new URL(url));
     this.#maxBodyBytes = opts.maxBodyBytes;
@@ -114,11 +140,40 @@ export class HttpGetClient {
 
   /**
    * One GET, bounded by `timeoutMs` (connect, request and the whole body) and by `signal`;
-   * never rejects. `status` in a failure is set once the final response's headers arrived.
+   * never rejects. Redirects are followed (protocols.md §3), over the same single connection
+   * slot. `status` in a failure is set once the final response's headers arrived.
    */
-  async get(timeoutMs: number, signal: AbortSignal): Promise<HttpOutcome> {
+  get(timeoutMs: number, signal: AbortSignal): Promise<HttpOutcome> {
+    this.#getRequest ??= getRequest(this.#target);
+    return this.#send(this.#getRequest, true, timeoutMs, signal);
+  }
+
+  /**
+   * One POST of `body`, bounded like {@link get}; never rejects. A redirect is not followed: it
+   * is the response. A request that fails on a kept-alive connection before any byte of an
+   * answer is sent once more, so the server must take a repeat.
+   */
+  post(
+    body: string,
+    contentType: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<HttpOutcome> {
+    if (!FIELD_VALUE.test(contentType)) {
+      const message = `invalid Content-Type ${quote(contentType)}`;
+      return Promise.resolve(failure(null, "other", message, new Error(message)));
+    }
+    return this.#send(postRequest(this.#target, body, contentType), false, timeoutMs, signal);
+  }
+
+  async #send(
+    request: Uint8Array,
+    followRedirects: boolean,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<HttpOutcome> {
     let status: number | null = null;
-    if (signal.aborted) return failure(null, CANCELED, new Error(CANCELED), false);
+    if (signal.aborted) return failure(null, "canceled", CANCELED, new Error(CANCELED));
     this.#stopReason = undefined;
     const timer = setTimeout(this.#onDeadline, timeoutMs);
     const removeAbort = onAbort(signal, this.#onCancel);
@@ -127,8 +182,9 @@ export class HttpGetClient {
       let url: URL | undefined;
       let target = this.#target;
       for (let redirects = 0;; redirects++) {
-        await this.#head(target);
-        const redirect = isRedirect(this.#status) && this.#location !== undefined;
+        await this.#head(target, request);
+        const redirect = followRedirects && isRedirect(this.#status) &&
+          this.#location !== undefined;
         if (!redirect) status = this.#status;
         const length = await this.#body();
         this.#finish();
@@ -138,12 +194,16 @@ export class HttpGetClient {
         }
         url = new URL(this.#location!, url ?? this.url);
         target = targetOf(url);
+        request = getRequest(target);
       }
     } catch (err) {
       this.#discard();
       const stopped = this.#stopReason;
-      const rootCause = stopped ?? (err instanceof Error ? err.message : String(err));
-      return failure(status, rootCause, err, stopped === DEADLINE);
+      if (stopped !== undefined) {
+        return failure(status, stopped === DEADLINE ? "deadline" : "canceled", stopped, err);
+      }
+      const kind = err instanceof HttpFailure ? err.kind : "other";
+      return failure(status, kind, err instanceof Error ? err.message : String(err), err);
     } finally {
       clearTimeout(timer);
       removeAbort();
@@ -185,6 +245,10 @@ export class HttpGetClient {
         port: target.port,
         signal: connecting.signal,
       });
+    } catch (err) {
+      throw new HttpFailure("connect", err instanceof Error ? err.message : String(err), {
+        cause: err,
+      });
     } finally {
       this.#connecting = undefined;
     }
@@ -204,18 +268,19 @@ export class HttpGetClient {
   }
 
   /** Sends the request and reads the final response's head, on a reused connection if any. */
-  async #head(target: Target): Promise<void> {
+  async #head(target: Target, request: Uint8Array): Promise<void> {
     const reused = this.#conn !== undefined && this.#connHostname === target.hostname &&
       this.#connPort === target.port;
     if (!reused) await this.#connect(target);
     try {
-      await this.#exchange(target.request);
+      await this.#exchange(request);
     } catch (err) {
       // A kept-alive connection the server has closed meanwhile fails before any byte of an
-      // answer; a GET is safe to send once more, on a fresh connection.
+      // answer; the scrape's GETs and the plugin's POSTs are safe to send once more, on a
+      // fresh connection.
       if (!reused || this.#received || this.#stopReason !== undefined) throw err;
       await this.#connect(target);
-      await this.#exchange(target.request);
+      await this.#exchange(request);
     }
   }
 
@@ -238,7 +303,8 @@ export class HttpGetClient {
       while (i === this.#len) {
         if (i > MAX_HEAD_BYTES) throw headTooLarge();
         if (!await this.#fill()) {
-          throw new Error(i === 0 ? "connection closed before the response" : "unexpected EOF");
+          const message = i === 0 ? "connection closed before the response" : "unexpected EOF";
+          throw new HttpFailure("closed", message);
         }
       }
       if (this.#buf[i] !== LF) continue;
@@ -431,11 +497,11 @@ export class HttpGetClient {
 
 function failure(
   status: number | null,
+  kind: HttpFailureKind,
   rootCause: string,
   cause: unknown,
-  timedOut: boolean,
 ): HttpOutcome {
-  return { ok: false, status, error: new Error(rootCause, { cause }), rootCause, timedOut };
+  return { ok: false, status, kind, error: new Error(rootCause, { cause }), rootCause };
 }
 
 function isRedirect(status: number): boolean {
@@ -443,11 +509,11 @@ function isRedirect(status: number): boolean {
 }
 
 function headTooLarge(): Error {
-  return new Error(`response header section larger than ${MAX_HEAD_BYTES} bytes`);
+  return new HttpFailure("tooLarge", `response header section larger than ${MAX_HEAD_BYTES} bytes`);
 }
 
 function tooLarge(limit: number): Error {
-  return new Error(`response body larger than ${limit} bytes`);
+  return new HttpFailure("tooLarge", `response body larger than ${limit} bytes`);
 }
 
 function isSpace(c: number): boolean {

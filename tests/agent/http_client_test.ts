@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { HttpClient, MAX_HEAD_BYTES } from "../../agent/http_client.ts";
 import { CANCELED, DEADLINE, type HttpOutcome } from "../../agent/http_request.ts";
-import { HttpGetClient, MAX_HEAD_BYTES } from "../../agent/vm_metrics/http_get.ts";
 import { metricsClient, scrapeMetrics } from "../../agent/vm_metrics/scrape.ts";
 
 const LIMIT = 256 * 1024;
@@ -39,7 +39,10 @@ function split(text: string, size: number): Uint8Array[] {
   return pieces;
 }
 
-/** A TCP server that answers each request with what `script` says (requests are numbered from 1). */
+/**
+ * A TCP server that answers each request with what `script` says (requests are numbered from 1).
+ * A request is its head and its Content-Length body, as text.
+ */
 class RawServer {
   readonly listener: Deno.TcpListener;
   readonly requests: string[] = [];
@@ -90,18 +93,25 @@ class RawServer {
   async #serve(conn: Deno.TcpConn): Promise<void> {
     conn.setNoDelay(true);
     const buf = new Uint8Array(4096);
-    const decoder = new TextDecoder();
-    let pending = "";
+    let pending = new Uint8Array(0);
+    const more = async () => {
+      const n = await conn.read(buf);
+      if (n === null) return false;
+      const joined = new Uint8Array(pending.length + n);
+      joined.set(pending);
+      joined.set(buf.subarray(0, n), pending.length);
+      pending = joined;
+      return true;
+    };
     try {
       for (;;) {
-        while (!pending.includes("\r\n\r\n")) {
-          const n = await conn.read(buf);
-          if (n === null) return;
-          pending += decoder.decode(buf.subarray(0, n));
-        }
-        const end = pending.indexOf("\r\n\r\n") + 4;
-        const request = pending.slice(0, end);
-        pending = pending.slice(end);
+        let end;
+        while ((end = headEnd(pending)) < 0) if (!await more()) return;
+        const head = new TextDecoder().decode(pending.subarray(0, end));
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        while (pending.length < end + length) if (!await more()) return;
+        const request = new TextDecoder().decode(pending.subarray(0, end + length));
+        pending = pending.slice(end + length);
         this.requests.push(request);
         const reply = this.script(this.requests.length, request);
         if (reply === "drop") return;
@@ -123,6 +133,16 @@ class RawServer {
   }
 }
 
+/** The length of the head at the start of `bytes` (up to its blank line), or -1. */
+function headEnd(bytes: Uint8Array): number {
+  for (let i = 3; i < bytes.length; i++) {
+    if (bytes[i] === 10 && bytes[i - 1] === 13 && bytes[i - 2] === 10 && bytes[i - 3] === 13) {
+      return i + 1;
+    }
+  }
+  return -1;
+}
+
 function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
@@ -134,11 +154,11 @@ function closeQuietly(conn: Deno.Conn): void {
 /** Runs `fn` with a server and a client for it, and closes both. */
 async function withRaw(
   script: (n: number, request: string) => Answer,
-  fn: (client: HttpGetClient, server: RawServer) => Promise<void>,
+  fn: (client: HttpClient, server: RawServer) => Promise<void>,
   maxBodyBytes = LIMIT,
 ): Promise<void> {
   const server = new RawServer(script);
-  const client = new HttpGetClient(server.url(), { maxBodyBytes });
+  const client = new HttpClient(server.url(), { maxBodyBytes });
   try {
     await fn(client, server);
   } finally {
@@ -168,7 +188,7 @@ Deno.test("http get: content-length bodies from Deno.serve, one connection for a
     const text = n === 3 ? "x".repeat(100_000) : `body ${n} ${req.headers.get("accept")}`;
     return new Response(text, { headers: { "content-type": "text/plain" } });
   });
-  const client = new HttpGetClient(`http://127.0.0.1:${server.addr.port}/metrics`, {
+  const client = new HttpClient(`http://127.0.0.1:${server.addr.port}/metrics`, {
     maxBodyBytes: LIMIT,
   });
   try {
@@ -206,7 +226,7 @@ Deno.test("http get: a streamed (chunked) body from Deno.serve, then reuse", asy
       return new Response(stream);
     },
   );
-  const client = new HttpGetClient(`http://127.0.0.1:${server.addr.port}/metrics`, {
+  const client = new HttpClient(`http://127.0.0.1:${server.addr.port}/metrics`, {
     maxBodyBytes: LIMIT,
   });
   const expected = `# TYPE host_load1 gauge\nhost_load1 0.5\n${"y".repeat(40_000)}\nend\n`;
@@ -330,6 +350,7 @@ Deno.test("http get: a kept-alive connection the server closed is retried once, 
       await delay(20);
       const outcome = failed(await client.get(2000, never));
       assert.equal(outcome.rootCause, "connection closed before the response");
+      assert.equal(outcome.kind, "closed");
       assert.equal(outcome.status, null);
       assert.equal(server.accepted, 2);
     });
@@ -483,7 +504,7 @@ Deno.test("http get: malformed responses fail, and their connection is dropped",
           const outcome = failed(await client.get(2000, never));
           assert.equal(outcome.rootCause, rootCause);
           assert.equal(outcome.status, status);
-          assert.equal(outcome.timedOut, false);
+          assert.equal(outcome.kind, "other");
           assert.equal(body(await client.get(2000, never)), "good");
           assert.equal(server.accepted, 2);
         },
@@ -506,6 +527,7 @@ Deno.test("http get: malformed responses fail, and their connection is dropped",
         outcome.rootCause,
         `response header section larger than ${MAX_HEAD_BYTES} bytes`,
       );
+      assert.equal(outcome.kind, "tooLarge");
       assert.equal(outcome.status, null);
     });
   });
@@ -535,6 +557,7 @@ Deno.test("http get: bodies over the limit fail", async (t) => {
       await withRaw(() => reply, async (client) => {
         const outcome = failed(await client.get(2000, never));
         assert.equal(outcome.rootCause, `response body larger than ${limit} bytes`);
+        assert.equal(outcome.kind, "tooLarge");
         assert.equal(outcome.status, 200);
       }, limit);
     });
@@ -552,9 +575,9 @@ Deno.test("http get: timeouts and cancellation close the connection", async (t) 
       const started = Date.now();
       const outcome = failed(await client.get(100, never));
       assert.ok(Date.now() - started < 1000);
-      assert.deepEqual([outcome.rootCause, outcome.timedOut, outcome.status], [
+      assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
         DEADLINE,
-        true,
+        "deadline",
         null,
       ]);
     });
@@ -563,9 +586,9 @@ Deno.test("http get: timeouts and cancellation close the connection", async (t) 
     const reply = answer("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
     await withRaw(() => reply, async (client) => {
       const outcome = failed(await client.get(100, never));
-      assert.deepEqual([outcome.rootCause, outcome.timedOut, outcome.status], [
+      assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
         DEADLINE,
-        true,
+        "deadline",
         200,
       ]);
     });
@@ -575,9 +598,9 @@ Deno.test("http get: timeouts and cancellation close the connection", async (t) 
       const scope = new AbortController();
       setTimeout(() => scope.abort(), 20);
       const outcome = failed(await client.get(2000, scope.signal));
-      assert.deepEqual([outcome.rootCause, outcome.timedOut, outcome.status], [
+      assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
         CANCELED,
-        false,
+        "canceled",
         null,
       ]);
       // The client is still usable, on a new connection.
@@ -597,10 +620,11 @@ Deno.test("http get: timeouts and cancellation close the connection", async (t) 
     const server = new RawServer(() => ok("x"));
     const url = server.url();
     await server.close();
-    const client = new HttpGetClient(url, { maxBodyBytes: LIMIT });
+    const client = new HttpClient(url, { maxBodyBytes: LIMIT });
     const outcome = failed(await client.get(2000, never));
     client.close();
-    assert.match(outcome.rootCause, /Connection refused/);
+    assert.match(outcome.rootCause, /^Connection refused/);
+    assert.equal(outcome.kind, "connect");
     assert.equal(outcome.status, null);
   });
 });
@@ -613,7 +637,7 @@ Deno.test("http get: concurrent clients do not share their bytes", async () => {
     const pieces = split(text, 3000);
     return new RawServer(() => ({ pieces, gapMs: 1 }));
   });
-  const clients = servers.map((s) => new HttpGetClient(s.url(), { maxBodyBytes: LIMIT }));
+  const clients = servers.map((s) => new HttpClient(s.url(), { maxBodyBytes: LIMIT }));
   try {
     const outcomes = await Promise.all(clients.map((c) => c.get(5000, never)));
     outcomes.forEach((o, i) => assert.equal(body(o), String(i).repeat(40_000)));
@@ -630,7 +654,7 @@ Deno.test("http get: IPv6 pod IPs", async () => {
   } catch {
     return; // No IPv6 loopback here.
   }
-  const client = new HttpGetClient(`http://[::1]:${server.port}/metrics`, { maxBodyBytes: LIMIT });
+  const client = new HttpClient(`http://[::1]:${server.port}/metrics`, { maxBodyBytes: LIMIT });
   try {
     assert.equal(body(await client.get(2000, never)), "v6");
     assert.equal(server.requests[0].split("\r\n")[1], `Host: [::1]:${server.port}`);
@@ -638,6 +662,187 @@ Deno.test("http get: IPv6 pod IPs", async () => {
     client.close();
     await server.close();
   }
+});
+
+Deno.test("http get: a head cut short is a closed connection", async () => {
+  await withRaw(() => answer("HTTP/1.1 200 OK\r\nContent-", { close: true }), async (client) => {
+    const outcome = failed(await client.get(2000, never));
+    assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
+      "unexpected EOF",
+      "closed",
+      null,
+    ]);
+  });
+});
+
+const JSON_TYPE = "application/json";
+
+/** The bodies of the requests `server` received. */
+function bodies(server: RawServer): string[] {
+  return server.requests.map((r) => r.slice(r.indexOf("\r\n\r\n") + 4));
+}
+
+Deno.test("http post: the request it sends", async () => {
+  const sent = '{"pod":"ünïcode ✓","n":1}';
+  const length = new TextEncoder().encode(sent).length;
+  // Content-Length counts bytes, not characters.
+  assert.ok(length > sent.length);
+  await withRaw(() => ok("x"), async (client, server) => {
+    body(await client.post(sent, JSON_TYPE, 2000, never));
+    assert.equal(
+      server.requests[0],
+      `POST /metrics HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n` +
+        `User-Agent: Deno/${Deno.version.deno}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${length}\r\n\r\n${sent}`,
+    );
+  });
+});
+
+Deno.test("http post: Deno.serve reads the body and headers, over one connection", async () => {
+  const seen: { method: string; type: string | null; length: string | null; body: string }[] = [];
+  const ports = new Set<number>();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req, info) => {
+      ports.add(info.remoteAddr.port);
+      const text = await req.text();
+      const headers = req.headers;
+      seen.push({
+        method: req.method,
+        type: headers.get("content-type"),
+        length: headers.get("content-length"),
+        body: text,
+      });
+      return Response.json({ chars: text.length });
+    },
+  );
+  const client = new HttpClient(`http://127.0.0.1:${server.addr.port}/`, { maxBodyBytes: LIMIT });
+  // Larger than one socket write is likely to take.
+  const big = JSON.stringify({ blob: "é".repeat(300_000) });
+  try {
+    assert.equal(body(await client.post('{"a":1}', JSON_TYPE, 2000, never)), '{"chars":7}');
+    assert.equal(
+      body(await client.post(big, JSON_TYPE, 5000, never)),
+      `{"chars":${big.length}}`,
+    );
+    assert.equal(body(await client.post("{}", JSON_TYPE, 2000, never)), '{"chars":2}');
+    assert.deepEqual(seen, [
+      { method: "POST", type: JSON_TYPE, length: "7", body: '{"a":1}' },
+      {
+        method: "POST",
+        type: JSON_TYPE,
+        length: String(new TextEncoder().encode(big).length),
+        body: big,
+      },
+      { method: "POST", type: JSON_TYPE, length: "2", body: "{}" },
+    ]);
+    assert.equal(ports.size, 1);
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
+
+Deno.test("http post: two POSTs on one kept-alive connection, each body framed", async () => {
+  await withRaw((n) => ok(`answer ${n}`), async (client, server) => {
+    assert.equal(body(await client.post("first", "text/plain", 2000, never)), "answer 1");
+    assert.equal(body(await client.post("second!", "text/plain", 2000, never)), "answer 2");
+    assert.deepEqual(bodies(server), ["first", "second!"]);
+    assert.equal(server.accepted, 1);
+  });
+});
+
+Deno.test("http post: a kept-alive connection the server closed is retried once, fresh", async (t) => {
+  await t.step("closed while idle", async () => {
+    await withRaw((n) => ({ ...ok(`${n}!`), close: true }), async (client, server) => {
+      assert.equal(body(await client.post("a", JSON_TYPE, 2000, never)), "1!");
+      await delay(20);
+      assert.equal(body(await client.post("b", JSON_TYPE, 2000, never)), "2!");
+      assert.deepEqual(bodies(server), ["a", "b"]);
+      assert.equal(server.accepted, 2);
+    });
+  });
+  await t.step("closed with the request unanswered: it is sent again", async () => {
+    await withRaw((n) => n === 2 ? "drop" : ok(`${n}!`), async (client, server) => {
+      assert.equal(body(await client.post("a", JSON_TYPE, 2000, never)), "1!");
+      assert.equal(body(await client.post("b", JSON_TYPE, 2000, never)), "3!");
+      assert.deepEqual(bodies(server), ["a", "b", "b"]);
+      assert.equal(server.accepted, 2);
+    });
+  });
+  await t.step("never on a fresh connection", async () => {
+    await withRaw(() => "drop", async (client, server) => {
+      const outcome = failed(await client.post("a", JSON_TYPE, 2000, never));
+      assert.deepEqual([outcome.kind, outcome.status], ["closed", null]);
+      assert.equal(server.accepted, 1);
+    });
+  });
+});
+
+Deno.test("http post: a redirect is the response, not followed", async () => {
+  const moved = "HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\n" +
+    "Content-Length: 5\r\n\r\nmoved";
+  await withRaw(() => answer(moved), async (client, server) => {
+    assert.deepEqual(await client.post("x", JSON_TYPE, 2000, never), {
+      ok: true,
+      status: 307,
+      body: "moved",
+    });
+    assert.equal(server.requests.length, 1);
+  });
+});
+
+Deno.test("http post: a response body over the limit fails after the status", async () => {
+  await withRaw((n) => n === 1 ? ok("z".repeat(1001)) : ok("fine"), async (client, server) => {
+    const outcome = failed(await client.post("x", JSON_TYPE, 2000, never));
+    assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
+      "response body larger than 1000 bytes",
+      "tooLarge",
+      200,
+    ]);
+    // The unread rest of that body cannot be left on a connection for the next answer.
+    assert.equal(body(await client.post("y", JSON_TYPE, 2000, never)), "fine");
+    assert.equal(server.accepted, 2);
+  }, 1000);
+});
+
+Deno.test("http post: timeouts and cancellation", async (t) => {
+  await t.step("no answer", async () => {
+    await withRaw(() => "hang", async (client, server) => {
+      const started = Date.now();
+      const outcome = failed(await client.post("x", JSON_TYPE, 100, never));
+      assert.ok(Date.now() - started < 1000);
+      assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
+        DEADLINE,
+        "deadline",
+        null,
+      ]);
+      assert.deepEqual(bodies(server), ["x"]);
+    });
+  });
+  await t.step("aborted while waiting", async () => {
+    await withRaw(() => "hang", async (client) => {
+      const scope = new AbortController();
+      setTimeout(() => scope.abort(), 20);
+      const outcome = failed(await client.post("x", JSON_TYPE, 2000, scope.signal));
+      assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
+        CANCELED,
+        "canceled",
+        null,
+      ]);
+    });
+  });
+});
+
+Deno.test("http post: a content type that would break the head is refused unsent", async () => {
+  await withRaw(() => ok("x"), async (client, server) => {
+    for (const type of ["", "text/plain\r\nX-Injected: 1", " padded", "tëxt/plain"]) {
+      const outcome = failed(await client.post("x", type, 2000, never));
+      assert.equal(outcome.rootCause, `invalid Content-Type ${JSON.stringify(type)}`);
+    }
+    assert.equal(body(await client.post("x", "text/plain; charset=utf-8", 2000, never)), "x");
+    assert.equal(server.requests.length, 1);
+  });
 });
 
 Deno.test("scrape: error messages through the GET client", async (t) => {
