@@ -18,6 +18,7 @@ import type {
   MonitorHandle as CoreMonitorHandle,
   Resources,
   RevisionWithTime,
+  State,
 } from "../../core/mod.ts";
 import { type Log, silentLog } from "../log.ts";
 import type {
@@ -81,6 +82,33 @@ function seconds(fromMs: number, toMs: number): number {
   return (toMs - fromMs) / 1000;
 }
 
+/**
+ * The loop every executor shares: on each change, takes the action `pick` finds in the current
+ * action set and, if no newer set was computed meanwhile, marks it started with `start` (inside the
+ * lock; it returns what the request needs from that moment), then runs `request` outside it.
+ */
+function runActionLoop<A, S>(
+  scope: TaskScope,
+  core: ExecutorCore,
+  pick: (actions: ActionSet) => A | undefined,
+  start: (state: State, action: A, startTime: number) => S,
+  request: (action: A, started: S, startTime: number) => Promise<void>,
+): void {
+  const receiver = core.newReceiver((actions) => pick(actions) !== undefined);
+  eachChange(receiver, scope, () => {
+    const last = core.getActions();
+    const action = pick(last.actions);
+    if (action === undefined) return undefined;
+    let startTime = 0;
+    let started: { value: S } | undefined;
+    core.updateIfActionsUnchanged(last, (state) => {
+      startTime = core.now();
+      started = { value: start(state, action, startTime) };
+    });
+    return started === undefined ? undefined : request(action, started.value, startTime);
+  });
+}
+
 /** Sends the plugin requests the core asks for (`DoPluginRequests`). */
 export function runPluginLoop(
   scope: TaskScope,
@@ -88,20 +116,16 @@ export function runPluginLoop(
   client: PluginClient,
   log: Log = silentLog,
 ): void {
-  const receiver = core.newReceiver((actions) => actions.pluginRequest !== undefined);
-  eachChange(receiver, scope, () => {
-    const last = core.getActions();
-    const action = last.actions.pluginRequest;
-    if (action === undefined) return undefined;
-    let startTime = 0;
-    const started = core.updateIfActionsUnchanged(last, (state) => {
+  runActionLoop(
+    scope,
+    core,
+    (actions) => actions.pluginRequest,
+    (state, action, startTime) => {
       log.info("starting plugin request", { action });
-      startTime = core.now();
       state.plugin().startingRequest(startTime, action.target);
-    });
-    if (!started) return undefined;
-    return pluginRequest(scope.signal, core, client, log, action, startTime);
-  });
+    },
+    (action, _, startTime) => pluginRequest(scope.signal, core, client, log, action, startTime),
+  );
 }
 
 async function pluginRequest(
@@ -144,20 +168,16 @@ export function runNeonVMLoop(
   client: NeonVMClient,
   log: Log = silentLog,
 ): void {
-  const receiver = core.newReceiver((actions) => actions.neonvmRequest !== undefined);
-  eachChange(receiver, scope, () => {
-    const last = core.getActions();
-    const action = last.actions.neonvmRequest;
-    if (action === undefined) return undefined;
-    let startTime = 0;
-    const started = core.updateIfActionsUnchanged(last, (state) => {
+  runActionLoop(
+    scope,
+    core,
+    (actions) => actions.neonvmRequest,
+    (state, action, startTime) => {
       log.info("starting NeonVM request", { action });
-      startTime = core.now();
       state.neonvm().startingRequest(startTime, action.target);
-    });
-    if (!started) return undefined;
-    return neonvmRequest(scope.signal, core, client, log, action, startTime);
-  });
+    },
+    (action, _, startTime) => neonvmRequest(scope.signal, core, client, log, action, startTime),
+  );
 }
 
 async function neonvmRequest(
@@ -262,29 +282,25 @@ function runMonitorLoop<R>(
   log: Log,
   spec: MonitorLoopSpec<R>,
 ): void {
-  const receiver = core.newReceiver((actions) => spec.action(actions) !== undefined);
-  eachChange(receiver, scope, () => {
-    const last = core.getActions();
-    const action = spec.action(last.actions);
-    if (action === undefined) return undefined;
-    let startTime = 0;
-    let handle: MonitorHandle | null = null;
-    const started = core.updateIfActionsUnchanged(last, (state) => {
+  runActionLoop(
+    scope,
+    core,
+    spec.action,
+    (state, action, startTime) => {
       log.info(`starting vm-monitor ${spec.kind} request`, { action });
-      startTime = core.now();
-      handle = client.getHandle();
+      const handle = client.getHandle();
       spec.starting(state.monitor(), startTime, action.target);
-    });
-    if (!started) return undefined;
-    // Assigned inside the callback, which the compiler cannot follow.
-    const captured = handle as MonitorHandle | null;
-    if (captured === null) {
-      throw new Error(
-        `core asked for a vm-monitor ${spec.kind} request, but there is no vm-monitor connection`,
-      );
-    }
-    return monitorRequest(core, client, log, spec, action, captured, startTime);
-  });
+      return handle;
+    },
+    (action, handle, startTime) => {
+      if (handle === null) {
+        throw new Error(
+          `core asked for a vm-monitor ${spec.kind} request, but there is no vm-monitor connection`,
+        );
+      }
+      return monitorRequest(core, client, log, spec, action, handle, startTime);
+    },
+  );
 }
 
 async function monitorRequest<R>(
