@@ -10,8 +10,6 @@
  * @module
  */
 
-import { onAbort } from "../util/async.ts";
-
 /** @internal */
 export interface Waiter<T> {
   wake: () => void;
@@ -68,13 +66,6 @@ export class Broadcaster<T = unknown> {
     return new Receiver(this, this.#count, interest);
   }
 
-  /** @internal Registers `wake` for the next broadcast; returns its removal. */
-  subscribe(wake: () => void, interest?: (value: T) => boolean): () => void {
-    const waiter: Waiter<T> = { wake, interest };
-    this.attach(waiter);
-    return () => this.#remove(waiter);
-  }
-
   /** @internal Registers a waiter kept by its owner for the next broadcast (again: no-op). */
   attach(waiter: Waiter<T>): void {
     if (this.#waiters.has(waiter)) return;
@@ -108,26 +99,6 @@ export class Receiver<T = unknown> {
   /** True when a broadcast happened that {@link awake} has not yet marked as seen. */
   get pending(): boolean {
     return this.#broadcaster.count > this.#seen;
-  }
-
-  /**
-   * Resolves `true` once a broadcast is pending (at once if one already is; while waiting, only
-   * one that meets the receiver's interest), or `false` when `signal` aborts first. Never
-   * rejects. Does not mark the broadcast as seen.
-   */
-  wait(signal?: AbortSignal): Promise<boolean> {
-    if (signal?.aborted) return Promise.resolve(false);
-    if (this.pending) return Promise.resolve(true);
-    const { promise, resolve } = Promise.withResolvers<boolean>();
-    const unsubscribe = this.#broadcaster.subscribe(() => {
-      removeAbort?.();
-      resolve(true);
-    }, this.#interest);
-    const removeAbort = signal === undefined ? undefined : onAbort(signal, () => {
-      unsubscribe();
-      resolve(false);
-    });
-    return promise;
   }
 
   /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Broadcaster } from "../../agent/executor/broadcast.ts";
-import { settle } from "./executor_helpers.ts";
+import { settle, waitForChange } from "./executor_helpers.ts";
 
 Deno.test("broadcast: a receiver sees only broadcasts made after its creation", async () => {
   const b = new Broadcaster();
@@ -9,7 +9,7 @@ Deno.test("broadcast: a receiver sees only broadcasts made after its creation", 
   const r = b.newReceiver();
   assert.equal(r.pending, false);
   const stop = new AbortController();
-  const waiting = r.wait(stop.signal);
+  const waiting = waitForChange(r, stop.signal);
   await settle();
   stop.abort();
   assert.equal(await waiting, false);
@@ -20,9 +20,9 @@ Deno.test("broadcast: wait resolves at once while a broadcast is unseen, until a
   const r = b.newReceiver();
   b.broadcast();
   assert.equal(r.pending, true);
-  assert.equal(await r.wait(), true);
-  // wait() does not consume the broadcast.
-  assert.equal(await r.wait(), true);
+  assert.equal(await waitForChange(r), true);
+  // Waiting does not consume the broadcast.
+  assert.equal(await waitForChange(r), true);
   r.awake();
   assert.equal(r.pending, false);
 });
@@ -31,7 +31,7 @@ Deno.test("broadcast: a pending wait resolves on the next broadcast", async () =
   const b = new Broadcaster();
   const r = b.newReceiver();
   let woke = false;
-  const waiting = r.wait().then((v) => {
+  const waiting = waitForChange(r).then((v) => {
     woke = true;
     return v;
   });
@@ -47,7 +47,7 @@ Deno.test("broadcast: several broadcasts before a wait coalesce into one wake-up
   b.broadcast();
   b.broadcast();
   b.broadcast();
-  assert.equal(await r.wait(), true);
+  assert.equal(await waitForChange(r), true);
   r.awake();
   assert.equal(r.pending, false);
   assert.equal(b.count, 3);
@@ -57,7 +57,7 @@ Deno.test("broadcast: receivers are independent", async () => {
   const b = new Broadcaster();
   const r1 = b.newReceiver();
   const r2 = b.newReceiver();
-  const both = Promise.all([r1.wait(), r2.wait()]);
+  const both = Promise.all([waitForChange(r1), waitForChange(r2)]);
   b.broadcast();
   assert.deepEqual(await both, [true, true]);
   r1.awake();
@@ -69,13 +69,13 @@ Deno.test("broadcast: an aborted wait resolves false and is not woken later", as
   const b = new Broadcaster();
   const r = b.newReceiver();
   const stop = new AbortController();
-  const waiting = r.wait(stop.signal);
+  const waiting = waitForChange(r, stop.signal);
   stop.abort();
   assert.equal(await waiting, false);
   // Already aborted: false without waiting, even with a broadcast pending.
   b.broadcast();
-  assert.equal(await r.wait(stop.signal), false);
-  assert.equal(await r.wait(), true);
+  assert.equal(await waitForChange(r, stop.signal), false);
+  assert.equal(await waitForChange(r), true);
 });
 
 Deno.test("broadcast: a waiting receiver with an interest wakes only when it is met", async () => {
@@ -84,8 +84,8 @@ Deno.test("broadcast: a waiting receiver with an interest wakes only when it is 
   const all = b.newReceiver();
   let evenWoke = false;
   let allWoke = false;
-  const waitingEven = evens.wait().then(() => evenWoke = true);
-  const waitingAll = all.wait().then(() => allWoke = true);
+  const waitingEven = waitForChange(evens).then(() => evenWoke = true);
+  const waitingAll = waitForChange(all).then(() => allWoke = true);
   assert.equal(b.hasInterestedWaiters, true);
   b.broadcast();
   await waitingAll;
@@ -102,10 +102,10 @@ Deno.test("broadcast: a broadcast missed while busy ends the next wait whatever 
   const b = new Broadcaster<number>();
   const r = b.newReceiver(() => false);
   b.broadcast();
-  assert.equal(await r.wait(), true);
+  assert.equal(await waitForChange(r), true);
   r.awake();
   const stop = new AbortController();
-  const waiting = r.wait(stop.signal);
+  const waiting = waitForChange(r, stop.signal);
   b.broadcast();
   b.wakeInterested(0);
   await settle();

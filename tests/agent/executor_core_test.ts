@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ExecutorCore } from "../../agent/executor/core.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor } from "../core/helpers.ts";
-import { ManualClock, recordingLog } from "./executor_helpers.ts";
+import { ManualClock, recordingLog, waitForChange } from "./executor_helpers.ts";
 
 function executor(clock = new ManualClock()) {
   let computed = 0;
@@ -152,7 +152,7 @@ Deno.test("executor core: a receiver with an interest sleeps through updates tha
   });
   const stop = new AbortController();
   let woke = false;
-  const waiting = receiver.wait(stop.signal).then((v) => woke = v);
+  const waiting = waitForChange(receiver, stop.signal).then((v) => woke = v);
   // Three updates in one turn: one action set is computed for them, after the last.
   core.update(() => {});
   core.update(() => {});
@@ -171,7 +171,7 @@ Deno.test("executor core: a receiver with an interest sleeps through updates tha
 Deno.test("executor core: a receiver with an interest wakes once the actions meet it", async () => {
   const { core } = executor();
   const receiver = core.newReceiver((actions) => actions.pluginRequest !== undefined);
-  const woke = receiver.wait();
+  const woke = waitForChange(receiver);
   core.update(() => {});
   assert.equal(await woke, true);
 });

@@ -2,6 +2,7 @@
 
 import type { Log } from "../../agent/log.ts";
 import type { TaskScope } from "../../agent/util/async.ts";
+import type { Receiver } from "../../agent/executor/broadcast.ts";
 
 export interface LogLine {
   level: "debug" | "info" | "warn" | "error";
@@ -65,4 +66,25 @@ export function runTask(signal: AbortSignal, start: (scope: TaskScope) => void):
     reject(err);
   }
   return promise;
+}
+
+/**
+ * Resolves `true` once a broadcast is pending for `receiver` (at once if one already is; while
+ * waiting, only one that meets its interest), `false` when `signal` aborts first. Does not mark
+ * the broadcast seen. The executor loops wait the same way, through `arm`.
+ */
+export function waitForChange<T>(receiver: Receiver<T>, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  if (receiver.pending) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      receiver.disarm();
+      resolve(false);
+    };
+    receiver.arm(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
