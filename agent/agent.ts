@@ -244,6 +244,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       podIP: options.podIP,
       metrics: url(servers[0], "/metrics"),
       dump,
+      kubeTransport: kube.transport,
     });
     return {
       metrics,
@@ -263,6 +264,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         await Promise.all(servers.map((s) => s.finished));
         await Promise.allSettled([vms.stopped, schedulers.stopped]);
         pluginHttp.close();
+        kube.close();
         // The reference keeps the dump server up until exit (S-22); an in-process agent has to
         // release its port, so it closes last.
         await dumpServer?.shutdown();
@@ -274,6 +276,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     await Promise.all(servers.map((s) => s.finished));
     await stopReporting();
     pluginHttp.close();
+    kube.close();
     throw err;
   }
 }

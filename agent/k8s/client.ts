@@ -1,7 +1,8 @@
 /**
  * Kubernetes access through `@kubernetes/client-node` (protocols.md §5): the kubeconfig, the
  * NeonVM JSON Patch, and the list/watch transports the reflectors use. Every call goes through
- * a client-side token bucket (agent.md S-33).
+ * a client-side token bucket (agent.md S-33). Lists and patches travel over Deno's `fetch` where
+ * the kubeconfig allows it (`transport.ts`).
  *
  * @module
  */
@@ -9,6 +10,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { TokenBucket, type TokenPriority } from "./rate_limit.ts";
 import type { JsonPatchOperation } from "./patch.ts";
+import { type FetchTransport, fetchTransportFor } from "./transport.ts";
 import type { ListResult, ListWatchSource, WatchCallbacks, WatchEnd } from "./reflector.ts";
 
 export const VM_GROUP = "vm.neon.tech";
@@ -135,8 +137,15 @@ function passThrough<C>(context: C): k8s.Observable<C> {
   return new k8s.Observable(Promise.resolve(context));
 }
 
-/** Per-call options: abort through `signal`, and optionally force the body's media type. */
-function callOptions(signal: AbortSignal, contentType?: string): k8s.ConfigurationOptions {
+/**
+ * Per-call options: abort through `signal`, optionally force the body's media type, and send
+ * through `httpApi` when given.
+ */
+function callOptions(
+  httpApi: k8s.HttpLibrary | undefined,
+  signal: AbortSignal,
+  contentType?: string,
+): k8s.ConfigurationOptions {
   const middleware: k8s.ObservableMiddleware = {
     pre: (context) => {
       context.setSignal(signal);
@@ -145,7 +154,11 @@ function callOptions(signal: AbortSignal, contentType?: string): k8s.Configurati
     },
     post: passThrough,
   };
-  return { middleware: [middleware], middlewareMergeStrategy: "append" };
+  const options: k8s.ConfigurationOptions = {
+    middleware: [middleware],
+    middlewareMergeStrategy: "append",
+  };
+  return httpApi === undefined ? options : { ...options, httpApi };
 }
 
 export interface KubeClientOptions {
@@ -157,6 +170,11 @@ export interface KubeClientOptions {
   watchIdleTimeoutMs?: number;
   /** A List that takes longer fails and is retried (default 60 s). */
   listTimeoutMs?: number;
+  /**
+   * What carries list and patch calls: `fetch` (the default) where the kubeconfig allows it
+   * (see `transport.ts`), else client-node's own transport. Watches always use client-node's.
+   */
+  transport?: "fetch" | "client-node";
 }
 
 export interface PatchOptions {
@@ -179,7 +197,11 @@ export class KubeClient {
   readonly #core: k8s.CoreV1Api;
   readonly #watchIdleTimeoutMs: number;
   readonly #listTimeoutMs: number;
+  readonly #fetch: FetchTransport | undefined;
+  /** Which transport carries list and patch calls, and why, for the start-up log. */
+  readonly transport: string;
 
+  /** Throws when a certificate file the kubeconfig names cannot be read. */
   constructor(kubeConfig: k8s.KubeConfig, options: KubeClientOptions = {}) {
     this.kubeConfig = kubeConfig;
     this.vmRateLimiter = options.vmRateLimiter ??
@@ -191,6 +213,22 @@ export class KubeClient {
     this.#core = kubeConfig.makeApiClient(k8s.CoreV1Api);
     this.#watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS;
     this.#listTimeoutMs = options.listTimeoutMs ?? DEFAULT_LIST_TIMEOUT_MS;
+    if ((options.transport ?? "fetch") === "client-node") {
+      this.transport = "client-node (as configured)";
+    } else {
+      const transport = fetchTransportFor(kubeConfig);
+      if ("declined" in transport) {
+        this.transport = `client-node (${transport.declined})`;
+      } else {
+        this.#fetch = transport;
+        this.transport = "fetch";
+      }
+    }
+  }
+
+  /** Releases the transport's TLS client; calls made afterwards fail. */
+  close(): void {
+    this.#fetch?.close();
   }
 
   /**
@@ -220,7 +258,7 @@ export class KubeClient {
           name,
           body: operations,
         },
-        callOptions(deadline.signal, k8s.PatchStrategy.JsonPatch),
+        callOptions(this.#fetch, deadline.signal, k8s.PatchStrategy.JsonPatch),
       );
       return { ok: true };
     } catch (e) {
@@ -243,7 +281,7 @@ export class KubeClient {
     const deadline = new Deadline(signal, this.#listTimeoutMs);
     try {
       await bucket.take(deadline.signal, deadline.remainingMs() - REQUEST_HEADROOM_MS);
-      return listResult(await call(callOptions(deadline.signal)), what);
+      return listResult(await call(callOptions(this.#fetch, deadline.signal)), what);
     } catch (e) {
       if (e instanceof KubeApiError) throw e;
       const error = deadline.expired
