@@ -102,6 +102,7 @@ function freePort(): number {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const f = (n: number, digits = 1) => Number.isFinite(n) ? n.toFixed(digits) : "–";
 
 /** One row of the results table. */
 interface Result {
@@ -116,6 +117,8 @@ interface Result {
   upscaleP50Ms: number;
   upscaleP99Ms: number;
   upscaleSamples: number;
+  /** Every sample, in the order they completed. */
+  upscaleMs: number[];
   stepP50Ms: number;
   stepP99Ms: number;
   stepSamples: number;
@@ -197,39 +200,50 @@ async function run(count: number): Promise<Result> {
     const settleSeconds = await patchBacklogDrained(metricsUrl);
 
     const samples: ProcSample[] = [await procSample(pid)];
+    const simSamples: ProcSample[] = [await procSample(Deno.pid)];
     const lagP50: number[] = [];
     const lagP99: number[] = [];
+    const lagMax: number[] = [];
     const upscales: number[] = [];
     const steps: number[] = [];
     const patchesBefore = cluster.api.patches.length;
     const simLag = monitorEventLoopDelay({ resolution: 5 });
     simLag.enable();
+    const stalls = new StallRecorder();
     const deadline = performance.now() + measureSeconds * 1000;
     let second = 0;
     while (performance.now() < deadline) {
       await sleep(1000);
       second++;
       samples.push(await procSample(pid));
+      simSamples.push(await procSample(Deno.pid));
       if (second % 10 === 0) {
         const text = await (await fetch(metricsUrl)).text();
         lagP50.push((metricValue(text, "nodejs_eventloop_lag_p50_seconds") ?? NaN) * 1000);
         lagP99.push((metricValue(text, "nodejs_eventloop_lag_p99_seconds") ?? NaN) * 1000);
+        lagMax.push((metricValue(text, "nodejs_eventloop_lag_max_seconds") ?? NaN) * 1000);
       }
       // One UpscaleRequest and one load step per second, each on an idle VM of its own profile.
       // With 100 VMs each VM comes round again after 20 s, past the 10 s an UpscaleRequest
       // holds (monitor.requestedUpscaleValidSeconds) and the downscale that follows it.
       const upVm = `vm-${(second * 5) % count}`;
-      measureUpscale(cluster, upVm).then((ms) => ms !== null && upscales.push(ms));
+      measureUpscale(cluster, upVm, stalls).then((ms) => ms !== null && upscales.push(ms));
       const stepVm = `vm-${(second * 5 + 1) % count}`;
       measureLoadStep(cluster, stepVm).then((ms) => ms !== null && steps.push(ms));
     }
     simLag.disable();
-    // The simulated peers share this process: their own stalls show up in every latency above.
+    // The simulated peers share this process: their own stalls show up in every latency above,
+    // and with the agent they share the machine's cores.
+    const simCpu = simSamples.slice(1).map((s, i) => s.cpuSeconds - simSamples[i].cpuSeconds);
     console.error(
       `sim event-loop delay: p99 ${(simLag.percentile(99) / 1e6).toFixed(1)} ms, max ${
         (simLag.max / 1e6).toFixed(1)
-      } ms`,
+      } ms; sim CPU avg ${(simCpu.reduce((a, b) => a + b, 0) / simCpu.length).toFixed(2)}, peak ${
+        Math.max(...simCpu).toFixed(2)
+      } cores; sim heap used ${(Deno.memoryUsage().heapUsed / MiB).toFixed(0)} MiB`,
     );
+    // The agent's longest stalls, which a slow sample can fall into before the agent sees it.
+    console.error(`agent event-loop delay: max ${f(Math.max(...lagMax))} ms`);
     // The NeonVM patch demand, against the agent's token bucket (neonvm.patchRateLimit).
     console.error(
       `NeonVM patches: ${
@@ -238,6 +252,7 @@ async function run(count: number): Promise<Result> {
     );
     // Let the last measurements finish (they give up after 10 s).
     await sleep(11_000);
+    stalls.stop();
     const text = await (await fetch(metricsUrl)).text();
     const heapUsedMiB = (metricValue(text, "nodejs_heap_size_used_bytes") ?? NaN) / MiB;
     console.error(
@@ -274,6 +289,7 @@ async function run(count: number): Promise<Result> {
       upscaleP50Ms: percentile(upscales, 50),
       upscaleP99Ms: percentile(upscales, 99),
       upscaleSamples: upscales.length,
+      upscaleMs: upscales,
       stepP50Ms: percentile(steps, 50),
       stepP99Ms: percentile(steps, 99),
       stepSamples: steps.length,
@@ -367,11 +383,47 @@ function patchedAbove(cluster: Cluster, vm: string, since: number, slots: number
 }
 
 /**
- * Milliseconds from an UpscaleRequest to the NeonVM patch that answers it. A slow one (over 50 ms)
- * is broken down on stderr: until the plugin request for it arrived, from there to the patch, and
- * how many plugin requests the sim received in the second before.
+ * Stretches in which this process's event loop was held up, so that a slow sample can be split
+ * into the sim's own stalls and the rest.
  */
-async function measureUpscale(cluster: Cluster, vm: string): Promise<number | null> {
+class StallRecorder {
+  static readonly PERIOD_MS = 5;
+  readonly #stalls: { from: number; to: number }[] = [];
+  #last = Date.now();
+  readonly #timer = setInterval(() => {
+    const now = Date.now();
+    if (now - this.#last > 2 * StallRecorder.PERIOD_MS) {
+      this.#stalls.push({ from: this.#last + StallRecorder.PERIOD_MS, to: now });
+      if (this.#stalls.length > 10_000) this.#stalls.shift();
+    }
+    this.#last = now;
+  }, StallRecorder.PERIOD_MS);
+
+  /** Milliseconds of recorded stalls within `[from, to]`. */
+  within(from: number, to: number): number {
+    let ms = 0;
+    for (const stall of this.#stalls) {
+      ms += Math.max(0, Math.min(to, stall.to) - Math.max(from, stall.from));
+    }
+    return ms;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+/**
+ * Milliseconds from an UpscaleRequest to the NeonVM patch that answers it. A slow one (over 50 ms)
+ * is broken down on stderr: until the plugin request for it arrived, from there to the patch, how
+ * many plugin requests the sim received in the second before, and how long the sim's own event
+ * loop was held up meanwhile.
+ */
+async function measureUpscale(
+  cluster: Cluster,
+  vm: string,
+  stalls: StallRecorder,
+): Promise<number | null> {
   const monitor = cluster.vm(vm).monitor;
   if (!monitor.connected) return null;
   // deno-lint-ignore no-explicit-any
@@ -400,7 +452,9 @@ async function measureUpscale(cluster: Cluster, vm: string): Promise<number | nu
           plugin === undefined ? "?" : plugin.at - at
         } ms, then to the patch ${
           plugin === undefined ? "?" : patch.at - plugin.at
-        } ms; plugin requests in the second before: ${busy}`,
+        } ms; plugin requests in the second before: ${busy}; sim stalled ${
+          stalls.within(at, patch.at)
+        } ms of it`,
       );
     }
     return ms;
@@ -433,7 +487,6 @@ for (const count of sizes) {
   results.push(result);
 }
 
-const f = (n: number, digits = 1) => Number.isFinite(n) ? n.toFixed(digits) : "–";
 console.log(
   "| VMs | Runners | settled after (s) | agent CPU avg (cores) | CPU peak | RSS peak (MiB) | RSS steady | loop lag p50 / p99 (ms) | UpscaleRequest→patch p50 / p99 (ms) | load step→plugin p50 / p99 (ms) | timeouts |",
 );
@@ -448,6 +501,30 @@ for (const r of results) {
       f(r.stepP99Ms, 0)
     } (n=${r.stepSamples}) | ${r.timeouts} |`,
   );
+}
+// A size given more than once (`--vms 1000,1000,1000`) is also summarised over its runs: with 60
+// samples a run's p99 is its slowest sample, while the pooled samples give a p99 proper.
+const repeated = [...new Set(sizes)].filter((n) => sizes.filter((m) => m === n).length > 1);
+if (repeated.length > 0) {
+  console.log();
+  console.log(
+    "| VMs | runs | agent CPU avg (cores) | RSS steady (MiB) | loop lag p99 (ms) | UpscaleRequest→patch p50 / p99, all samples (ms) | runs with a sample over 50 ms |",
+  );
+  console.log("|---|---|---|---|---|---|---|");
+  for (const vms of repeated) {
+    const runs = results.filter((r) => r.vms === vms);
+    const range = (values: number[], digits: number) =>
+      `${f(Math.min(...values), digits)}–${f(Math.max(...values), digits)}`;
+    const all = runs.flatMap((r) => r.upscaleMs);
+    const slow = runs.filter((r) => r.upscaleMs.some((ms) => ms > 50)).length;
+    console.log(
+      `| ${vms} | ${runs.length} | ${range(runs.map((r) => r.cpuAvg), 3)} | ${
+        range(runs.map((r) => r.rssSteadyMiB), 0)
+      } | ${range(runs.map((r) => r.lagP99Ms), 1)} | ${f(percentile(all, 50), 0)} / ${
+        f(percentile(all, 99), 0)
+      } (n=${all.length}) | ${slow} |`,
+    );
+  }
 }
 if (values.out !== undefined) {
   await Deno.writeTextFile(values.out, JSON.stringify(results, null, 2));
