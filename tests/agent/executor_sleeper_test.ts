@@ -71,8 +71,9 @@ Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself
   assert.equal(timers.calls[1].cancelled, true);
 });
 
-Deno.test("sleeper: an outside change cancels the timer without a refresh", async () => {
-  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
+Deno.test("sleeper: an outside change keeps a timer whose end stands, replaces one that moved", async () => {
+  const clock = new ManualClock(1000);
+  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const updates = countUpdates(core);
   const timers = new FakeTimers();
   const stop = new AbortController();
@@ -80,20 +81,38 @@ Deno.test("sleeper: an outside change cancels the timer without a refresh", asyn
 
   settled(core);
   await until(() => timers.calls.length === 1);
+  const end = clock.now() + timers.calls[0].ms;
+
+  // Time passes and something unrelated changes: the wait still ends at the same moment.
+  clock.t += 250;
   core.update(() => {});
-  await until(() => timers.calls.length === 2);
-  assert.equal(timers.calls[0].cancelled, true);
+  await settle();
+  assert.equal(timers.calls.length, 1, "no new timer");
+  assert.equal(timers.calls[0].cancelled, false, "the armed one stays");
   assert.equal(updates(), 2, "only the test's own updates");
 
-  // The timer fires together with a change: the change wins, still no refresh.
+  // A later plugin answer moves the next tick: the timer is replaced.
+  core.update((s) => {
+    s.plugin().startingRequest(clock.now(), cu(1));
+    s.plugin().requestSuccessful(clock.now(), rev0(clock.now()), { permit: cu(1) });
+  });
+  await until(() => timers.calls.length === 2);
+  assert.equal(timers.calls[0].cancelled, true);
+  assert.ok(clock.now() + timers.calls[1].ms > end, "the new timer ends later");
+  assert.equal(updates(), 3);
+
+  // The timer fires together with a change: the change wins, still no refresh, and the wait
+  // (which has not ended on the core's clock) gets a timer again.
   timers.calls[1].fire();
   core.update(() => {});
   await until(() => timers.calls.length === 3);
   await settle();
-  assert.equal(updates(), 3);
+  assert.equal(updates(), 4);
+  assert.equal(timers.calls[2].cancelled, false);
 
   stop.abort();
   await sleeper;
+  assert.equal(timers.calls[2].cancelled, true);
 });
 
 Deno.test("sleeper: sets no timer while the actions hold no wait, and ends with its scope", async () => {
