@@ -846,32 +846,27 @@ Deno.test("http post: a content type that would break the head is refused unsent
 });
 
 Deno.test("scrape: error messages through the GET client", async (t) => {
-  const parse = (text: string) => text;
-  await t.step("request failed", async () => {
-    await withRaw(() => answer("nonsense\r\n\r\n"), async (_c, server) => {
+  /** The scrape's error message for a server that answers `response`, and the server's URL. */
+  const scrapeError = async (response: string, timeoutMs: number) => {
+    let seen = { url: "", message: "" };
+    await withRaw(() => answer(response), async (_c, server) => {
       const client = metricsClient(server.url());
-      const result = await scrapeMetrics(client, parse, 2000, never);
+      const result = await scrapeMetrics(client, (text) => text, timeoutMs, never);
       client.close();
       assert.ok(!result.ok);
-      assert.equal(
-        result.error.message,
-        `error making request to ${server.url()}: malformed HTTP status line "nonsense"`,
-      );
+      seen = { url: server.url(), message: result.error.message };
     });
+    return seen;
+  };
+  await t.step("request failed", async () => {
+    const { url, message } = await scrapeError("nonsense\r\n\r\n", 2000);
+    assert.equal(message, `error making request to ${url}: malformed HTTP status line "nonsense"`);
   });
   await t.step("body failed", async () => {
-    await withRaw(
-      () => answer("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
-      async (_c, server) => {
-        const client = metricsClient(server.url());
-        const result = await scrapeMetrics(client, parse, 100, never);
-        client.close();
-        assert.ok(!result.ok);
-        assert.equal(
-          result.error.message,
-          `error reading body from ${server.url()}: timed out after 0.1 s`,
-        );
-      },
+    const { url, message } = await scrapeError(
+      "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+      100,
     );
+    assert.equal(message, `error reading body from ${url}: timed out after 0.1 s`);
   });
 });

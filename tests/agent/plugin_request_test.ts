@@ -505,12 +505,35 @@ function countingServer(answerDelayMs: number) {
 
 const ANY_BODY = JSON.stringify({ any: "request" });
 
+function pooledPost(url: string, pool: PluginHttpPool, timeoutMs = 2000) {
+  return postAgentRequest(url, ANY_BODY, timeoutMs, never, pool);
+}
+
+/** Two requests at once, both answered: the pool then holds two connections to `url`. */
+async function postTwoAtOnce(url: string, pool: PluginHttpPool): Promise<void> {
+  const two = await Promise.all([pooledPost(url, pool), pooledPost(url, pool)]);
+  assert.ok(two.every((r) => r.ok));
+}
+
+/**
+ * With one connection idle and `inFlight` on the other when the pool let go of `server`: the
+ * idle one closes at once, the request in flight ends normally and its connection closes after.
+ */
+async function inFlightOutlivesIdle(
+  server: { open: number },
+  inFlight: ReturnType<typeof pooledPost>,
+): Promise<void> {
+  await until(() => server.open === 1, 2000, "the idle connection closed");
+  assert.ok((await inFlight).ok, "a request in flight ends normally");
+  await until(() => server.open === 0, 2000, "its connection closed after it");
+}
+
 Deno.test("plugin client pool: a burst of requests leaves at most a handful of connections open", async () => {
   const server = countingServer(20);
   const pool = new PluginHttpPool();
   const burst = (n: number) =>
     Promise.all(
-      Array.from({ length: n }, () => postAgentRequest(server.url, ANY_BODY, 5000, never, pool)),
+      Array.from({ length: n }, () => pooledPost(server.url, pool, 5000)),
     );
   try {
     const results = await burst(60);
@@ -532,7 +555,7 @@ Deno.test("plugin client pool: requests one after another share one connection",
   try {
     await withPool(async (pool) => {
       for (let i = 0; i < 3; i++) {
-        assert.ok((await postAgentRequest(server.url, ANY_BODY, 2000, never, pool)).ok);
+        assert.ok((await pooledPost(server.url, pool)).ok);
       }
       assert.equal(server.accepted, 1);
       assert.equal(server.open, 1);
@@ -547,18 +570,12 @@ Deno.test("plugin client pool: a new scheduler URL closes the old one's connecti
   const current = countingServer(0);
   try {
     await withPool(async (pool) => {
-      const two = await Promise.all([
-        postAgentRequest(old.url, ANY_BODY, 2000, never, pool),
-        postAgentRequest(old.url, ANY_BODY, 2000, never, pool),
-      ]);
-      assert.ok(two.every((r) => r.ok));
+      await postTwoAtOnce(old.url, pool);
       assert.equal(old.open, 2);
       // When the URL changes, one of them is idle and the other in flight.
-      const lateRequest = postAgentRequest(old.url, ANY_BODY, 2000, never, pool);
-      assert.ok((await postAgentRequest(current.url, ANY_BODY, 2000, never, pool)).ok);
-      await until(() => old.open === 1, 2000, "the old scheduler's idle connection closed");
-      assert.ok((await lateRequest).ok, "a request in flight ends normally");
-      await until(() => old.open === 0, 2000, "its connection closed after it");
+      const lateRequest = pooledPost(old.url, pool);
+      assert.ok((await pooledPost(current.url, pool)).ok);
+      await inFlightOutlivesIdle(old, lateRequest);
       assert.equal(current.open, 1);
     });
   } finally {
@@ -571,10 +588,10 @@ Deno.test("plugin client pool: a failed request leaves no connection behind", as
   const server = countingServer(300);
   try {
     await withPool(async (pool) => {
-      const result = await postAgentRequest(server.url, ANY_BODY, 50, never, pool);
+      const result = await pooledPost(server.url, pool, 50);
       assert.equal(result.code, "[error doing request: context deadline exceeded]");
       await until(() => server.open === 0, 2000, "the connection closed");
-      assert.ok((await postAgentRequest(server.url, ANY_BODY, 2000, never, pool)).ok);
+      assert.ok((await pooledPost(server.url, pool)).ok);
       assert.equal(server.accepted, 2);
     });
   } finally {
@@ -586,18 +603,12 @@ Deno.test("plugin client pool: close() closes idle connections and fails later r
   const server = countingServer(50);
   const pool = new PluginHttpPool();
   try {
-    const first = await Promise.all([
-      postAgentRequest(server.url, ANY_BODY, 2000, never, pool),
-      postAgentRequest(server.url, ANY_BODY, 2000, never, pool),
-    ]);
-    assert.ok(first.every((r) => r.ok));
+    await postTwoAtOnce(server.url, pool);
     assert.equal(server.open, 2);
-    const inFlight = postAgentRequest(server.url, ANY_BODY, 2000, never, pool);
+    const inFlight = pooledPost(server.url, pool);
     pool.close();
-    await until(() => server.open === 1, 2000, "the idle connection closed");
-    assert.ok((await inFlight).ok, "a request in flight ends normally");
-    await until(() => server.open === 0, 2000, "its connection closed after it");
-    const late = await postAgentRequest(server.url, ANY_BODY, 2000, never, pool);
+    await inFlightOutlivesIdle(server, inFlight);
+    const late = await pooledPost(server.url, pool);
     assert.equal(late.code, "[error doing request: plugin connection pool closed]");
     assert.equal(server.accepted, 2);
   } finally {
