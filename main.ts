@@ -6,10 +6,10 @@
  */
 
 import { startAgent } from "./agent/agent.ts";
-import { loadConfig } from "./agent/config.ts";
-import { readEnv } from "./agent/env.ts";
+import { loadConfig } from "./agent/config/config.ts";
+import { readEnv } from "./agent/config/env.ts";
 import { loadKubeConfig } from "./agent/k8s/client.ts";
-import { agentLog, setupLogging } from "./agent/log.ts";
+import { agentLog, setupLogging } from "./lib/log.ts";
 
 /** Exit status of a failed start, as the reference's panic. */
 const EXIT_STARTUP_FAILURE = 2;

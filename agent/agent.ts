@@ -10,8 +10,9 @@ import { BillingCollector } from "../billing/collector.ts";
 import { BillingCollectorMetrics } from "../billing/metrics.ts";
 import { openReportingPipelines } from "../billing/reporting/clients.ts";
 import { ScalingEventsReporter } from "../billing/scaling_events.ts";
-import type { AgentConfig } from "./config.ts";
-import { GlobalState } from "./global_state.ts";
+import type { AgentConfig } from "./config/config.ts";
+import { timingsOf } from "./config/timings.ts";
+import { GlobalState } from "./runner/global_state.ts";
 import { KubeClient } from "./k8s/client.ts";
 import { TokenBucket } from "./k8s/rate_limit.ts";
 import type { ReflectorObserver } from "./k8s/reflector.ts";
@@ -23,14 +24,21 @@ import {
 } from "./k8s/scheduler_tracker.ts";
 import { VM_WATCHER_NAME, type VmMetricsObserver, VmWatcher } from "./k8s/vm_watcher.ts";
 import type { VirtualMachine } from "./k8s/vm.ts";
-import { agentLog, type Log } from "./log.ts";
-import { GlobalMetrics, PerVmMetrics, serveMetrics, type WatcherMetrics } from "./metrics.ts";
-import { serveDump } from "./dump_server.ts";
-import { podJson } from "./dump_format.ts";
-import { PerVmMetricsUpkeep } from "./per_vm_metrics.ts";
+import { agentLog, type Log } from "../lib/log.ts";
+import {
+  GlobalMetrics,
+  PerVmMetrics,
+  serveMetrics,
+  type WatcherMetrics,
+} from "./observability/metrics.ts";
+import { serveDump } from "./observability/dump_server.ts";
+import { podJson } from "./observability/dump_format.ts";
+import { PerVmMetricsUpkeep } from "./observability/per_vm_metrics.ts";
 import { PluginHttpPool } from "./plugin/http_pool.ts";
-import { type Clock, systemClock } from "./util/clock.ts";
-import { VmStatusWaiter } from "./vm_status_waiter.ts";
+import { type Clock, systemClock } from "../lib/clock.ts";
+import { type Random, systemRandom } from "../lib/random.ts";
+import type { KubeApi, MetricsTransport, MonitorDialer, PluginTransport } from "./ports.ts";
+import { VmStatusWaiter } from "./k8s/vm_status_waiter.ts";
 
 /** What {@link startAgent} needs. */
 export interface AgentOptions {
@@ -46,7 +54,20 @@ export interface AgentOptions {
   /** The host name written into billing idempotency keys (default: the OS host name). */
   hostname?: string;
   log?: Log;
+  /** Every timer and reading of the time (default: the system clock). */
   clock?: Clock;
+  /** Every random draw: jitter, restart delays, retry delays (default: the system's). */
+  random?: Random;
+  /**
+   * Peers to reach through something else than the network (tests, the node simulator); each
+   * one left out is the real client.
+   */
+  ports?: {
+    kube?: KubeApi;
+    plugin?: PluginTransport;
+    metrics?: MetricsTransport;
+    monitor?: MonitorDialer;
+  };
   /** Test knobs; production uses the reference's fixed values. */
   tuning?: {
     healthCheckIntervalMs?: number;
@@ -115,20 +136,24 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const { config, nodeName } = options;
   const log = options.log ?? agentLog();
   const clock = options.clock ?? systemClock;
+  const random = options.random ?? systemRandom;
+  const ports = options.ports ?? {};
   const root = new AbortController();
   const metrics = new GlobalMetrics();
   const perVmMetrics = new PerVmMetrics();
   const limit = config.neonvm.patchRateLimit;
-  const kube = new KubeClient(options.kubeConfig, {
+  const kube: KubeApi = ports.kube ?? new KubeClient(options.kubeConfig, {
     vmRateLimiter: new TokenBucket({
       perSecond: limit.perSecond,
       burst: limit.burst,
       upscaleReserve: limit.upscaleReserve,
       urgentReserve: limit.urgentReserve,
+      clock,
     }),
     watchIdleTimeoutMs: options.tuning?.watchIdleTimeoutMs,
+    clock,
   });
-  const statusWaiter = new VmStatusWaiter();
+  const statusWaiter = new VmStatusWaiter(clock);
   const perVm = new PerVmMetricsUpkeep(perVmMetrics, nodeName, config.scalingEvents.cuMultiplier);
   const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
   const hostname = options.hostname ?? Deno.hostname();
@@ -138,6 +163,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     spoolDir: `${options.stateDir}/spool`,
     registry: metrics.registry,
     log: log.child("reporting"),
+    clock,
+    random,
   });
   reporting.billing.start();
   reporting.scalingEvents.start();
@@ -145,6 +172,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     config: config.scalingEvents,
     sink: reporting.scalingEvents,
     eventsTotal: metrics.scalingEvents,
+    clock,
     log: log.child("scalingevents"),
   });
   const billingScope = new AbortController();
@@ -157,7 +185,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   // Runners started before a later start-up step failed must not outlive the failed start.
   let runners: GlobalState | null = null;
-  const pluginHttp = new PluginHttpPool();
+  const pluginHttp = ports.plugin ?? new PluginHttpPool(clock);
   try {
     const schedulers = new SchedulerTracker({
       source: kube.pods(
@@ -166,6 +194,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       ),
       observer: watcherObserver(metrics.watchers, SCHEDULER_WATCHER_NAME),
       retryDelayMs: options.tuning?.watchRetryDelayMs,
+      clock,
+      random,
       log: log.child("watch-schedulers"),
     });
     await schedulers.start(root.signal).catch((err) => {
@@ -176,6 +206,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       deps: {
         config,
         clock,
+        random,
         metrics,
         kube,
         schedulerIP: () => schedulers.current()?.ip ?? null,
@@ -184,6 +215,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         scalingEvents,
         healthCheckIntervalMs: options.tuning?.healthCheckIntervalMs,
         pluginHttp,
+        metricsHttp: ports.metrics,
+        monitorDial: ports.monitor,
       },
       log,
       restartDelayMs: options.tuning?.restartDelayMs,
@@ -199,6 +232,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       vmMetrics: fanOut(perVm, statusObserver(statusWaiter)),
       observer: watcherObserver(metrics.watchers, VM_WATCHER_NAME),
       retryDelayMs: options.tuning?.watchRetryDelayMs,
+      clock,
+      random,
       log: log.child("vm-watch"),
     });
     await vms.start(root.signal).catch((err) => {
@@ -213,6 +248,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       sink: reporting.billing,
       stateDir: options.stateDir,
       metrics: new BillingCollectorMetrics(metrics.registry),
+      clock,
       log: log.child("billing"),
     });
     billingDone = collector.run(billingScope.signal);
@@ -233,7 +269,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const dumpServer = config.dumpState === null ? null : serveDump({
       hostname: host,
       port: config.dumpState.port,
-      timeoutMs: config.dumpState.timeoutSeconds * 1000,
+      timeoutMs: timingsOf(config).dumpTimeoutMs!,
+      clock,
       collect: () => Promise.resolve({ stopped, pods: state.dump().map(podJson) }),
       log: log.child("dump-state"),
     });

@@ -38,14 +38,15 @@
  */
 
 import { z } from "zod";
-import type { BillingConfig } from "../agent/config.ts";
-import { LABEL_ENABLED, type VirtualMachine } from "../agent/k8s/vm.ts";
-import { type Log, silentLog } from "../agent/log.ts";
-import { sleepUnlessAborted } from "../agent/util/async.ts";
-import { type BillingClock, type Instant, SystemBillingClock } from "./clock.ts";
+import type { BillingConfig } from "./config.ts";
+import { type Clock, type Instant, systemClock } from "../lib/clock.ts";
+import { type Log, silentLog } from "../lib/log.ts";
 import { encodeIncrementalEvent, idempotencyKey, roundHalfAwayFromZero } from "./events.ts";
 import type { BillingCollectorMetrics, CollectorErrorCause, VmLabel } from "./metrics.ts";
 import type { EventSink } from "./sink.ts";
+
+/** The label that opts a VM into autoscaling; the collector's metrics break VMs down by it. */
+const LABEL_AUTOSCALING_ENABLED = "autoscaling.neon.tech/enabled";
 
 /** Only the presence of this annotation makes a VM billable; its value is the endpoint ID. */
 export const ANNOTATION_BILLING_ENDPOINT_ID = "autoscaling.neon.tech/billing-endpoint-id";
@@ -65,10 +66,16 @@ const NS_PER_MS = 1_000_000n;
 // The reference's fixed offset between the collect and accumulate tickers (§1.3).
 const ACCUMULATE_OFFSET_MS = 500;
 
+/** What the collector reads of a VirtualMachine object; the agent's decoded VMs have it. */
+export interface BilledVm {
+  metadata: { uid: string; annotations: Record<string, string>; labels: Record<string, string> };
+  status: { node: string; phase: string; cpus: number | null };
+}
+
 /** The agent's VM watch cache. */
 export interface VmSource {
   /** Every VM in the cluster; the collector keeps the ones on its node. */
-  vms(): readonly VirtualMachine[];
+  vms(): readonly BilledVm[];
   /** The last list or watch call failed and has not succeeded since. */
   readonly failing: boolean;
 }
@@ -87,9 +94,8 @@ export interface BillingCollectorOptions {
   /** Where the checkpoint lives; null disables it (a crash then loses undrained usage). */
   stateDir: string | null;
   metrics?: BillingCollectorMetrics;
-  clock?: BillingClock;
-  /** Resolves true after `ms`, or false as soon as `signal` aborts. */
-  sleep?: (ms: number, signal: AbortSignal) => Promise<boolean>;
+  /** Times collections and drains, and stamps the events. */
+  clock?: Clock;
   /** Collect and drain once more when stopping (default true; the reference does not). */
   finalDrain?: boolean;
   log?: Log;
@@ -164,9 +170,8 @@ function message(err: unknown): string {
 /** The billing collector; {@link run} is its whole life, the other methods are its steps. */
 export class BillingCollector {
   readonly #options: BillingCollectorOptions;
-  readonly #clock: BillingClock;
+  readonly #clock: Clock;
   readonly #log: Log;
-  readonly #sleep: (ms: number, signal: AbortSignal) => Promise<boolean>;
 
   #present = new Map<string, number>();
   #lastCollect: Instant | null = null;
@@ -177,9 +182,8 @@ export class BillingCollector {
 
   constructor(options: BillingCollectorOptions) {
     this.#options = options;
-    this.#clock = options.clock ?? new SystemBillingClock();
+    this.#clock = options.clock ?? systemClock;
     this.#log = options.log ?? silentLog;
-    this.#sleep = options.sleep ?? sleepUnlessAborted;
   }
 
   /**
@@ -191,21 +195,21 @@ export class BillingCollector {
     await this.#step("recovery", () => this.recover());
     const collectPeriod = BigInt(this.#options.config.collectEverySeconds) * NS_PER_S;
     const drainPeriod = BigInt(this.#options.config.accumulateEverySeconds) * NS_PER_S;
-    const collectOrigin = this.#clock.now().monoNs;
-    if (!(await this.#sleep(ACCUMULATE_OFFSET_MS, signal))) return;
-    const drainOrigin = this.#clock.now().monoNs;
+    const collectOrigin = this.#clock.instant().monoNs;
+    if (!(await this.#clock.sleep(ACCUMULATE_OFFSET_MS, signal))) return;
+    const drainOrigin = this.#clock.instant().monoNs;
     let nextCollect = collectOrigin + collectPeriod;
     let nextDrain = drainOrigin + drainPeriod;
     this.begin();
     await this.#step("collect", () => this.collect());
 
     for (;;) {
-      const now = this.#clock.now().monoNs;
+      const now = this.#clock.instant().monoNs;
       const collectFirst = nextCollect <= nextDrain;
       const due = collectFirst ? nextCollect : nextDrain;
       if (due > now) {
         const waitMs = Number((due - now + NS_PER_MS - 1n) / NS_PER_MS);
-        if (!(await this.#sleep(waitMs, signal))) break;
+        if (!(await this.#clock.sleep(waitMs, signal))) break;
         continue;
       }
       if (signal.aborted) break;
@@ -271,7 +275,7 @@ export class BillingCollector {
 
   /** Opens the first window (`W` = now) with no sightings yet. */
   begin(): void {
-    this.#windowStart = this.#clock.now();
+    this.#windowStart = this.#clock.instant();
     this.#present.clear();
     this.#history.clear();
     this.#lastCollect = null;
@@ -280,14 +284,14 @@ export class BillingCollector {
   /** One collection (§1.5), then the checkpoint. */
   async collect(): Promise<void> {
     this.#requireBegun();
-    this.#sample(this.#clock.now());
+    this.#sample(this.#clock.instant());
     await this.#commit();
   }
 
   /** One drain (§1.7) through the two phases of the checkpoint protocol. */
   async drain(): Promise<void> {
     const windowStart = this.#requireBegun();
-    const now = this.#laterThan(windowStart, this.#clock.now());
+    const now = this.#laterThan(windowStart, this.#clock.instant());
     for (const history of this.#history.values()) this.#finalize(history);
     // Built before any state changes, so that a failure leaves the usage in the next window.
     const events = this.#buildEvents(
@@ -339,7 +343,7 @@ export class BillingCollector {
 
   #sample(now: Instant): void {
     const { source, nodeName } = this.#options;
-    let vms: VirtualMachine[] = [];
+    let vms: readonly BilledVm[] = [];
     if (source.failing) {
       this.#error("cache_failing", "VM cache is failing: no VMs are billed in this collection");
     } else {
@@ -354,7 +358,7 @@ export class BillingCollector {
       const isEndpoint = Object.hasOwn(annotations, ANNOTATION_BILLING_ENDPOINT_ID);
       const metricLabels = {
         is_endpoint: String(isEndpoint),
-        autoscaling_enabled: String(labels[LABEL_ENABLED] === "true"),
+        autoscaling_enabled: String(labels[LABEL_AUTOSCALING_ENABLED] === "true"),
         phase: vm.status.phase,
       };
       const labelKey = JSON.stringify(metricLabels);
@@ -534,7 +538,7 @@ export class BillingCollector {
       problem = message(err);
     }
     // Kept aside for a manual look rather than overwritten by the next checkpoint.
-    const aside = `${path}.corrupt-${Date.now()}`;
+    const aside = `${path}.corrupt-${this.#clock.now()}`;
     this.#error("checkpoint_read", `Unreadable billing checkpoint moved to ${aside}`, problem);
     try {
       await Deno.rename(path, aside);

@@ -7,10 +7,10 @@
  */
 
 import type { Gauge } from "prom-client";
-import type { ScalingEventsConfig } from "../agent/config.ts";
-import { type Log, silentLog } from "../agent/log.ts";
+import type { ScalingEventsConfig } from "./config.ts";
+import { type Log, silentLog } from "../lib/log.ts";
 import type { ScalingGoalParts } from "../core/mod.ts";
-import { type BillingClock, SystemBillingClock } from "./clock.ts";
+import { type Clock, systemClock } from "../lib/clock.ts";
 import {
   encodeScalingEvent,
   type GoalComponents,
@@ -24,7 +24,7 @@ export interface ScalingEventsReporterOptions {
   sink: EventSink;
   /** `autoscaling_agent_scaling_events_total` (see `scalingEventsTotal` in `./metrics.ts`). */
   eventsTotal: Gauge<"kind">;
-  clock?: BillingClock;
+  clock?: Clock;
   log?: Log;
 }
 
@@ -66,12 +66,12 @@ export class RereportLimiter {
 /** Builds, encodes and submits scaling events into the scaling-events sink. */
 export class ScalingEventsReporter {
   readonly #options: ScalingEventsReporterOptions;
-  readonly #clock: BillingClock;
+  readonly #clock: Clock;
   readonly #log: Log;
 
   constructor(options: ScalingEventsReporterOptions) {
     this.#options = options;
-    this.#clock = options.clock ?? new SystemBillingClock();
+    this.#clock = options.clock ?? systemClock;
     this.#log = options.log ?? silentLog;
   }
 
@@ -110,7 +110,7 @@ export class ScalingEventsReporter {
 
   #common(endpointID: string, currentCU: number, targetCU: number) {
     return {
-      timestampNs: this.#clock.now().wallNs,
+      timestampNs: this.#clock.instant().wallNs,
       region: this.#options.config.regionName,
       endpointID,
       currentMilliCU: this.#milliCU(currentCU),

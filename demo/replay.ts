@@ -11,10 +11,9 @@
  * @module
  */
 
-import type { AgentConfig } from "../agent/config.ts";
+import type { AgentConfig } from "../agent/config/config.ts";
+import { coreConfigOf, timingsOf } from "../agent/config/timings.ts";
 import {
-  type CoreConfig,
-  DefaultRevisionSource,
   type LFCMetrics,
   parseSystemMetrics,
   type Resources,
@@ -69,22 +68,6 @@ export interface ReplayOptions {
 export interface ReplayResult {
   report: Report;
   inputs: ReplayInput[];
-}
-
-/** The core's config as the agent's Runner builds it, without the Runner's random jitter. */
-export function coreConfigFor(config: AgentConfig): CoreConfig {
-  return {
-    computeUnit: config.scaling.computeUnit,
-    defaultScalingConfig: config.scaling.defaultConfig,
-    neonVMRetryWait: config.neonvm.retryFailedRequestSeconds * 1000,
-    pluginRequestTick: config.scheduler.requestAtLeastEverySeconds * 1000,
-    pluginRetryWait: config.scheduler.retryFailedRequestSeconds * 1000,
-    pluginDeniedRetryWait: config.scheduler.retryDeniedUpscaleSeconds * 1000,
-    monitorDeniedDownscaleCooldown: config.monitor.retryDeniedDownscaleSeconds * 1000,
-    monitorRequestedUpscaleValidPeriod: config.monitor.requestedUpscaleValidSeconds * 1000,
-    monitorRetryWait: config.monitor.retryFailedRequestSeconds * 1000,
-    revisionSource: new DefaultRevisionSource(0),
-  };
 }
 
 /** The VM as the core sees it: CPU and memory slots of one compute unit each. */
@@ -161,11 +144,12 @@ export function monitorAllows(
 export function replay(options: ReplayOptions): ReplayResult {
   const { workload, durationMs, config, vm } = options;
   const cu = config.scaling.computeUnit;
-  const state = new State(replayVmInfo(vm, cu), coreConfigFor(config));
+  const state = new State(replayVmInfo(vm, cu), coreConfigOf(config));
   const lfcEnabled = withOverrides(config.scaling.defaultConfig, vm.scalingConfig)
     .enableLFCMetrics === true;
-  const systemEveryMs = config.metrics.system.secondsBetweenRequests * 1000;
-  const lfcEveryMs = config.metrics.lfc.secondsBetweenRequests * 1000;
+  const { system, lfc } = timingsOf(config).metrics;
+  const systemEveryMs = system.everyMs;
+  const lfcEveryMs = lfc.everyMs;
 
   let using: Resources = { vCPU: vm.startCu * cu.vCPU, mem: vm.startCu * cu.mem };
   const cuPoints = [{ atMs: 0, cu: cuOf(using, cu) }];

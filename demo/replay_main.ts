@@ -15,7 +15,7 @@
 
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import { loadConfig } from "../agent/config.ts";
+import { loadConfig } from "../agent/config/config.ts";
 import { decodeConfigAnnotation } from "../agent/k8s/vm.ts";
 import { trace } from "../sim/vm/workload.ts";
 import { replay, traceSpanMs } from "./replay.ts";

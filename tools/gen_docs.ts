@@ -1,8 +1,8 @@
 /**
  * Generates `docs/configuration.md` and `docs/metrics.md` from the code: the config reference
- * from the zod schema in `agent/config.ts` (probed, so types, requiredness, in-code defaults and
+ * from the zod schema in `agent/config/config.ts` (probed, so types, requiredness, in-code defaults and
  * range checks are the ones the agent enforces) plus `deploy/config.json`, the metrics reference
- * from the registries of `agent/metrics.ts`. Run `deno task docs` after changing either.
+ * from the registries of `agent/observability/metrics.ts`. Run `deno task docs` after changing either.
  *
  * Prose the code cannot supply lives in the description tables below. Generation fails when a
  * schema key or environment variable has no description, or a description names a key that no
@@ -15,9 +15,9 @@ import { BillingCollectorMetrics } from "../billing/metrics.ts";
 import { ReportingMetrics } from "../billing/reporting/metrics.ts";
 import { z } from "zod";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
-import { agentConfigSchema, parseConfig } from "../agent/config.ts";
-import { DEFAULT_STATE_DIR, EnvError, readEnv } from "../agent/env.ts";
-import { GlobalMetrics, PerVmMetrics } from "../agent/metrics.ts";
+import { agentConfigSchema, parseConfig } from "../agent/config/config.ts";
+import { DEFAULT_STATE_DIR, EnvError, readEnv } from "../agent/config/env.ts";
+import { GlobalMetrics, PerVmMetrics } from "../agent/observability/metrics.ts";
 
 const ROOT = new URL("../", import.meta.url);
 export const CONFIG_DOC = new URL("docs/configuration.md", ROOT);
@@ -391,7 +391,7 @@ export async function renderConfigurationDoc(): Promise<string> {
 
   const header = ["Key", "Accepts", "Shipped", "If absent", "Meaning"];
   const parts = [
-    GENERATED_NOTE("`agent/config.ts`, `agent/env.ts` and `deploy/config.json`"),
+    GENERATED_NOTE("`agent/config/config.ts`, `agent/config/env.ts` and `deploy/config.json`"),
     "",
     "# Configuration reference",
     "",
@@ -589,7 +589,7 @@ export async function renderMetricsDoc(): Promise<string> {
   const { agentGlobal, runtime, perVm } = await agentMetricFamilies();
 
   return [
-    GENERATED_NOTE("the registries of `agent/metrics.ts`"),
+    GENERATED_NOTE("the registries of `agent/observability/metrics.ts`"),
     "",
     "# Metrics reference",
     "",

@@ -18,8 +18,8 @@ import {
   type SystemMetrics,
   type VmInfo,
 } from "../../core/mod.ts";
-import { type Log, logEnabled, silentLog } from "../log.ts";
-import { type Clock, systemClock } from "../util/clock.ts";
+import { type Log, logEnabled, silentLog } from "../../lib/log.ts";
+import { type Clock, systemClock } from "../../lib/clock.ts";
 import { Broadcaster, type Receiver } from "./broadcast.ts";
 
 /** An action set together with the id that {@link ExecutorCore.updateIfActionsUnchanged} checks. */
@@ -53,6 +53,11 @@ export class ExecutorCore {
     this.#clock = options.clock ?? systemClock;
     this.#onNextActions = options.onNextActions;
     this.#log = options.log ?? silentLog;
+  }
+
+  /** The clock every timestamp given to the core comes from. */
+  get clock(): Clock {
+    return this.#clock;
   }
 
   /** The injected clock's current time, epoch ms. */

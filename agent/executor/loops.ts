@@ -20,7 +20,7 @@ import type {
   RevisionWithTime,
   State,
 } from "../../core/mod.ts";
-import { type Log, silentLog } from "../log.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
 import type {
   DownscaleResult,
   MonitorClient,
@@ -31,7 +31,8 @@ import type {
 } from "./clients.ts";
 import type { ExecutorCore } from "./core.ts";
 import type { Receiver } from "./broadcast.ts";
-import { onAbort, type TaskScope } from "../util/async.ts";
+import { onAbort } from "../../lib/abort.ts";
+import type { TaskScope } from "../../lib/async.ts";
 
 /**
  * What a loop does with one change: the promise of the work it started, or `undefined` when the

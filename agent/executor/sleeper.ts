@@ -6,14 +6,14 @@
  * @module
  */
 
-import { onAbort, type TaskScope } from "../util/async.ts";
-import { systemTimer, type Timer } from "../util/clock.ts";
-import { type Log, silentLog } from "../log.ts";
+import { onAbort } from "../../lib/abort.ts";
+import type { TaskScope } from "../../lib/async.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
 import type { ExecutorCore } from "./core.ts";
 
 /**
  * Runs until the scope's signal aborts; fails the scope if the core cannot compute its actions.
- * `timer` is injectable for tests.
+ * Waits on the core's clock.
  *
  * Between changes the sleeper is an armed broadcast waiter and at most one timer, with no
  * suspended async call: it looks at the actions again on every state change, for every Runner,
@@ -23,7 +23,6 @@ export function runSleeper(
   scope: TaskScope,
   core: ExecutorCore,
   log: Log = silentLog,
-  timer: Timer = systemTimer,
 ): void {
   const { signal } = scope;
   if (signal.aborted) return;
@@ -50,7 +49,7 @@ export function runSleeper(
     if (cancelTimer !== null && deadline === timerDeadline) return;
     stopTimer();
     timerDeadline = deadline;
-    cancelTimer = timer(wait.duration, onElapsed);
+    cancelTimer = core.clock.timer(wait.duration, onElapsed);
   };
   const guarded = (fn: () => void) => () => {
     if (signal.aborted) return;

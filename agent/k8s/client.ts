@@ -8,7 +8,9 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { TokenBucket, type TokenPriority } from "./rate_limit.ts";
+import { type Cancel, type Clock, systemClock } from "../../lib/clock.ts";
+import type { KubeApi, KubeError, PatchOptions, PatchResult } from "../ports.ts";
+import { TokenBucket } from "./rate_limit.ts";
 import type { JsonPatchOperation } from "./patch.ts";
 import { type FetchTransport, fetchTransportFor } from "./transport.ts";
 import type { ListResult, ListWatchSource, WatchCallbacks, WatchEnd } from "./reflector.ts";
@@ -63,18 +65,6 @@ export function kubeConfigFromString(text: string): k8s.KubeConfig {
   return kc;
 }
 
-/** A failed API call, reduced to what logs and metrics show. */
-export interface KubeError {
-  /** HTTP status, when the server answered. */
-  status?: number;
-  /** The Status object's `reason` (`NotFound`, `Conflict`, `Invalid`, `Forbidden`, ...). */
-  reason?: string;
-  /** The root cause: the Status message, or the innermost transport error. */
-  message: string;
-}
-
-export type PatchResult = { ok: true } | ({ ok: false } & KubeError);
-
 function rootCause(error: unknown): string {
   let current = error;
   const seen = new Set<unknown>();
@@ -102,6 +92,8 @@ function parseStatusBody(body: unknown): { reason?: string; message?: string } {
     message: typeof message === "string" && message !== "" ? message : undefined,
   };
 }
+
+export type { KubeError, PatchOptions, PatchResult };
 
 /** Reduces anything client-node throws to a {@link KubeError}. */
 export function describeKubeError(error: unknown): KubeError {
@@ -175,21 +167,12 @@ export interface KubeClientOptions {
    * (see `transport.ts`), else client-node's own transport. Watches always use client-node's.
    */
   transport?: "fetch" | "client-node";
-}
-
-export interface PatchOptions {
-  signal?: AbortSignal;
-  /** Covers the wait for a token too, as client-go's throttling does (default 10 s). */
-  timeoutMs?: number;
-  /**
-   * `urgent` goes ahead of every other call waiting for the VM token bucket, `upscale` ahead of
-   * every `normal` one (the default).
-   */
-  priority?: TokenPriority;
+  /** Times deadlines and the watch's idle limit (default: the system clock). */
+  clock?: Clock;
 }
 
 /** The agent's Kubernetes API client. */
-export class KubeClient {
+export class KubeClient implements KubeApi {
   readonly kubeConfig: k8s.KubeConfig;
   readonly vmRateLimiter: TokenBucket;
   readonly podRateLimiter: TokenBucket;
@@ -197,6 +180,7 @@ export class KubeClient {
   readonly #core: k8s.CoreV1Api;
   readonly #watchIdleTimeoutMs: number;
   readonly #listTimeoutMs: number;
+  readonly #clock: Clock;
   readonly #fetch: FetchTransport | undefined;
   /** Which transport carries list and patch calls, and why, for the start-up log. */
   readonly transport: string;
@@ -205,14 +189,20 @@ export class KubeClient {
   constructor(kubeConfig: k8s.KubeConfig, options: KubeClientOptions = {}) {
     this.kubeConfig = kubeConfig;
     this.vmRateLimiter = options.vmRateLimiter ??
-      new TokenBucket({ perSecond: DEFAULT_QPS, burst: DEFAULT_BURST });
+      new TokenBucket({ perSecond: DEFAULT_QPS, burst: DEFAULT_BURST, clock: options.clock });
     // No upscale ever waits for this one, so nothing is held back for them.
     this.podRateLimiter = options.podRateLimiter ??
-      new TokenBucket({ perSecond: DEFAULT_QPS, burst: DEFAULT_BURST, upscaleReserve: 0 });
+      new TokenBucket({
+        perSecond: DEFAULT_QPS,
+        burst: DEFAULT_BURST,
+        upscaleReserve: 0,
+        clock: options.clock,
+      });
     this.#customObjects = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
     this.#core = kubeConfig.makeApiClient(k8s.CoreV1Api);
     this.#watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS;
     this.#listTimeoutMs = options.listTimeoutMs ?? DEFAULT_LIST_TIMEOUT_MS;
+    this.#clock = options.clock ?? systemClock;
     if ((options.transport ?? "fetch") === "client-node") {
       this.transport = "client-node (as configured)";
     } else {
@@ -242,7 +232,7 @@ export class KubeClient {
     options: PatchOptions = {},
   ): Promise<PatchResult> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_PATCH_TIMEOUT_MS;
-    const deadline = new Deadline(options.signal, timeoutMs);
+    const deadline = this.#clock.deadline(timeoutMs, { signal: options.signal });
     try {
       await this.vmRateLimiter.take(
         deadline.signal,
@@ -278,7 +268,7 @@ export class KubeClient {
     signal: AbortSignal,
     call: (options: k8s.ConfigurationOptions) => Promise<unknown>,
   ): Promise<ListResult> {
-    const deadline = new Deadline(signal, this.#listTimeoutMs);
+    const deadline = this.#clock.deadline(this.#listTimeoutMs, { signal });
     try {
       await bucket.take(deadline.signal, deadline.remainingMs() - REQUEST_HEADROOM_MS);
       return listResult(await call(callOptions(this.#fetch, deadline.signal)), what);
@@ -359,19 +349,22 @@ export class KubeClient {
     // then an end is recorded here and the request is cancelled when the controller comes.
     let controller: AbortController | undefined;
     let settled = false;
-    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    let cancelIdleTimer: Cancel | undefined;
     const settle = (end: WatchEnd) => {
       if (settled) return;
       settled = true;
-      clearTimeout(idleTimer);
+      cancelIdleTimer?.();
       controller?.abort();
       resolve(end);
     };
     // Under Deno, undici does not notice a server resetting a chunked response, so a silent
     // stream is given up after a while like one that client-node's own timer ends.
     const armIdleTimer = () => {
-      clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => settle({ kind: "closed" }), this.#watchIdleTimeoutMs);
+      cancelIdleTimer?.();
+      cancelIdleTimer = this.#clock.timer(
+        this.#watchIdleTimeoutMs,
+        () => settle({ kind: "closed" }),
+      );
     };
     const done = (err: unknown) => {
       if (signal.aborted) return settle({ kind: "aborted" });
@@ -419,39 +412,4 @@ function listResult(body: unknown, what: string): ListResult {
     throw new KubeApiError(`listing ${what}`, { message: "the answer has no resourceVersion" });
   }
   return { items: list.items, resourceVersion: rv };
-}
-
-/** An abort scope that also ends after `timeoutMs`; `dispose` must be called when done. */
-class Deadline {
-  readonly #controller = new AbortController();
-  readonly #timer: ReturnType<typeof setTimeout>;
-  readonly #outer: AbortSignal | undefined;
-  readonly #onAbort = () => this.#controller.abort();
-  readonly #end: number;
-  expired = false;
-
-  constructor(outer: AbortSignal | undefined, timeoutMs: number) {
-    this.#outer = outer;
-    this.#end = Date.now() + timeoutMs;
-    this.#timer = setTimeout(() => {
-      this.expired = true;
-      this.#controller.abort();
-    }, timeoutMs);
-    if (outer?.aborted) this.#controller.abort();
-    else outer?.addEventListener("abort", this.#onAbort, { once: true });
-  }
-
-  get signal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  /** Milliseconds left before the deadline. */
-  remainingMs(): number {
-    return Math.max(0, this.#end - Date.now());
-  }
-
-  dispose(): void {
-    clearTimeout(this.#timer);
-    this.#outer?.removeEventListener("abort", this.#onAbort);
-  }
 }

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { type Clock, systemClock } from "../util/clock.ts";
-import { onAbort, sleep } from "../util/async.ts";
+import { type Clock, systemClock } from "../../lib/clock.ts";
+import { onAbort } from "../../lib/abort.ts";
 
 /** client-go's error when the limiter cannot serve a call before its deadline. */
 export class RateLimitExceeded extends Error {
@@ -49,9 +49,8 @@ export interface TokenBucketOptions {
    * urgent call goes at once instead of behind the backlog.
    */
   urgentReserve?: number;
+  /** Times the refills and the waits for them. */
   clock?: Clock;
-  /** Waits `ms` or rejects when `signal` aborts; injectable so tests run on virtual time. */
-  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 interface Waiter {
@@ -95,7 +94,6 @@ export class TokenBucket {
   readonly upscaleReserve: number;
   readonly urgentReserve: number;
   readonly #clock: Clock;
-  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   #tokens: number;
   #last: number;
   /** In serving order, as {@link PRIORITIES}; reserves never decrease along it. */
@@ -135,7 +133,6 @@ export class TokenBucket {
     };
     this.#levels = PRIORITIES.map((priority) => ({ reserve: reserves[priority], queue: [] }));
     this.#clock = options.clock ?? systemClock;
-    this.#sleep = options.sleep ?? sleep;
     this.#tokens = options.burst;
     this.#last = this.#clock.now();
   }
@@ -309,6 +306,6 @@ export class TokenBucket {
       this.#timer = undefined;
       this.#serve();
     };
-    this.#sleep(ms, timer.controller.signal).then(wake, wake);
+    this.#clock.sleep(ms, timer.controller.signal).then(wake);
   }
 }

@@ -9,8 +9,10 @@
  * @module
  */
 
-import { childScope, randomInt, sleepUnlessAborted } from "../util/async.ts";
-import { type K8sLog, silentLog } from "./log.ts";
+import { childScope } from "../../lib/abort.ts";
+import { type Clock, systemClock } from "../../lib/clock.ts";
+import { type Random, systemRandom } from "../../lib/random.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
 import type { Decoded } from "./vm.ts";
 
 /** One List answer: the raw items and the collection's resourceVersion. */
@@ -76,8 +78,12 @@ export interface ReflectorOptions<T> {
   handlers: ReflectorHandlers<T>;
   /** Wait before retrying a failed call: fixed ms, or a random whole ms in [min, max). */
   retryDelayMs?: number | readonly [number, number];
+  /** Times the waits before retries. */
+  clock?: Clock;
+  /** Draws the random retry delays. */
+  random?: Random;
   observer?: ReflectorObserver;
-  log?: K8sLog;
+  log?: Log;
 }
 
 const DEFAULT_RETRY_DELAY_MS: readonly [number, number] = [500, 1000];
@@ -132,7 +138,7 @@ type WatchOutcome =
 export class Reflector<T> {
   readonly name: string;
   readonly #options: ReflectorOptions<T>;
-  readonly #log: K8sLog;
+  readonly #log: Log;
   readonly #observer: ReflectorObserver;
   readonly #store = new Map<string, T>();
   // UIDs whose last event did not decode and which are not in the store, so that a later good
@@ -198,7 +204,9 @@ export class Reflector<T> {
 
   #retryDelay(): number {
     const delay = this.#options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
-    return typeof delay === "number" ? delay : randomInt(delay[0], delay[1]);
+    return typeof delay === "number"
+      ? delay
+      : (this.#options.random ?? systemRandom).int(delay[0], delay[1]);
   }
 
   #setFailing(failing: boolean): void {
@@ -258,7 +266,7 @@ export class Reflector<T> {
     if (state.delay) {
       const ms = this.#retryDelay();
       this.#log.debug("waiting before retrying", { watcher: this.name, delayMs: ms });
-      if (!await sleepUnlessAborted(ms, signal)) return;
+      if (!await (this.#options.clock ?? systemClock).sleep(ms, signal)) return;
     }
     state.delay = false;
     if (state.relist || this.#relistRequested) {

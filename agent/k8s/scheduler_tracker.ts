@@ -6,7 +6,9 @@
  */
 
 import { z } from "zod";
-import { type K8sLog, silentLog } from "./log.ts";
+import type { Clock } from "../../lib/clock.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
+import type { Random } from "../../lib/random.ts";
 import { parseK8sTime } from "./quantity.ts";
 import {
   type ListWatchSource,
@@ -111,14 +113,18 @@ export interface SchedulerTrackerOptions {
   observer?: ReflectorObserver;
   /** Called after every change of the current scheduler (also to or from none). */
   onChange?(current: SchedulerInfo | null): void;
-  log?: K8sLog;
+  /** Times the waits before retries. */
+  clock?: Clock;
+  /** Draws the random retry delays. */
+  random?: Random;
+  log?: Log;
 }
 
 const DEFAULT_RETRY_DELAY_MS = 4000;
 
 export class SchedulerTracker {
   readonly #options: SchedulerTrackerOptions;
-  readonly #log: K8sLog;
+  readonly #log: Log;
   readonly #reflector: Reflector<SchedulerPod>;
   readonly #usable = new Map<string, SchedulerInfo>();
   #current: SchedulerInfo | null = null;
@@ -148,6 +154,8 @@ export class SchedulerTracker {
       handlers,
       retryDelayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
       observer: options.observer,
+      clock: options.clock,
+      random: options.random,
       log: this.#log,
     });
   }

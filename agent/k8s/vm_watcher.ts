@@ -12,7 +12,9 @@
  */
 
 import type { ScalingConfig, VmInfo } from "../../core/mod.ts";
-import { type K8sLog, silentLog } from "./log.ts";
+import type { Clock } from "../../lib/clock.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
+import type { Random } from "../../lib/random.ts";
 import {
   type ListWatchSource,
   Reflector,
@@ -63,7 +65,11 @@ export interface VmWatcherOptions extends ResponsibilityParams {
   observer?: ReflectorObserver;
   /** Default: a random whole ms in [500, 1000). */
   retryDelayMs?: number | readonly [number, number];
-  log?: K8sLog;
+  /** Times the waits before retries (and, through the source, the watch's own timers). */
+  clock?: Clock;
+  /** Draws the random retry delays. */
+  random?: Random;
+  log?: Log;
 }
 
 /** The reflector's instance name, also the `watcher_instance` metric label. */
@@ -81,7 +87,7 @@ function vmKey(vm: VirtualMachine): string {
 /** Lists and watches VirtualMachines and emits the runner events of this node. */
 export class VmWatcher {
   readonly #options: VmWatcherOptions;
-  readonly #log: K8sLog;
+  readonly #log: Log;
   readonly #reflector: Reflector<VirtualMachine>;
   // VMs with an announced Runner, by UID.
   readonly #announced = new Map<string, Announced>();
@@ -101,6 +107,8 @@ export class VmWatcher {
       handlers,
       retryDelayMs: options.retryDelayMs,
       observer: options.observer,
+      clock: options.clock,
+      random: options.random,
       log: this.#log,
     });
   }

@@ -6,8 +6,7 @@
  * @module
  */
 
-import { sleepUnlessAborted } from "../util/async.ts";
-import { type Clock, systemClock } from "../util/clock.ts";
+import { type Clock, systemClock } from "../../lib/clock.ts";
 import { CloseCode, Dispatcher, type DispatcherOptions, type MonitorLog } from "./dispatcher.ts";
 
 export interface MonitorConnectionOptions {
@@ -27,8 +26,6 @@ export interface MonitorConnectionOptions {
   /** After a successful handshake: the owner marks the monitor active and stores `dispatcher`. */
   onConnected(dispatcher: Dispatcher): void;
   clock?: Clock;
-  /** Resolves false when the signal aborts first. */
-  sleep?: (ms: number, signal: AbortSignal) => Promise<boolean>;
   log?: MonitorLog;
 }
 
@@ -39,7 +36,6 @@ export interface MonitorConnectionOptions {
 export async function runMonitorConnection(opts: MonitorConnectionOptions): Promise<void> {
   const { addr, signal } = opts;
   const clock = opts.clock ?? systemClock;
-  const sleep = opts.sleep ?? sleepUnlessAborted;
   const log = opts.log ?? { debug() {}, info() {}, warn() {}, error() {} };
   const minWait = opts.connectionRetryMinWaitMs;
   let lastStart = 0;
@@ -59,7 +55,7 @@ export async function runMonitorConnection(opts: MonitorConnectionOptions): Prom
       } else {
         const delay = minWait - runtime;
         log.info("waiting before retrying vm-monitor connection", { delay });
-        if (!await sleep(delay, signal)) {
+        if (!await clock.sleep(delay, signal)) {
           log.info("vm-monitor reconnection aborted while waiting");
           return;
         }

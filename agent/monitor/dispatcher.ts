@@ -13,9 +13,11 @@
  */
 
 import type { Resources } from "../../core/mod.ts";
-import type { Log } from "../log.ts";
-import { childScope, onAbort, wakeOrAbort } from "../util/async.ts";
-import { type Clock, systemClock } from "../util/clock.ts";
+import type { Log } from "../../lib/log.ts";
+import { childScope, onAbort } from "../../lib/abort.ts";
+import { wakeOrAbort } from "../../lib/async.ts";
+import { type Cancel, type Clock, systemClock } from "../../lib/clock.ts";
+import { type MonitorDialer, type MonitorSocket, SocketState } from "../ports.ts";
 import {
   type DecodedFrame,
   decodeHandshakeReply,
@@ -99,6 +101,8 @@ export interface DispatcherOptions {
   /** Defaults to the reference's fixed 5 s; shorter in tests. */
   healthCheckIntervalMs?: number;
   clock?: Clock;
+  /** Opens the websocket (default: the native `WebSocket`). */
+  dial?: MonitorDialer;
   hooks?: DispatcherHooks;
   log?: MonitorLog;
 }
@@ -142,7 +146,7 @@ class Inbox {
   #wake: (() => void) | undefined;
   #lastError = "";
 
-  constructor(socket: WebSocket) {
+  constructor(socket: MonitorSocket) {
     const opened = Promise.withResolvers<void>();
     const closed = Promise.withResolvers<void>();
     this.opened = opened.promise;
@@ -247,7 +251,7 @@ export class Dispatcher {
   /** Resolves when the websocket has finished closing. */
   readonly closed: Promise<void>;
 
-  readonly #socket: WebSocket;
+  readonly #socket: MonitorSocket;
   readonly #clock: Clock;
   readonly #hooks: DispatcherHooks;
   readonly #log: MonitorLog;
@@ -262,7 +266,12 @@ export class Dispatcher {
   /** The health checks' grid starts here; `#lastTick` is the grid point last checked for. */
   readonly #healthStart: number;
   #lastTick: number;
-  #healthTimer: ReturnType<typeof setTimeout> | undefined;
+  #cancelHealthTimer: Cancel | undefined;
+  readonly #onHealthTick = () => {
+    this.#cancelHealthTimer = undefined;
+    this.#lastTick += this.#healthCheckIntervalMs;
+    this.#startHealthCheck();
+  };
   #okSequence = 0;
   #failSequence = 0;
   #failStreakStart: number | null = null;
@@ -274,14 +283,14 @@ export class Dispatcher {
   static async connect(addr: string, opts: DispatcherOptions): Promise<Dispatcher> {
     const log = opts.log ?? silent;
     const attempt = childScope(opts.signal);
-    const timer = setTimeout(
-      () => attempt.abort(new Error(`timed out after ${opts.connectTimeoutMs} ms`)),
+    const cancelTimer = (opts.clock ?? systemClock).timer(
       opts.connectTimeoutMs,
+      () => attempt.abort(new Error(`timed out after ${opts.connectTimeoutMs} ms`)),
     );
     const abort = abortedWith(attempt.signal);
-    let socket: WebSocket | undefined;
+    let socket: MonitorSocket | undefined;
     try {
-      socket = new WebSocket(addr);
+      socket = opts.dial?.(addr) ?? new WebSocket(addr);
       socket.binaryType = "arraybuffer";
       const inbox = new Inbox(socket);
       const version = await Promise.race([
@@ -302,13 +311,18 @@ export class Dispatcher {
       if (socket !== undefined) closeSocket(socket, code, message);
       throw new Error(message, { cause: err });
     } finally {
-      clearTimeout(timer);
+      cancelTimer();
       abort.done();
       attempt.abort();
     }
   }
 
-  private constructor(socket: WebSocket, inbox: Inbox, version: number, opts: DispatcherOptions) {
+  private constructor(
+    socket: MonitorSocket,
+    inbox: Inbox,
+    version: number,
+    opts: DispatcherOptions,
+  ) {
     this.version = version;
     this.#socket = socket;
     this.closed = inbox.closed;
@@ -352,7 +366,7 @@ export class Dispatcher {
     this.#exitError = error;
     this.#resolveExited(error);
     this.#removeAbort?.();
-    clearTimeout(this.#healthTimer);
+    this.#cancelHealthTimer?.();
     // S-8 lets pending calls run to their timeout; failing them now is equivalent, only sooner.
     const closing = new Error(
       `vm-monitor connection ended: ${error === null ? "normal exit" : error.message}`,
@@ -401,13 +415,13 @@ export class Dispatcher {
       this.#log.error("failed to send message to vm-monitor", { type, id, error: errorText(err) });
       throw new Error(`failed to send ${type} to vm-monitor: ${errorText(err)}`, { cause: err });
     }
-    const timer = setTimeout(() => {
+    const cancelTimer = this.#clock.timer(timeoutMs, () => {
       if (this.#waiters.get(id) !== waiter) return;
       this.#waiters.delete(id);
       resolve({ ok: false, timeout: true });
-    }, timeoutMs);
+    });
     const result = await promise;
-    clearTimeout(timer);
+    cancelTimer();
     if (result.ok) {
       this.#count(type, "ok");
       return result.reply as ReplyFor<T>;
@@ -430,7 +444,7 @@ export class Dispatcher {
 
   /** Throws when the frame cannot be handed to the socket. */
   #send<T extends OutboundType>(type: T, content: OutboundContent[T], id: number): void {
-    if (this.hasExited || this.#socket.readyState !== WebSocket.OPEN) {
+    if (this.hasExited || this.#socket.readyState !== SocketState.open) {
       throw new Error("websocket is not open");
     }
     const text = encodeOutbound(type, content, id);
@@ -640,19 +654,15 @@ export class Dispatcher {
     const period = this.#healthCheckIntervalMs;
     const now = this.#clock.now();
     if (now < this.#lastTick + period) {
-      this.#healthTimer = setTimeout(Dispatcher.#onHealthTick, this.#lastTick + period - now, this);
+      this.#cancelHealthTimer = this.#clock.timer(
+        this.#lastTick + period - now,
+        this.#onHealthTick,
+      );
       return;
     }
     const start = this.#healthStart;
     this.#lastTick = start + Math.floor((now - start) / period) * period;
     this.#startHealthCheck();
-  }
-
-  /** Static, with the dispatcher as the timer's argument: no closure per connection or tick. */
-  static #onHealthTick(d: Dispatcher): void {
-    d.#healthTimer = undefined;
-    d.#lastTick += d.#healthCheckIntervalMs;
-    d.#startHealthCheck();
   }
 
   #startHealthCheck(): void {
@@ -716,7 +726,7 @@ function decodeOrFail(frame: string): DecodedFrame {
 }
 
 async function handshake(
-  socket: WebSocket,
+  socket: MonitorSocket,
   inbox: Inbox,
   addr: string,
   signal: AbortSignal,
@@ -767,7 +777,9 @@ async function handshake(
   return version;
 }
 
-function closeSocket(socket: WebSocket, code: CloseCode, reason: string): void {
-  if (socket.readyState === WebSocket.CLOSING || socket.readyState === WebSocket.CLOSED) return;
+function closeSocket(socket: MonitorSocket, code: CloseCode, reason: string): void {
+  if (socket.readyState === SocketState.closing || socket.readyState === SocketState.closed) {
+    return;
+  }
   socket.close(code, truncateUtf8(reason));
 }

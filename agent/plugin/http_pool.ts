@@ -11,9 +11,15 @@
  * @module
  */
 
-import { HttpClient } from "../http_client.ts";
-import type { HttpOutcome } from "../http_request.ts";
-import { MAX_RESPONSE_BYTES, PLUGIN_IDLE_CONNECTIONS } from "./request.ts";
+import { HttpClient } from "../http/client.ts";
+import type { HttpOutcome } from "../http/outcome.ts";
+import type { Clock } from "../../lib/clock.ts";
+
+/** Longest plugin response body read; a real one is under 100 bytes. */
+export const MAX_RESPONSE_BYTES = 64 * 1024;
+
+/** Idle connections kept to the scheduler plugin between requests. */
+export const PLUGIN_IDLE_CONNECTIONS = 8;
 
 const CLOSED = "plugin connection pool closed";
 
@@ -27,6 +33,11 @@ export class PluginHttpPool {
   /** Most recently used last: a burst reuses the connections least likely to have gone stale. */
   readonly #idle: HttpClient[] = [];
   #closed = false;
+  readonly #clock: Clock;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
 
   /** POSTs a JSON `body` to `url`; never rejects. */
   async post(
@@ -44,7 +55,7 @@ export class PluginHttpPool {
     let client = this.#idle.pop();
     if (client === undefined) {
       try {
-        client = new HttpClient(url, { maxBodyBytes: MAX_RESPONSE_BYTES });
+        client = new HttpClient(url, { maxBodyBytes: MAX_RESPONSE_BYTES, clock: this.#clock });
       } catch (err) {
         return failure((err as Error).message, err);
       }

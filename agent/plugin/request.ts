@@ -8,16 +8,13 @@
 
 import { z } from "zod";
 import type { ApiMetrics, PluginResponse, Resources } from "../../core/mod.ts";
-import { hostPort, type HttpOutcome } from "../http_request.ts";
+import { hostPort, type HttpOutcome } from "../http/outcome.ts";
 import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../k8s/quantity.ts";
-import { type Log, silentLog } from "../log.ts";
-import type { PluginHttpPool } from "./http_pool.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
+import type { PluginTransport } from "../ports.ts";
 
 /** Protocol v5.0, the only version the agent speaks. */
 export const PLUGIN_PROTO_VERSION = 7;
-
-/** Longest plugin response body read; a real one is under 100 bytes. */
-export const MAX_RESPONSE_BYTES = 64 * 1024;
 
 const NO_SCHEDULER = "no known ready scheduler to send request to";
 
@@ -118,7 +115,7 @@ export async function postAgentRequest(
   body: string,
   timeoutMs: number,
   signal: AbortSignal,
-  pool: PluginHttpPool,
+  pool: PluginTransport,
 ): Promise<PluginRequestResult> {
   const outcome = await pool.post(url, body, timeoutMs, signal);
   if (!outcome.ok) {
@@ -181,12 +178,9 @@ export interface SchedulerPluginClientOptions {
   /** `scaling.computeUnit`. */
   computeUnit: Resources;
   /** The connection pool shared by every Runner's requests. */
-  http: PluginHttpPool;
+  http: PluginTransport;
   log?: Log;
 }
-
-/** Idle keep-alive connections kept to the scheduler plugin. */
-export const PLUGIN_IDLE_CONNECTIONS = 8;
 
 /** The plugin client of one Runner incarnation. */
 export class SchedulerPluginClient {

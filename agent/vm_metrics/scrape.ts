@@ -6,11 +6,14 @@
  */
 
 import type { Outcome } from "../executor/clients.ts";
-import { HttpClient } from "../http_client.ts";
-import { hostPort } from "../http_request.ts";
-import { type Log, silentLog } from "../log.ts";
-import { onAbort, randomInt, repeat, type TaskScope } from "../util/async.ts";
-import type { Timer } from "../util/clock.ts";
+import { HttpClient } from "../http/client.ts";
+import type { MetricsEndpoint, MetricsTransport } from "../ports.ts";
+import { hostPort } from "../http/outcome.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
+import { onAbort } from "../../lib/abort.ts";
+import { repeat, type TaskScope } from "../../lib/async.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Random } from "../../lib/random.ts";
 
 /** Longest metrics body read (a busy vector exporter writes tens of KiB). */
 export const MAX_METRICS_BODY_BYTES = 8 * 1024 * 1024;
@@ -21,8 +24,8 @@ export function metricsURL(podIP: string, port: number): string {
 }
 
 /** A client for one metrics endpoint, to hand to {@link scrapeMetrics}; close it when done. */
-export function metricsClient(url: string): HttpClient {
-  return new HttpClient(url, { maxBodyBytes: MAX_METRICS_BODY_BYTES });
+export function metricsClient(url: string, clock: Clock): HttpClient {
+  return new HttpClient(url, { maxBodyBytes: MAX_METRICS_BODY_BYTES, clock });
 }
 
 /**
@@ -30,7 +33,7 @@ export function metricsClient(url: string): HttpClient {
  * `parseLFCMetrics`, which throw on bad input). Never rejects.
  */
 export async function scrapeMetrics<T>(
-  client: HttpClient,
+  client: MetricsEndpoint,
   parse: (text: string) => T,
   timeoutMs: number,
   signal: AbortSignal,
@@ -73,10 +76,12 @@ export interface MetricsLoopOptions<T> {
   /** Called after each failed scrape (for an error counter). */
   onError?: (error: Error) => void;
   log?: Log;
-  /** An integer in [min, max); default uniform. */
-  random?: (min: number, max: number) => number;
-  /** The waits between scrapes (default `setTimeout`). */
-  timer?: Timer;
+  /** Draws the first scrape's delay. */
+  random: Random;
+  /** Times the waits between scrapes and each scrape's deadline. */
+  clock: Clock;
+  /** Opens the endpoint (default: {@link metricsClient}). */
+  transport?: MetricsTransport;
 }
 
 /**
@@ -87,11 +92,10 @@ export function runMetricsLoop<T>(scope: TaskScope, opts: MetricsLoopOptions<T>)
   const { signal } = scope;
   if (signal.aborted) return;
   const log = opts.log ?? silentLog;
-  const random = opts.random ?? randomInt;
   const interval = opts.secondsBetweenRequests;
   const timeoutMs = opts.requestTimeoutSeconds * 1000;
 
-  const initialDelay = random(0, interval);
+  const initialDelay = opts.random.int(0, interval);
   let wasActive = opts.isActive();
   if (wasActive) {
     log.info(`sleeping for random delay before making first ${opts.kind} metrics request`, {
@@ -99,7 +103,7 @@ export function runMetricsLoop<T>(scope: TaskScope, opts: MetricsLoopOptions<T>)
     });
   }
   // Connects at the first scrape, then keeps the connection alive in between.
-  const client = metricsClient(opts.url);
+  const client = opts.transport?.(opts.url) ?? metricsClient(opts.url, opts.clock);
   const scrape = async () => {
     const result = await scrapeMetrics(client, opts.parse, timeoutMs, signal);
     if (result.ok) {
@@ -127,5 +131,5 @@ export function runMetricsLoop<T>(scope: TaskScope, opts: MetricsLoopOptions<T>)
   };
   // The pause is measured from the end of the scrape, not on a fixed schedule.
   onAbort(signal, () => client.close());
-  repeat(scope, initialDelay * 1000, interval * 1000, attempt, opts.timer);
+  repeat(scope, opts.clock, initialDelay * 1000, interval * 1000, attempt);
 }

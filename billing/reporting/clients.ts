@@ -5,8 +5,10 @@
  */
 
 import type { Registry } from "prom-client";
-import type { BillingConfig, ScalingEventsConfig } from "../../agent/config.ts";
-import type { Log } from "../../agent/log.ts";
+import type { BillingConfig, ScalingEventsConfig } from "../config.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Log } from "../../lib/log.ts";
+import type { Random } from "../../lib/random.ts";
 import { AzureBlobTransport, type AzureBlobTransportOptions } from "./azure_blob.ts";
 import { billingObjectKey, scalingEventsObjectKey } from "./keys.ts";
 import { type ReportingClient, ReportingPipeline } from "./pipeline.ts";
@@ -102,6 +104,10 @@ export interface ReportingPipelinesOptions {
   /** Per client. */
   spoolCapBytes?: number;
   credentials?: ClientCredentials;
+  /** Times pushes, back-off and deadlines. */
+  clock?: Clock;
+  /** For the back-off jitter. */
+  random?: Random;
 }
 
 /**
@@ -117,6 +123,8 @@ export async function openReportingPipelines(
     registry: options.registry,
     log: options.log,
     spoolCapBytes: options.spoolCapBytes,
+    clock: options.clock,
+    random: options.random,
   };
   const billingList = billingClients(config.billing.clients, options.credentials);
   const scalingEventsList = scalingEventsClients(config.scalingEvents.clients, options.credentials);

@@ -4,12 +4,14 @@
  * @module
  */
 
+import { type Random, systemRandom } from "../../lib/random.ts";
+
 const ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 const BASE = BigInt(ALPHABET.length);
 
 /** A random UUIDv4 in base 57, least-significant digit first, unpadded (usually 22 chars). */
-export function shortId(): string {
-  let n = BigInt(`0x${crypto.randomUUID().replaceAll("-", "")}`);
+export function shortId(random: Random = systemRandom): string {
+  let n = BigInt(`0x${random.uuid().replaceAll("-", "")}`);
   let out = "";
   while (n > 0n) {
     out += ALPHABET[Number(n % BASE)];

@@ -20,12 +20,13 @@
 
 import { join } from "node:path";
 import type { Registry } from "prom-client";
-import { type Log, silentLog } from "../../agent/log.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
 import type { EventSink } from "../sink.ts";
 import type { BatchFormat } from "./batch.ts";
 import { type PipelineKind, ReportingMetrics } from "./metrics.ts";
 import { ClientQueue, type Journaled, JournalError } from "./queue.ts";
-import { type Scheduler, systemScheduler } from "./scheduler.ts";
+import { type Clock, systemClock } from "../../lib/clock.ts";
+import { type Random, systemRandom } from "../../lib/random.ts";
 import { DEFAULT_RETRY, type RetryPolicy, Sender } from "./sender.ts";
 import { Canceled, type ClientName, type Transport } from "./transport.ts";
 
@@ -50,9 +51,10 @@ export interface PipelineOptions {
   spoolCapBytes?: number;
   registry: Registry;
   log?: Log;
-  scheduler?: Scheduler;
+  /** Times pushes, back-off and request deadlines. */
+  clock?: Clock;
   /** For the back-off jitter. */
-  random?: () => number;
+  random?: Random;
   retry?: Partial<RetryPolicy>;
 }
 
@@ -84,7 +86,7 @@ export class ReportingPipeline implements EventSink {
   readonly #queues: ClientQueue[] = [];
   readonly #senders: Sender[] = [];
   readonly #log: Log;
-  readonly #scheduler: Scheduler;
+  readonly #clock: Clock;
   readonly #lock: Deno.FsFile | null = null;
   #stopped = false;
 
@@ -98,7 +100,7 @@ export class ReportingPipeline implements EventSink {
     this.kind = options.kind;
     this.#clients = options.clients;
     this.#log = (options.log ?? silentLog).with({ pipeline: options.kind });
-    this.#scheduler = options.scheduler ?? systemScheduler;
+    this.#clock = options.clock ?? systemClock;
     const metrics = new ReportingMetrics(options.kind, options.registry);
     if (options.clients.length === 0) return;
     const root = join(options.spoolDir, options.kind);
@@ -122,7 +124,7 @@ export class ReportingPipeline implements EventSink {
           capBytes: options.spoolCapBytes ?? DEFAULT_SPOOL_CAP_BYTES,
           metrics,
           log,
-          clock: this.#scheduler,
+          clock: this.#clock,
         });
         this.#queues.push(queue);
         this.#senders.push(
@@ -132,8 +134,8 @@ export class ReportingPipeline implements EventSink {
             pushEveryMs: client.pushEverySeconds * 1000,
             requestTimeoutMs: client.pushRequestTimeoutSeconds * 1000,
             retry,
-            scheduler: this.#scheduler,
-            random: options.random ?? Math.random,
+            clock: this.#clock,
+            random: options.random ?? systemRandom,
             metrics,
             log,
           }),
@@ -212,7 +214,7 @@ export class ReportingPipeline implements EventSink {
     const deadlineMs = options.deadlineMs ?? DEFAULT_STOP_DEADLINE_MS;
     // No time at all: ongoing batches are still completed into the spool, but nothing is sent.
     if (deadlineMs <= 0) deadline.abort(new Canceled());
-    const cancel = this.#scheduler.after(deadlineMs, () => deadline.abort(new Canceled()));
+    const cancel = this.#clock.timer(deadlineMs, () => deadline.abort(new Canceled()));
     try {
       await Promise.all(this.#senders.map((s) => s.stop(deadline.signal)));
     } finally {

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Clock } from "../../agent/util/clock.ts";
-import type { Log } from "../../agent/log.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Log } from "../../lib/log.ts";
 import { type BatchFormat, buildBatch } from "./batch.ts";
 import type { ReportingMetrics } from "./metrics.ts";
 import { ClientSpool, type SpooledBatch } from "./spool.ts";

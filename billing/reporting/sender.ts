@@ -7,10 +7,11 @@
  * @module
  */
 
-import type { Log } from "../../agent/log.ts";
+import type { Log } from "../../lib/log.ts";
 import type { ReportingMetrics } from "./metrics.ts";
 import type { ClientQueue } from "./queue.ts";
-import { type Scheduler, timeoutSignal } from "./scheduler.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Random } from "../../lib/random.ts";
 import type { SpooledBatch } from "./spool.ts";
 import { DeadlineExceeded, SendFailure, type Transport, transportCause } from "./transport.ts";
 
@@ -34,8 +35,8 @@ export interface SenderOptions {
   pushEveryMs: number;
   requestTimeoutMs: number;
   retry: RetryPolicy;
-  scheduler: Scheduler;
-  random: () => number;
+  clock: Clock;
+  random: Random;
   metrics: ReportingMetrics;
   log: Log;
 }
@@ -109,14 +110,14 @@ export class Sender {
 
   #armTick(): void {
     this.#cancelTick();
-    this.#cancelTick = this.#o.scheduler.after(this.#o.pushEveryMs, () => {
+    this.#cancelTick = this.#o.clock.timer(this.#o.pushEveryMs, () => {
       this.#tickDue = true;
       this.#kick();
     });
   }
 
   async #run(): Promise<void> {
-    const { queue, scheduler } = this.#o;
+    const { queue, clock } = this.#o;
     this.#armTick();
     // Batches replayed from the spool go out at once.
     if (queue.head() !== undefined) this.#kicked = true;
@@ -134,7 +135,7 @@ export class Sender {
           this.#completed = false;
           this.#armTick();
         }
-        if (queue.head() !== undefined && scheduler.now() >= this.#retryAt) {
+        if (queue.head() !== undefined && clock.now() >= this.#retryAt) {
           await this.#sendAll();
           queue.refresh();
         }
@@ -158,9 +159,9 @@ export class Sender {
    * failure ends the pass at once: what is left stays in the spool for the next start.
    */
   async #sendAll(): Promise<void> {
-    const { queue, scheduler, metrics } = this.#o;
+    const { queue, clock, metrics } = this.#o;
     const client = this.#client;
-    const started = scheduler.now();
+    const started = clock.now();
     if (queue.head() === undefined) {
       metrics.lastSendDuration.set({ client }, 1e-6);
       return;
@@ -173,7 +174,7 @@ export class Sender {
       if (failure === null) {
         queue.ack(batch);
         this.#failures = 0;
-        metrics.lastSendDuration.set({ client }, (scheduler.now() - started) / 1000);
+        metrics.lastSendDuration.set({ client }, (clock.now() - started) / 1000);
         continue;
       }
       metrics.sendErrors.inc({ client, cause: failure.label });
@@ -213,12 +214,10 @@ export class Sender {
     } catch (err) {
       return new SendFailure("spool read error", true, `cannot read the spooled batch: ${err}`);
     }
-    const timeout = timeoutSignal(
-      this.#o.scheduler,
-      this.#o.requestTimeoutMs,
-      new DeadlineExceeded(),
-      this.#deadline.signal,
-    );
+    const timeout = this.#o.clock.deadline(this.#o.requestTimeoutMs, {
+      reason: new DeadlineExceeded(),
+      signal: this.#deadline.signal,
+    });
     try {
       await this.#o.transport.send(
         { body, objectKey: batch.objectKey, count: batch.count },
@@ -234,12 +233,12 @@ export class Sender {
   }
 
   #scheduleRetry(): void {
-    const { retry, pushEveryMs, random, scheduler } = this.#o;
+    const { retry, pushEveryMs, random, clock } = this.#o;
     const cap = Math.max(retry.initialMs, retry.maxMs ?? pushEveryMs);
     const full = Math.min(cap, retry.initialMs * 2 ** (this.#failures - 1));
-    const delay = full * (1 - retry.jitter * random());
-    this.#retryAt = scheduler.now() + delay;
+    const delay = full * (1 - retry.jitter * random.float());
+    this.#retryAt = clock.now() + delay;
     this.#cancelRetry();
-    this.#cancelRetry = scheduler.after(delay, () => this.#kick());
+    this.#cancelRetry = clock.timer(delay, () => this.#kick());
   }
 }

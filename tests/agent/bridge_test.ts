@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { makeVirtualMachine } from "../../sim/k8s/mod.ts";
 import type { Resources, VmInfo } from "../../core/mod.ts";
-import { monitorUpscalePending, neonvmBridge } from "../../agent/bridge.ts";
+import { monitorUpscalePending, neonvmBridge } from "../../agent/executor/bridge.ts";
 import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
 import { buildNeonVMPatch, type JsonPatchOperation } from "../../agent/k8s/patch.ts";
 import { TokenBucket, type TokenPriority } from "../../agent/k8s/rate_limit.ts";
-import { GlobalMetrics } from "../../agent/metrics.ts";
-import { PodStatus } from "../../agent/pod_status.ts";
-import { systemClock } from "../../agent/util/clock.ts";
-import { VmStatusWaiter } from "../../agent/vm_status_waiter.ts";
+import { GlobalMetrics } from "../../agent/observability/metrics.ts";
+import { PodStatus } from "../../agent/runner/pod_status.ts";
+import { systemClock } from "../../lib/clock.ts";
+import { VmStatusWaiter } from "../../agent/k8s/vm_status_waiter.ts";
 import { recordingLog } from "./executor_helpers.ts";
 import { withFakeApi } from "./k8s_test_helpers.ts";
 
@@ -50,7 +50,7 @@ function bridgeOn(kube: KubeClient, monitorRequestedUpscale?: (current: Resource
       memorySlotSize: GiB,
       timeoutMs: 10_000,
       statusWaitMs: 0,
-      statusWaiter: new VmStatusWaiter(),
+      statusWaiter: new VmStatusWaiter(systemClock),
       clock: systemClock,
       log: recordingLog(),
       monitorRequestedUpscale,

@@ -5,8 +5,8 @@ import {
   loadConfig,
   parseConfig,
   secondsToMs,
-} from "../../agent/config.ts";
-import { EnvError, readEnv } from "../../agent/env.ts";
+} from "../../agent/config/config.ts";
+import { EnvError, readEnv } from "../../agent/config/env.ts";
 
 const DEPLOYED = new URL("../../deploy/config.json", import.meta.url).pathname;
 const SIM = new URL("../../examples/sim-config.json", import.meta.url).pathname;

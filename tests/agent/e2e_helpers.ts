@@ -1,9 +1,9 @@
 /** Starts the agent in-process against a simulated cluster, with short test timings. */
 
 import { type Agent, type AgentOptions, startAgent } from "../../agent/agent.ts";
-import { parseConfig } from "../../agent/config.ts";
+import { parseConfig } from "../../agent/config/config.ts";
 import { kubeConfigFromString } from "../../agent/k8s/client.ts";
-import type { Log } from "../../agent/log.ts";
+import type { Log } from "../../lib/log.ts";
 import { Cluster, type ClusterOptions, SIM_NODE } from "../../sim/cluster.ts";
 
 /** One captured log line. */

@@ -2,9 +2,9 @@
 
 import assert from "node:assert/strict";
 import { startAgent } from "../../agent/agent.ts";
-import { parseConfig } from "../../agent/config.ts";
+import { parseConfig } from "../../agent/config/config.ts";
 import { kubeConfigFromString } from "../../agent/k8s/client.ts";
-import { silentLog } from "../../agent/log.ts";
+import { silentLog } from "../../lib/log.ts";
 import { Cluster } from "../../sim/cluster.ts";
 import { decodeBytes } from "../../sim/quantity.ts";
 import { constant } from "../../sim/vm/workload.ts";

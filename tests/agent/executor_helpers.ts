@@ -1,7 +1,8 @@
 /** Shared fixtures for the executor, plugin and scrape tests. */
 
-import type { Log } from "../../agent/log.ts";
-import type { TaskScope } from "../../agent/util/async.ts";
+import type { Log } from "../../lib/log.ts";
+import type { TaskScope } from "../../lib/async.ts";
+import { BaseClock, type Cancel, type Instant } from "../../lib/clock.ts";
 import type { Receiver } from "../../agent/executor/broadcast.ts";
 
 export interface LogLine {
@@ -30,11 +31,29 @@ export function recordingLog(): Log & { lines: LogLine[]; messages(level?: strin
   return log;
 }
 
-/** A clock that only moves when told to. */
-export class ManualClock {
-  constructor(public t = 1000) {}
+/**
+ * A clock that only moves when told to (`clock.t = …`); its timers are handed to `timerHook`,
+ * which a test sets when it wants to fire them by hand.
+ */
+export class ManualClock extends BaseClock {
+  timerHook: ((ms: number, fire: () => void) => Cancel) | undefined;
+
+  constructor(public t = 1000) {
+    super();
+  }
+
   now(): number {
     return this.t;
+  }
+
+  instant(): Instant {
+    const ns = BigInt(this.t) * 1_000_000n;
+    return { wallNs: ns, monoNs: ns };
+  }
+
+  timer(ms: number, fire: () => void): Cancel {
+    if (this.timerHook === undefined) throw new Error("set timerHook to use this clock's timers");
+    return this.timerHook(ms, fire);
   }
 }
 

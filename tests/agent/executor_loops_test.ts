@@ -18,7 +18,7 @@ import {
 import type { ApiMetrics, PluginResponse, Resources, RevisionWithTime } from "../../core/mod.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
 import { ManualClock, recordingLog, runTask, settle, until } from "./executor_helpers.ts";
-import type { TaskScope } from "../../agent/util/async.ts";
+import type { TaskScope } from "../../lib/async.ts";
 
 // The executor's ports, implemented here: each call waits until the test answers it.
 
@@ -89,9 +89,8 @@ class FakeMonitor implements MonitorClient {
 }
 
 /** Moves one millisecond per reading, so the order of timestamps shows. */
-class SteppingClock {
-  constructor(public t: number) {}
-  now(): number {
+class SteppingClock extends ManualClock {
+  override now(): number {
     return this.t++;
   }
 }

@@ -47,9 +47,10 @@ Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
   const updates = countUpdates(core);
   const timers = new FakeTimers();
+  (core.clock as ManualClock).timerHook = timers.timer;
   const log = recordingLog();
   const stop = new AbortController();
-  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, log, timers.timer));
+  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, log));
 
   settled(core);
   await until(() => timers.calls.length === 1);
@@ -76,8 +77,9 @@ Deno.test("sleeper: an outside change keeps a timer whose end stands, replaces o
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const updates = countUpdates(core);
   const timers = new FakeTimers();
+  (core.clock as ManualClock).timerHook = timers.timer;
   const stop = new AbortController();
-  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined, timers.timer));
+  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined));
 
   settled(core);
   await until(() => timers.calls.length === 1);
@@ -118,8 +120,9 @@ Deno.test("sleeper: an outside change keeps a timer whose end stands, replaces o
 Deno.test("sleeper: sets no timer while the actions hold no wait, and ends with its scope", async () => {
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
   const timers = new FakeTimers();
+  (core.clock as ManualClock).timerHook = timers.timer;
   const stop = new AbortController();
-  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined, timers.timer));
+  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined));
   core.update(() => {});
   await settle();
   assert.equal(core.getActions().actions.wait, undefined);

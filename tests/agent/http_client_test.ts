@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { HttpClient, MAX_HEAD_BYTES } from "../../agent/http_client.ts";
-import { CANCELED, DEADLINE, type HttpOutcome } from "../../agent/http_request.ts";
+import { HttpClient, MAX_HEAD_BYTES } from "../../agent/http/client.ts";
+import { systemClock } from "../../lib/clock.ts";
+import { CANCELED, DEADLINE, type HttpOutcome } from "../../agent/http/outcome.ts";
 import { metricsClient, scrapeMetrics } from "../../agent/vm_metrics/scrape.ts";
 
 const LIMIT = 256 * 1024;
@@ -158,7 +159,7 @@ async function withRaw(
   maxBodyBytes = LIMIT,
 ): Promise<void> {
   const server = new RawServer(script);
-  const client = new HttpClient(server.url(), { maxBodyBytes });
+  const client = new HttpClient(server.url(), { maxBodyBytes, clock: systemClock });
   try {
     await fn(client, server);
   } finally {
@@ -190,6 +191,7 @@ Deno.test("http get: content-length bodies from Deno.serve, one connection for a
   });
   const client = new HttpClient(`http://127.0.0.1:${server.addr.port}/metrics`, {
     maxBodyBytes: LIMIT,
+    clock: systemClock,
   });
   try {
     assert.equal(body(await client.get(2000, never)), "body 1 text/plain");
@@ -228,6 +230,7 @@ Deno.test("http get: a streamed (chunked) body from Deno.serve, then reuse", asy
   );
   const client = new HttpClient(`http://127.0.0.1:${server.addr.port}/metrics`, {
     maxBodyBytes: LIMIT,
+    clock: systemClock,
   });
   const expected = `# TYPE host_load1 gauge\nhost_load1 0.5\n${"y".repeat(40_000)}\nend\n`;
   try {
@@ -620,7 +623,7 @@ Deno.test("http get: timeouts and cancellation close the connection", async (t) 
     const server = new RawServer(() => ok("x"));
     const url = server.url();
     await server.close();
-    const client = new HttpClient(url, { maxBodyBytes: LIMIT });
+    const client = new HttpClient(url, { maxBodyBytes: LIMIT, clock: systemClock });
     const outcome = failed(await client.get(2000, never));
     client.close();
     assert.match(outcome.rootCause, /^Connection refused/);
@@ -637,7 +640,9 @@ Deno.test("http get: concurrent clients do not share their bytes", async () => {
     const pieces = split(text, 3000);
     return new RawServer(() => ({ pieces, gapMs: 1 }));
   });
-  const clients = servers.map((s) => new HttpClient(s.url(), { maxBodyBytes: LIMIT }));
+  const clients = servers.map((s) =>
+    new HttpClient(s.url(), { maxBodyBytes: LIMIT, clock: systemClock })
+  );
   try {
     const outcomes = await Promise.all(clients.map((c) => c.get(5000, never)));
     outcomes.forEach((o, i) => assert.equal(body(o), String(i).repeat(40_000)));
@@ -654,7 +659,10 @@ Deno.test("http get: IPv6 pod IPs", async () => {
   } catch {
     return; // No IPv6 loopback here.
   }
-  const client = new HttpClient(`http://[::1]:${server.port}/metrics`, { maxBodyBytes: LIMIT });
+  const client = new HttpClient(`http://[::1]:${server.port}/metrics`, {
+    maxBodyBytes: LIMIT,
+    clock: systemClock,
+  });
   try {
     assert.equal(body(await client.get(2000, never)), "v6");
     assert.equal(server.requests[0].split("\r\n")[1], `Host: [::1]:${server.port}`);
@@ -716,7 +724,10 @@ Deno.test("http post: Deno.serve reads the body and headers, over one connection
       return Response.json({ chars: text.length });
     },
   );
-  const client = new HttpClient(`http://127.0.0.1:${server.addr.port}/`, { maxBodyBytes: LIMIT });
+  const client = new HttpClient(`http://127.0.0.1:${server.addr.port}/`, {
+    maxBodyBytes: LIMIT,
+    clock: systemClock,
+  });
   // Larger than one socket write is likely to take.
   const big = JSON.stringify({ blob: "é".repeat(300_000) });
   try {
@@ -850,7 +861,7 @@ Deno.test("scrape: error messages through the GET client", async (t) => {
   const scrapeError = async (response: string, timeoutMs: number) => {
     let seen = { url: "", message: "" };
     await withRaw(() => answer(response), async (_c, server) => {
-      const client = metricsClient(server.url());
+      const client = metricsClient(server.url(), systemClock);
       const result = await scrapeMetrics(client, (text) => text, timeoutMs, never);
       client.close();
       assert.ok(!result.ok);

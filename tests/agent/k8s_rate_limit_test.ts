@@ -1,12 +1,33 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { RateLimitExceeded, TokenBucket, type TokenPriority } from "../../agent/k8s/rate_limit.ts";
+import { BaseClock, type Cancel, type Clock } from "../../lib/clock.ts";
+
+/** A {@link Clock} reading `time.now`, whose sleeps are `time.sleep` (rejecting: `false`). */
+function clockOf(
+  time: { now: number; sleep?: (ms: number, signal?: AbortSignal) => Promise<void> },
+): Clock {
+  return new class extends BaseClock {
+    now = () => time.now;
+    instant = () => ({
+      wallNs: BigInt(time.now) * 1_000_000n,
+      monoNs: BigInt(time.now) * 1_000_000n,
+    });
+    timer(): Cancel {
+      throw new Error("the token bucket waits with sleeps");
+    }
+    override sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+      if (time.sleep === undefined) throw new Error("this fake time cannot sleep");
+      return time.sleep(ms, signal).then(() => true, () => false);
+    }
+  }();
+}
 
 /** Virtual time: `sleep` records the wait and advances the clock instead of waiting. */
 class FakeTime {
   now = 1_000_000;
   readonly sleeps: number[] = [];
-  readonly clock = { now: () => this.now };
+  readonly clock: Clock = clockOf(this);
   readonly sleep = (ms: number, signal?: AbortSignal): Promise<void> => {
     signal?.throwIfAborted();
     this.sleeps.push(ms);
@@ -23,7 +44,7 @@ function settle(): Promise<void> {
 /** Virtual time that moves only in {@link advance}, firing the sleeps that fall due in order. */
 class VirtualTime {
   now = 1_000_000;
-  readonly clock = { now: () => this.now };
+  readonly clock: Clock = clockOf(this);
   #timers: { at: number; fire: () => void }[] = [];
   readonly sleep = (ms: number, signal?: AbortSignal): Promise<void> => {
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -83,7 +104,7 @@ function bucketOn(
   time: VirtualTime,
   options: { perSecond: number; burst: number; upscaleReserve?: number; urgentReserve?: number },
 ): TokenBucket {
-  return new TokenBucket({ ...options, clock: time.clock, sleep: time.sleep });
+  return new TokenBucket({ ...options, clock: time.clock });
 }
 
 Deno.test("token bucket: starts full, then refills at the rate", () => {
@@ -111,7 +132,6 @@ Deno.test("token bucket: take waits in call order, 1/rate apart", async () => {
     burst: 2,
     upscaleReserve: 0,
     clock: time.clock,
-    sleep: time.sleep,
   });
   await bucket.take();
   await bucket.take();
@@ -139,16 +159,14 @@ Deno.test("token bucket: queued callers are served in call order, 1/rate apart, 
 });
 
 Deno.test("token bucket: an aborted wait returns its reservation", async () => {
-  const time = new FakeTime();
-  const bucket = new TokenBucket({
-    perSecond: 1,
-    burst: 1,
-    clock: time.clock,
-    sleep: (_ms, signal) =>
-      new Promise((_resolve, reject) => {
+  const time = {
+    now: 1_000_000,
+    sleep: (_ms: number, signal?: AbortSignal) =>
+      new Promise<void>((_resolve, reject) => {
         signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
       }),
-  });
+  };
+  const bucket = new TokenBucket({ perSecond: 1, burst: 1, clock: clockOf(time) });
   assert.ok(bucket.tryTake());
   const controller = new AbortController();
   const waiting = bucket.take(controller.signal);

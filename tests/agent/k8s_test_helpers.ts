@@ -6,7 +6,7 @@ import {
   kubeConfigFromString,
 } from "../../agent/k8s/client.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
-import type { K8sLog } from "../../agent/k8s/log.ts";
+import type { Log } from "../../lib/log.ts";
 
 /** Runs `fn` against a fresh fake API server and closes it afterwards. */
 export async function withFakeApi(
@@ -49,7 +49,7 @@ export function settle(ms = 100): Promise<void> {
 }
 
 /** A logger that keeps every line, for assertions on what was logged. */
-export class RecordingLog implements K8sLog {
+export class RecordingLog implements Log {
   readonly lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
 
   debug(message: string, fields: Record<string, unknown> = {}): void {
@@ -63,6 +63,13 @@ export class RecordingLog implements K8sLog {
   }
   error(message: string, fields: Record<string, unknown> = {}): void {
     this.lines.push({ level: "error", message, fields });
+  }
+
+  with(): Log {
+    return this;
+  }
+  child(): Log {
+    return this;
   }
 
   messages(level: string): string[] {

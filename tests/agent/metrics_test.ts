@@ -1,7 +1,7 @@
 /** Every metric family of agent.md section 4, with the reference's type and labels. */
 
 import assert from "node:assert/strict";
-import { GlobalMetrics, PerVmMetrics } from "../../agent/metrics.ts";
+import { GlobalMetrics, PerVmMetrics } from "../../agent/observability/metrics.ts";
 
 const GLOBAL: [string, string, string[]][] = [
   ["autoscaling_agent_scheduler_plugin_requests_total", "counter", ["code"]],

@@ -3,10 +3,21 @@ import assert from "node:assert/strict";
 import { runMonitorConnection } from "../../agent/monitor/connection.ts";
 import type { Dispatcher } from "../../agent/monitor/dispatcher.ts";
 import { GenerationCounter } from "../../agent/executor/clients.ts";
+import { SystemClock } from "../../lib/clock.ts";
 import type { MonitorServer } from "../../sim/vm/monitor_server.ts";
 import { delay, until, withMonitor } from "./monitor_helpers.ts";
 
-type Sleep = (ms: number, signal: AbortSignal) => Promise<boolean>;
+type Sleep = (ms: number, signal?: AbortSignal) => Promise<boolean>;
+
+/** The real clock, with its sleeps answered by the test. */
+class SleepRecordingClock extends SystemClock {
+  constructor(readonly onSleep: Sleep) {
+    super();
+  }
+  override sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+    return this.onSleep(ms, signal);
+  }
+}
 
 /** An owner in the shape of the Runner: generation, current connection, event log. */
 class Owner {
@@ -38,7 +49,7 @@ class Owner {
         this.dispatchers.push(dispatcher);
         this.events.push("connected");
       },
-      ...extra,
+      ...(extra.sleep === undefined ? {} : { clock: new SleepRecordingClock(extra.sleep) }),
     });
   }
 

@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
 import net from "node:net";
-import { hostPort } from "../../agent/http_request.ts";
-import { PluginHttpPool } from "../../agent/plugin/http_pool.ts";
+import { hostPort } from "../../agent/http/outcome.ts";
+import {
+  MAX_RESPONSE_BYTES,
+  PLUGIN_IDLE_CONNECTIONS,
+  PluginHttpPool,
+} from "../../agent/plugin/http_pool.ts";
+import { systemClock } from "../../lib/clock.ts";
 import {
   decodePluginResponse,
   encodeAgentRequest,
-  MAX_RESPONSE_BYTES,
-  PLUGIN_IDLE_CONNECTIONS,
   PLUGIN_PROTO_VERSION,
   postAgentRequest,
   SchedulerPluginClient,
@@ -38,7 +41,7 @@ async function withPlugin(
   const plugin = new SchedulerPlugin({ hostname: "127.0.0.1", port: 0 });
   plugin.start();
   plugin.registerPod(POD.namespace, POD.name);
-  const pool = new PluginHttpPool();
+  const pool = new PluginHttpPool(systemClock);
   try {
     await fn(plugin, (opts = {}) => {
       const log = recordingLog();
@@ -62,7 +65,7 @@ async function withPlugin(
 
 /** Runs `fn` with a pool, and closes it. */
 async function withPool<T>(fn: (pool: PluginHttpPool) => Promise<T>): Promise<T> {
-  const pool = new PluginHttpPool();
+  const pool = new PluginHttpPool(systemClock);
   try {
     return await fn(pool);
   } finally {
@@ -530,7 +533,7 @@ async function inFlightOutlivesIdle(
 
 Deno.test("plugin client pool: a burst of requests leaves at most a handful of connections open", async () => {
   const server = countingServer(20);
-  const pool = new PluginHttpPool();
+  const pool = new PluginHttpPool(systemClock);
   const burst = (n: number) =>
     Promise.all(
       Array.from({ length: n }, () => pooledPost(server.url, pool, 5000)),
@@ -601,7 +604,7 @@ Deno.test("plugin client pool: a failed request leaves no connection behind", as
 
 Deno.test("plugin client pool: close() closes idle connections and fails later requests", async () => {
   const server = countingServer(50);
-  const pool = new PluginHttpPool();
+  const pool = new PluginHttpPool(systemClock);
   try {
     await postTwoAtOnce(server.url, pool);
     assert.equal(server.open, 2);

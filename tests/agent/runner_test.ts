@@ -1,18 +1,22 @@
 import assert from "node:assert/strict";
-import { pluginJitterMs } from "../../agent/runner.ts";
+import { pluginJitterMs } from "../../agent/runner/runner.ts";
+import { type Random, systemRandom } from "../../lib/random.ts";
 
 Deno.test("runner: the plugin jitter is up to a tenth of the tick, and never less than the reference's", () => {
   const ranges: [number, number][] = [];
-  const record = (min: number, max: number) => {
-    ranges.push([min, max]);
-    return min;
+  const record: Random = {
+    ...systemRandom,
+    int: (min, max) => {
+      ranges.push([min, max]);
+      return min;
+    },
   };
   pluginJitterMs(15_000, record);
   pluginJitterMs(500, record);
   pluginJitterMs(1_000, record);
   assert.deepEqual(ranges, [[0, 1500], [0, 100], [0, 100]]);
   for (let i = 0; i < 200; i++) {
-    const jitter = pluginJitterMs(15_000);
+    const jitter = pluginJitterMs(15_000, systemRandom);
     assert.ok(Number.isInteger(jitter) && jitter >= 0 && jitter < 1500, `jitter ${jitter}`);
   }
 });
@@ -31,7 +35,7 @@ Deno.test("runner: Runners started together spread their periodic requests withi
     return Math.max(...counts.values());
   };
   const reference = busiestSecond(4, () => Math.floor(Math.random() * 100));
-  const ours = busiestSecond(4, () => pluginJitterMs(tick));
+  const ours = busiestSecond(4, () => pluginJitterMs(tick, systemRandom));
   assert.ok(reference > 600, `the reference's jitter leaves ${reference} in one second`);
   assert.ok(ours < 250, `a tenth of the tick leaves at most ${ours} in one second`);
 });

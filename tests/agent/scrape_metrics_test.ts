@@ -12,7 +12,9 @@ import {
   SystemMetricsServer,
   type SystemMetricsValues,
 } from "../../sim/vm/metrics_server.ts";
-import { recordingLog, runTask, until } from "./executor_helpers.ts";
+import { ManualClock, recordingLog, runTask, until } from "./executor_helpers.ts";
+import { systemClock } from "../../lib/clock.ts";
+import { systemRandom } from "../../lib/random.ts";
 
 const VALUES: SystemMetricsValues = {
   load1: 0.52,
@@ -45,7 +47,7 @@ async function scrape(
   timeoutMs = 2000,
   signal = new AbortController().signal,
 ) {
-  const client = metricsClient(metricsURL("127.0.0.1", server.port));
+  const client = metricsClient(metricsURL("127.0.0.1", server.port), systemClock);
   try {
     return await scrapeMetrics(client, parseSystemMetrics, timeoutMs, signal);
   } finally {
@@ -68,7 +70,7 @@ Deno.test("scrape: LFC metrics from the fake exporter", async () => {
   });
   server.start();
   try {
-    const client = metricsClient(metricsURL("127.0.0.1", server.port));
+    const client = metricsClient(metricsURL("127.0.0.1", server.port), systemClock);
     const result = await scrapeMetrics(client, parseLFCMetrics, 2000, new AbortController().signal);
     client.close();
     assert.deepEqual(result, {
@@ -155,7 +157,10 @@ function recordedTimers(limit: number, onTimer: (n: number) => void = () => {}) 
       live = false;
     };
   };
-  return { calls, timer, cancelled: () => cancelled };
+  // The loop's waits go to `timer`; the scrapes' own deadlines stay on real time.
+  const clock = new ManualClock();
+  clock.timerHook = timer;
+  return { calls, clock, cancelled: () => cancelled };
 }
 
 function loopOptions(
@@ -170,17 +175,22 @@ function loopOptions(
     isActive: () => true,
     parse: parseSystemMetrics,
     apply: (_m, withLock) => withLock(),
-    random: (min, max) => {
-      assert.deepEqual([min, max], [0, 5]);
-      return 3;
+    random: {
+      ...systemRandom,
+      int: (min, max) => {
+        assert.deepEqual([min, max], [0, 5]);
+        return 3;
+      },
     },
+    clock: systemClock,
+    transport: (url) => metricsClient(url, systemClock),
     ...overrides,
   };
 }
 
 Deno.test("scrape loop: random first delay, then a pause after every attempt", async () => {
   await withSystemServer(async (server) => {
-    const { calls, timer } = recordedTimers(4, (n) => {
+    const { calls, clock } = recordedTimers(4, (n) => {
       if (n === 2) server.setFault({ kind: "status", status: 503 });
     });
     const applied: SystemMetrics[] = [];
@@ -191,7 +201,7 @@ Deno.test("scrape loop: random first delay, then a pause after every attempt", a
       runMetricsLoop(
         scope,
         loopOptions(server, {
-          timer,
+          clock,
           log,
           apply: (m, withLock) => {
             applied.push(m);
@@ -226,12 +236,12 @@ Deno.test("scrape loop: the active predicate is checked before every attempt", a
     const pattern = [false, true, true, false, false, true];
     let i = 0;
     const isActive = () => pattern[Math.min(i++, pattern.length - 1)];
-    const { calls, timer } = recordedTimers(pattern.length);
+    const { calls, clock } = recordedTimers(pattern.length);
     const log = recordingLog();
     const stop = new AbortController();
     const loop = runTask(
       stop.signal,
-      (scope) => runMetricsLoop(scope, loopOptions(server, { isActive, timer, log, kind: "LFC" })),
+      (scope) => runMetricsLoop(scope, loopOptions(server, { isActive, clock, log, kind: "LFC" })),
     );
     await until(() => calls.length === pattern.length);
     stop.abort();
@@ -251,10 +261,10 @@ Deno.test("scrape loop: the active predicate is checked before every attempt", a
 
 Deno.test("scrape loop: ends during the first delay when the scope ends", async () => {
   const stop = new AbortController();
-  const { timer, cancelled } = recordedTimers(1);
+  const { clock, cancelled } = recordedTimers(1);
   const loop = runTask(
     stop.signal,
-    (scope) => runMetricsLoop(scope, loopOptions({ port: 9 }, { timer })),
+    (scope) => runMetricsLoop(scope, loopOptions({ port: 9 }, { clock })),
   );
   stop.abort();
   await loop;

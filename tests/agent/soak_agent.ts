@@ -5,9 +5,9 @@
  */
 
 import { startAgent } from "../../agent/agent.ts";
-import { loadConfig } from "../../agent/config.ts";
+import { loadConfig } from "../../agent/config/config.ts";
 import { kubeConfigFromString } from "../../agent/k8s/client.ts";
-import { silentLog } from "../../agent/log.ts";
+import { silentLog } from "../../lib/log.ts";
 
 const [configPath, kubeconfigPath, everySeconds, totalSeconds] = Deno.args;
 let rejections = 0;

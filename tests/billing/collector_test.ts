@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import { ManualBillingClock } from "../../billing/clock.ts";
+import { ManualBillingClock, type SleepHook } from "./manual_clock.ts";
 import {
   BillingCollector,
   type BillingCollectorOptions,
@@ -93,11 +93,15 @@ interface Parts {
 
 interface SetupOptions extends Partial<Omit<BillingCollectorOptions, "clock">> {
   clock?: ManualBillingClock;
+  /** What the collector's sleeps do. */
+  sleep?: SleepHook;
 }
 
 /** A collector with the deployed timing; its own fake source and sink unless given others. */
 function setup(options: SetupOptions = {}): Parts {
+  const { sleep, ...collectorOptions } = options;
   const clock = options.clock ?? new ManualBillingClock(BASE_NS);
+  if (sleep !== undefined) clock.sleepHook = sleep;
   const source = new FakeSource();
   const sink = options.sink instanceof ArraySink ? options.sink : new ArraySink();
   const registry = new Registry();
@@ -115,7 +119,7 @@ function setup(options: SetupOptions = {}): Parts {
     metrics,
     source,
     sink,
-    ...options,
+    ...collectorOptions,
     clock,
   });
   return { clock, source, sink, metrics, registry, collector };
@@ -140,9 +144,9 @@ function wall(seconds: number): string {
  */
 function virtualSleep(clock: ManualBillingClock, stopAt: number, stop: AbortController) {
   const stopAtNs = BigInt(Math.round(stopAt * 1e9));
-  return async (ms: number, signal: AbortSignal): Promise<boolean> => {
+  return async (ms: number, signal?: AbortSignal): Promise<boolean> => {
     await Promise.resolve();
-    if (signal.aborted) return false;
+    if (signal?.aborted) return false;
     const target = clock.monoNs + BigInt(ms) * 1_000_000n;
     if (target > stopAtNs) {
       clock.advanceNs(stopAtNs - clock.monoNs);
@@ -518,7 +522,7 @@ Deno.test("collector: a late tick gives a longer slice and does not pile up", as
     clock,
     source,
     finalDrain: false,
-    sleep: async (ms, signal) => {
+    sleep: async (ms: number, signal?: AbortSignal) => {
       // The event loop stalls for 9 s during the third wait.
       if (++sleeps === 3) clock.advanceNs(9_000_000_000n);
       return await base(ms, signal);

@@ -24,8 +24,8 @@
 
 import { Registry } from "prom-client";
 import { decodeVirtualMachine, type VirtualMachine } from "../../agent/k8s/vm.ts";
-import type { Log } from "../../agent/log.ts";
-import { ManualBillingClock } from "../../billing/clock.ts";
+import type { Log } from "../../lib/log.ts";
+import { ManualBillingClock } from "./manual_clock.ts";
 import { ANNOTATION_BILLING_ENDPOINT_ID, BillingCollector } from "../../billing/collector.ts";
 import { billingClients } from "../../billing/reporting/clients.ts";
 import { ReportingPipeline } from "../../billing/reporting/pipeline.ts";
@@ -112,6 +112,34 @@ if (import.meta.main) {
   const stop = new AbortController();
   Deno.addSignalListener("SIGTERM", () => stop.abort());
 
+  clock.sleepHook = (ms, signal) =>
+    new Promise<boolean>((resolve) => {
+      const advance = (byMs: number) => {
+        const target = clock.wallNs + BigInt(byMs) * 1_000_000n;
+        say(`t ${target}`);
+        clock.advanceNs(target - clock.wallNs);
+      };
+      // Stopped: half a second (or the whole wait, if shorter) passes anyway, so that the final
+      // collection and drain come later than the step before them, as on a real clock. At the
+      // very instant of a drain, the final drain would reuse that drain's idempotency keys for
+      // different values. Half a second keeps every slice a whole number of half seconds.
+      const stopped = () => {
+        advance(Math.min(ms, 500));
+        resolve(false);
+      };
+      if (signal === undefined) throw new Error("the collector's sleeps take a signal");
+      if (signal.aborted) return stopped();
+      const timer = setTimeout(() => {
+        signal.removeEventListener("abort", onAbort);
+        advance(ms);
+        resolve(true);
+      }, 1);
+      const onAbort = () => {
+        clearTimeout(timer);
+        stopped();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
   const collector = new BillingCollector({
     config: {
       cpuMetricName: CPU_METRIC,
@@ -137,33 +165,6 @@ if (import.meta.main) {
     stateDir,
     clock,
     log,
-    sleep: (ms, signal) =>
-      new Promise<boolean>((resolve) => {
-        const advance = (byMs: number) => {
-          const target = clock.wallNs + BigInt(byMs) * 1_000_000n;
-          say(`t ${target}`);
-          clock.advanceNs(target - clock.wallNs);
-        };
-        // Stopped: half a second (or the whole wait, if shorter) passes anyway, so that the final
-        // collection and drain come later than the step before them, as on a real clock. At the
-        // very instant of a drain, the final drain would reuse that drain's idempotency keys for
-        // different values. Half a second keeps every slice a whole number of half seconds.
-        const stopped = () => {
-          advance(Math.min(ms, 500));
-          resolve(false);
-        };
-        if (signal.aborted) return stopped();
-        const timer = setTimeout(() => {
-          signal.removeEventListener("abort", onAbort);
-          advance(ms);
-          resolve(true);
-        }, 1);
-        const onAbort = () => {
-          clearTimeout(timer);
-          stopped();
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-      }),
   });
 
   await collector.run(stop.signal);

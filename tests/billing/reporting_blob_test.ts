@@ -20,6 +20,7 @@ import {
 } from "./reporting_emulators.ts";
 import {
   advance,
+  constantRandom,
   exists,
   FakeScheduler,
   gunzip,
@@ -94,8 +95,8 @@ async function run(
     clients,
     spoolDir: dir,
     registry,
-    scheduler,
-    random: () => 0,
+    clock: scheduler,
+    random: constantRandom(0),
     log: recordingLog(),
     retry: { quarantineAfter: options.quarantineAfter ?? 5 },
   });

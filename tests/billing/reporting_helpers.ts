@@ -1,50 +1,27 @@
 /** Shared fixtures of the reporting pipeline tests. */
 
-import type { Scheduler } from "../../billing/reporting/scheduler.ts";
+import type { Random } from "../../lib/random.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
 import type { ReportingClient, ReportingPipeline } from "../../billing/reporting/pipeline.ts";
 import type { OutgoingBatch, Transport } from "../../billing/reporting/transport.ts";
 import type { Registry } from "prom-client";
 
 export { recordingLog } from "../agent/executor_helpers.ts";
 
-/** Virtual time: timers fire only when the test advances the clock. */
-export class FakeScheduler implements Scheduler {
-  #now: number;
-  #seq = 0;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-
+/** Virtual time, starting where the reporting tests' expected object keys do. */
+export class FakeScheduler extends VirtualClock {
   constructor(start = Date.UTC(2024, 3, 12, 7, 19, 27)) {
-    this.#now = start;
+    super({ startMs: start, settle: tick });
   }
+}
 
-  now(): number {
-    return this.#now;
-  }
-
-  after(ms: number, fn: () => void): () => void {
-    const id = ++this.#seq;
-    this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
-    return () => this.#timers.delete(id);
-  }
-
-  /** Moves to `ms` later, firing due timers in order and letting `settle` run after each. */
-  async advance(ms: number, settle: () => Promise<void> = tick): Promise<void> {
-    const end = this.#now + ms;
-    await settle();
-    for (;;) {
-      let next: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
-      }
-      if (next === undefined) break;
-      this.#timers.delete(next[0]);
-      this.#now = next[1].at;
-      next[1].fn();
-      await settle();
-    }
-    this.#now = end;
-    await settle();
-  }
+/** A "random" source that always draws `value`, so back-off waits are exact. */
+export function constantRandom(value: number): Random {
+  return {
+    float: () => value,
+    int: (min) => min,
+    uuid: () => "00000000-0000-4000-8000-000000000000",
+  };
 }
 
 /** Lets pending promise callbacks and ready I/O run. */

@@ -6,6 +6,7 @@ import { billingClients, openReportingPipelines } from "../../billing/reporting/
 import { type PipelineOptions, ReportingPipeline } from "../../billing/reporting/pipeline.ts";
 import {
   advance,
+  constantRandom,
   exists,
   FakeScheduler,
   keyOf,
@@ -51,8 +52,8 @@ async function withCollector(
     }),
     spoolDir: dir,
     registry,
-    scheduler,
-    random: () => 0,
+    clock: scheduler,
+    random: constantRandom(0),
     log: recordingLog(),
     ...options,
   });

@@ -5,6 +5,7 @@ import { type PipelineOptions, ReportingPipeline } from "../../billing/reporting
 import { SendFailure } from "../../billing/reporting/transport.ts";
 import {
   advance,
+  constantRandom,
   exists,
   fakeClient,
   FakeScheduler,
@@ -48,8 +49,8 @@ async function withPipeline(
     ],
     spoolDir: dir,
     registry,
-    scheduler,
-    random: () => 0,
+    clock: scheduler,
+    random: constantRandom(0),
     log: recordingLog(),
     ...options,
   });
@@ -126,7 +127,7 @@ Deno.test("sender: failures are retried on a timer with doubling back-off capped
 });
 
 Deno.test("sender: the back-off is jittered downwards by up to 20%", async () => {
-  await withPipeline({ random: () => 1 }, async ({ scheduler, transport, pipeline }) => {
+  await withPipeline({ random: constantRandom(1) }, async ({ scheduler, transport, pipeline }) => {
     transport.respond = fail();
     pipeline.start();
     pipeline.enqueueAll(events(0, 5));
@@ -166,7 +167,7 @@ Deno.test("sender: clients are independent", async () => {
     clients: [fakeClient(down, { name: "s3" }), fakeClient(up, { name: "azureblob" })],
     spoolDir: dir,
     registry: new Registry(),
-    scheduler,
+    clock: scheduler,
   });
   pipeline.start();
   for (let i = 0; i < 20; i++) {
@@ -274,7 +275,7 @@ Deno.test("metrics: both pipelines share a registry under their own prefixes", a
       clients: names.map((name) => fakeClient(down, { name, maxBatchSize: 2 })),
       spoolDir: dir,
       registry,
-      scheduler,
+      clock: scheduler,
     });
   const billing = open("billing", ["http", "azureblob", "s3"]);
   const scaling = open("scalingevents", ["azureblob", "s3"]);

@@ -9,6 +9,7 @@ import {
 import { SendFailure } from "../../billing/reporting/transport.ts";
 import {
   advance,
+  constantRandom,
   exists,
   fakeClient,
   FakeScheduler,
@@ -53,8 +54,8 @@ function open(
     clients: [fakeClient(transport, { maxBatchSize: extra.maxBatchSize ?? 3 })],
     spoolDir,
     registry: new Registry(),
-    scheduler,
-    random: () => 0,
+    clock: scheduler,
+    random: constantRandom(0),
     ...extra,
   });
 }
@@ -108,7 +109,7 @@ Deno.test("spool: blob batches carry the object key chosen when they were comple
       ],
       spoolDir: dir,
       registry: new Registry(),
-      scheduler,
+      clock: scheduler,
     });
     pipeline.enqueueAll(events(0, 2));
     const { header, body } = readBatchFile(spoolFile(dir, 1, "batch", "s3", "scalingevents"));
@@ -154,7 +155,7 @@ Deno.test("spool: a restart sends what was left, in order, with the same bytes a
       clients: [client(down)],
       spoolDir: dir,
       registry: new Registry(),
-      scheduler,
+      clock: scheduler,
     });
     first.enqueueAll(events(0, 7));
     first.start();
@@ -169,7 +170,7 @@ Deno.test("spool: a restart sends what was left, in order, with the same bytes a
       clients: [client(up)],
       spoolDir: dir,
       registry: new Registry(),
-      scheduler,
+      clock: scheduler,
     });
     assert.equal(second.stats()[0].queuedEvents, 7);
     second.start();
@@ -293,7 +294,7 @@ Deno.test("spool: a failed write keeps nothing anywhere and throws to the produc
       clients: [fakeClient(a), fakeClient(b, { name: "s3" })],
       spoolDir: dir,
       registry,
-      scheduler,
+      clock: scheduler,
       log: recordingLog(),
     });
     pipeline.enqueue(makeEvent(0));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import { GlobalMetrics } from "../../agent/metrics.ts";
-import { ManualBillingClock } from "../../billing/clock.ts";
+import { GlobalMetrics } from "../../agent/observability/metrics.ts";
+import { ManualBillingClock } from "./manual_clock.ts";
 import { scalingEventsTotal } from "../../billing/metrics.ts";
 import { ScalingEventsReporter } from "../../billing/scaling_events.ts";
 import type { EventSink } from "../../billing/sink.ts";

@@ -3,8 +3,10 @@
  * driving a fresh `State` through the same inputs and by recomputing the goal from the metrics.
  */
 
+import { coreConfigOf } from "../../agent/config/timings.ts";
+import type { Random } from "../../lib/random.ts";
 import assert from "node:assert/strict";
-import { type AgentConfig, loadConfig } from "../../agent/config.ts";
+import { type AgentConfig, loadConfig } from "../../agent/config/config.ts";
 import {
   calculateGoalCU,
   goalCU,
@@ -15,7 +17,6 @@ import {
   withOverrides,
 } from "../../core/mod.ts";
 import {
-  coreConfigFor,
   monitorAllows,
   replay,
   type ReplayInput,
@@ -24,7 +25,7 @@ import {
   replayVmInfo,
   traceSpanMs,
 } from "../../demo/replay.ts";
-import { pluginJitterMs } from "../../agent/runner.ts";
+import { pluginJitterMs } from "../../agent/runner/runner.ts";
 import { cuAt, cuOf } from "../../demo/timeline.ts";
 import { trace, type Workload } from "../../sim/vm/workload.ts";
 import { startSimAgent, waitFor } from "../agent/e2e_helpers.ts";
@@ -145,7 +146,7 @@ function redrive(
   vm: ReplayVm,
 ): { atMs: number; cu: number }[] {
   const unit = config.scaling.computeUnit;
-  const state = new State(replayVmInfo(vm, unit), coreConfigFor(config));
+  const state = new State(replayVmInfo(vm, unit), coreConfigOf(config));
   state.monitor().active(true);
   // Another origin than the replay's: only time differences may matter to the core.
   const epoch = 1_000_000_000_000;
@@ -251,12 +252,13 @@ Deno.test("replay: its core timings are the ones the agent's Runner gives its co
         sim.agent.state.dump().find((p) => p.runner?.executorState)?.runner?.executorState?.config,
     );
     const config = await loadConfig(CONFIG);
-    const { revisionSource: _, ...replayed } = coreConfigFor(config);
+    const { revisionSource: _, ...replayed } = coreConfigOf(config);
     const { pluginRequestTick, ...rest } = dumped;
     const { pluginRequestTick: replayedTick, ...replayedRest } = replayed;
     assert.deepStrictEqual(rest, replayedRest);
     // The Runner takes a random jitter off the tick; the replay takes none.
-    const jitterBound = pluginJitterMs(replayedTick, (_min, max) => max);
+    const largest: Random = { float: () => 1, int: (_min, max) => max, uuid: () => "" };
+    const jitterBound = pluginJitterMs(replayedTick, largest);
     assert.ok(
       replayedTick - pluginRequestTick >= 0 && replayedTick - pluginRequestTick < jitterBound,
     );

@@ -119,7 +119,7 @@ Deno.test("Dockerfile: EXPOSE lists the metrics ports of the config defaults", (
   assert.deepEqual(
     [shipped.metricsPort, shipped.vmMetricsPort],
     [inCode.metricsPort, inCode.vmMetricsPort],
-    "deploy/config.json and agent/config.ts agree on the listen ports",
+    "deploy/config.json and agent/config/config.ts agree on the listen ports",
   );
   const exposed = only(final, "EXPOSE").flatMap(({ args }) => args.split(/\s+/));
   assert.deepEqual(exposed, [`${shipped.metricsPort}`, `${shipped.vmMetricsPort}`]);

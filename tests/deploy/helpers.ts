@@ -6,7 +6,7 @@
  */
 
 import { loadAll } from "js-yaml";
-import { type AgentConfig, parseConfig } from "../../agent/config.ts";
+import { type AgentConfig, parseConfig } from "../../agent/config/config.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 

@@ -2,8 +2,8 @@
 
 import assert from "node:assert/strict";
 import { basename, dirname } from "node:path";
-import { parseConfig } from "../../agent/config.ts";
-import { EnvError, readEnv } from "../../agent/env.ts";
+import { parseConfig } from "../../agent/config/config.ts";
+import { EnvError, readEnv } from "../../agent/config/env.ts";
 import { list, manifest, manifests, type Obj, obj, readText, shippedConfig } from "./helpers.ts";
 
 const NAME = "autoscaler-agent";

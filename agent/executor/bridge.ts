@@ -5,30 +5,25 @@
  * @module
  */
 
-import type { Millis, Resources, RevisionWithTime, StateDump } from "../core/mod.ts";
-import {
-  type Change,
-  monitorAccounting,
-  pluginAccounting,
-  resourceChanges,
-} from "./executor/accounting.ts";
+import type { Millis, Resources, RevisionWithTime, StateDump } from "../../core/mod.ts";
+import { type Change, monitorAccounting, pluginAccounting, resourceChanges } from "./accounting.ts";
 import type {
   MonitorClient,
   MonitorHandle,
   NeonVMClient,
   Outcome,
   PluginClient,
-} from "./executor/clients.ts";
-import type { GenerationCounter } from "./executor/clients.ts";
-import type { KubeClient } from "./k8s/client.ts";
-import { buildNeonVMPatch } from "./k8s/patch.ts";
-import type { Log } from "./log.ts";
-import type { GlobalMetrics } from "./metrics.ts";
-import type { Dispatcher } from "./monitor/dispatcher.ts";
-import type { SchedulerPluginClient } from "./plugin/request.ts";
-import type { PodStatus } from "./pod_status.ts";
-import type { Clock } from "./util/clock.ts";
-import type { VmStatusWaiter } from "./vm_status_waiter.ts";
+} from "./clients.ts";
+import type { GenerationCounter } from "./clients.ts";
+import type { KubeApi } from "../ports.ts";
+import { buildNeonVMPatch } from "../k8s/patch.ts";
+import type { Log } from "../../lib/log.ts";
+import type { GlobalMetrics } from "../observability/metrics.ts";
+import type { Dispatcher } from "../monitor/dispatcher.ts";
+import type { SchedulerPluginClient } from "../plugin/request.ts";
+import type { PodStatus } from "../runner/pod_status.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { VmStatusWaiter } from "../k8s/vm_status_waiter.ts";
 import type { Counter } from "prom-client";
 
 function count(changes: Change[], cpu: Counter<"direction">, mem: Counter<"direction">): void {
@@ -64,7 +59,7 @@ export function pluginBridge(
 
 /** What the NeonVM bridge needs beyond the metrics and the status. */
 export interface NeonVMBridgeOptions {
-  kube: KubeClient;
+  kube: KubeApi;
   vm: { namespace: string; name: string };
   memorySlotSize: number;
   timeoutMs: number;

@@ -5,14 +5,14 @@
  * @module
  */
 
-import type { VmMetricsObserver } from "./k8s/vm_watcher.ts";
+import type { VmMetricsObserver } from "../k8s/vm_watcher.ts";
 import {
   ANNOTATION_BOUNDS,
   decodeBoundsAnnotation,
   LABEL_ENDPOINT_ID,
   LABEL_PROJECT_ID,
   type VirtualMachine,
-} from "./k8s/vm.ts";
+} from "../k8s/vm.ts";
 import type { PerVmMetrics } from "./metrics.ts";
 
 type CommonLabels = {

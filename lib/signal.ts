@@ -5,7 +5,8 @@
  * @module
  */
 
-import { onAbort, type TaskScope } from "./async.ts";
+import { onAbort } from "./abort.ts";
+import type { TaskScope } from "./async.ts";
 
 /** One listener, many notifiers, notifications coalesce. */
 export class CoalescingSignal {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { reset } from "@logtape/logtape";
-import { agentLog, setupLogging } from "../../agent/log.ts";
+import { agentLog, setupLogging } from "../../lib/log.ts";
 
 async function capture(level: "debug" | "info"): Promise<Record<string, unknown>[]> {
   const lines: Record<string, unknown>[] = [];

@@ -7,7 +7,8 @@
  * @module
  */
 
-import type { Resources } from "../core/mod.ts";
+import type { Resources } from "../../core/mod.ts";
+import type { Clock } from "../../lib/clock.ts";
 
 /** A VM's size as its status reports it; null where the status has no value yet. */
 export interface ObservedSize {
@@ -28,6 +29,11 @@ function reached(size: ObservedSize | undefined, target: Resources): boolean {
 export class VmStatusWaiter {
   #latest = new Map<string, ObservedSize>();
   #waiters = new Map<string, Set<Waiter>>();
+  readonly #clock: Clock;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
 
   /** Records the size a VM's status shows now and wakes those waiting for it. */
   observe(key: string, size: ObservedSize): void {
@@ -65,7 +71,7 @@ export class VmStatusWaiter {
     }
     const set = waiters;
     const finish = (ok: boolean) => {
-      clearTimeout(timer);
+      cancelTimer();
       signal.removeEventListener("abort", onAbort);
       set.delete(waiter);
       if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key);
@@ -73,7 +79,7 @@ export class VmStatusWaiter {
     };
     const waiter: Waiter = { target, resolve: finish };
     const onAbort = () => finish(false);
-    const timer = setTimeout(() => finish(false), timeoutMs);
+    const cancelTimer = this.#clock.timer(timeoutMs, () => finish(false));
     signal.addEventListener("abort", onAbort, { once: true });
     set.add(waiter);
     return promise;

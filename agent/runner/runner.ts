@@ -11,44 +11,45 @@
  */
 
 import {
-  type CoreConfig,
   DefaultRevisionSource,
   parseLFCMetrics,
   parseSystemMetrics,
   type StateDump,
   withOverrides,
-} from "../core/mod.ts";
-import type { AgentConfig } from "./config.ts";
+} from "../../core/mod.ts";
+import type { AgentConfig } from "../config/config.ts";
+import { coreConfigOf, timingsOf } from "../config/timings.ts";
 import {
   monitorBridge,
   type MonitorSlot,
   monitorUpscalePending,
   neonvmBridge,
   pluginBridge,
-} from "./bridge.ts";
-import { GenerationCounter } from "./executor/clients.ts";
-import { ExecutorCore } from "./executor/core.ts";
+} from "../executor/bridge.ts";
+import { GenerationCounter } from "../executor/clients.ts";
+import { ExecutorCore } from "../executor/core.ts";
 import {
   runMonitorDownscaleLoop,
   runMonitorUpscaleLoop,
   runNeonVMLoop,
   runPluginLoop,
-} from "./executor/loops.ts";
-import { runSleeper } from "./executor/sleeper.ts";
-import { hostPort } from "./http_request.ts";
-import type { ScalingEventsReporter } from "../billing/scaling_events.ts";
-import type { KubeClient } from "./k8s/client.ts";
-import type { Log } from "./log.ts";
-import { flagsDirection, type GlobalMetrics } from "./metrics.ts";
-import { runMonitorConnection } from "./monitor/connection.ts";
-import type { PluginHttpPool } from "./plugin/http_pool.ts";
-import { SchedulerPluginClient } from "./plugin/request.ts";
+} from "../executor/loops.ts";
+import { runSleeper } from "../executor/sleeper.ts";
+import { hostPort } from "../http/outcome.ts";
+import type { ScalingEventsReporter } from "../../billing/scaling_events.ts";
+import type { KubeApi, MetricsTransport, MonitorDialer, PluginTransport } from "../ports.ts";
+import type { Log } from "../../lib/log.ts";
+import { flagsDirection, type GlobalMetrics } from "../observability/metrics.ts";
+import { runMonitorConnection } from "../monitor/connection.ts";
+import { SchedulerPluginClient } from "../plugin/request.ts";
 import type { PodStatus } from "./pod_status.ts";
-import { aborted, childScope, onAbort, randomInt, repeat, type TaskScope } from "./util/async.ts";
-import type { Clock } from "./util/clock.ts";
-import type { CoalescingSignal } from "./util/signal.ts";
-import { metricsURL, runMetricsLoop } from "./vm_metrics/scrape.ts";
-import type { VmStatusWaiter } from "./vm_status_waiter.ts";
+import { aborted, childScope, onAbort } from "../../lib/abort.ts";
+import { repeat, type TaskScope } from "../../lib/async.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Random } from "../../lib/random.ts";
+import type { CoalescingSignal } from "../../lib/signal.ts";
+import { metricsURL, runMetricsLoop } from "../vm_metrics/scrape.ts";
+import type { VmStatusWaiter } from "../k8s/vm_status_waiter.ts";
 
 /** A namespace and a name. */
 export interface NamespacedName {
@@ -60,8 +61,10 @@ export interface NamespacedName {
 export interface RunnerDeps {
   config: AgentConfig;
   clock: Clock;
+  /** Jitter and restart delays. */
+  random: Random;
   metrics: GlobalMetrics;
-  kube: KubeClient;
+  kube: KubeApi;
   /** The current scheduler's pod IP, or null. */
   schedulerIP: () => string | null;
   statusWaiter: VmStatusWaiter;
@@ -72,7 +75,11 @@ export interface RunnerDeps {
   /** The vm-monitor health-check period; the reference's fixed 5 s unless a test shortens it. */
   healthCheckIntervalMs?: number;
   /** The plugin connection pool every Runner shares. */
-  pluginHttp: PluginHttpPool;
+  pluginHttp: PluginTransport;
+  /** Opens the VM metrics endpoints (default: a keep-alive HTTP client per endpoint). */
+  metricsHttp?: MetricsTransport;
+  /** Opens vm-monitor websockets (default: the native `WebSocket`). */
+  monitorDial?: MonitorDialer;
 }
 
 /** Fixed at the Runner's creation (S-15, S-36). */
@@ -110,8 +117,8 @@ type Worker = (scope: TaskScope, log: Log) => void | Promise<void>;
  * a tenth of the tick pull any such group apart within a few periods. A request still comes at
  * least every `requestAtLeastEverySeconds`.
  */
-export function pluginJitterMs(tickMs: number, random = randomInt): number {
-  return random(0, Math.max(100, Math.floor(tickMs / 10)));
+export function pluginJitterMs(tickMs: number, random: Random): number {
+  return random.int(0, Math.max(100, Math.floor(tickMs / 10)));
 }
 
 /** One incarnation of a VM's Runner. */
@@ -221,21 +228,16 @@ export class Runner {
   #createCore(): ExecutorCore {
     const { config, clock, metrics } = this.#deps;
     const vmInfo = this.#status.vmInfo;
-    const jitter = pluginJitterMs(config.scheduler.requestAtLeastEverySeconds * 1000);
+    const jitter = pluginJitterMs(
+      timingsOf(config).scheduler.requestAtLeastEveryMs,
+      this.#deps.random,
+    );
     // Each incarnation starts with a fresh re-report limiter, as the reference's Runner does.
     const limiter = this.#deps.scalingEvents.newLimiter();
     const observe = (histogram: typeof metrics.pluginLatency) => (ms: number, flags: number) =>
       histogram.observe({ direction: flagsDirection(flags) }, ms / 1000);
-    const coreConfig: CoreConfig = {
-      computeUnit: config.scaling.computeUnit,
-      defaultScalingConfig: config.scaling.defaultConfig,
-      neonVMRetryWait: config.neonvm.retryFailedRequestSeconds * 1000,
-      pluginRequestTick: config.scheduler.requestAtLeastEverySeconds * 1000 - jitter,
-      pluginRetryWait: config.scheduler.retryFailedRequestSeconds * 1000,
-      pluginDeniedRetryWait: config.scheduler.retryDeniedUpscaleSeconds * 1000,
-      monitorDeniedDownscaleCooldown: config.monitor.retryDeniedDownscaleSeconds * 1000,
-      monitorRequestedUpscaleValidPeriod: config.monitor.requestedUpscaleValidSeconds * 1000,
-      monitorRetryWait: config.monitor.retryFailedRequestSeconds * 1000,
+    const coreConfig = coreConfigOf(config, {
+      pluginTickJitterMs: jitter,
       log: {
         warn: (w) => this.#log.child("exec").child("core").warn(w.message, { code: w.code }),
       },
@@ -260,7 +262,7 @@ export class Runner {
           );
         },
       },
-    };
+    });
     return new ExecutorCore(vmInfo, coreConfig, {
       clock,
       onNextActions: () => metrics.runnerNextActions.inc(),
@@ -270,13 +272,14 @@ export class Runner {
 
   #spawnWorkers(core: ExecutorCore, spawn: (name: string, worker: Worker, log?: Log) => void) {
     const { config, metrics, clock } = this.#deps;
+    const t = timingsOf(config);
     const status = this.#status;
     const pod = this.#pod;
     const log = this.#log;
 
     spawn("podStatus updater", (scope, wlog) => {
-      const period = config.refereshStateIntervalSeconds * 1000;
-      repeat(scope, period, period, () => {
+      const period = t.refreshStateMs;
+      repeat(scope, clock, period, period, () => {
         status.update();
         const reasons = status.stuckReasons();
         if (reasons.length > 0 && status.state !== "panicked") {
@@ -306,6 +309,9 @@ export class Runner {
         parse: parseSystemMetrics,
         apply: (m, withLock) => core.updateSystemMetrics(m, withLock),
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "system" }),
+        clock,
+        random: this.#deps.random,
+        transport: this.#deps.metricsHttp,
         log: wlog,
       }));
 
@@ -321,6 +327,9 @@ export class Runner {
         parse: parseLFCMetrics,
         apply: (m, withLock) => core.updateLFCMetrics(m, withLock),
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "LFC" }),
+        clock,
+        random: this.#deps.random,
+        transport: this.#deps.metricsHttp,
         log: wlog,
       }));
 
@@ -330,14 +339,14 @@ export class Runner {
       runMonitorConnection({
         addr: `ws://${hostPort(pod.podIP, config.monitor.serverPort)}/monitor`,
         signal,
-        connectionRetryMinWaitMs: config.monitor.connectionRetryMinWaitSeconds * 1000,
+        connectionRetryMinWaitMs: t.monitor.connectionRetryMinWaitMs,
         dispatcher: {
-          connectTimeoutMs: config.monitor.connectionTimeoutSeconds * 1000,
-          responseTimeoutMs: config.monitor.responseTimeoutSeconds * 1000,
-          maxHealthCheckSequentialFailuresMs:
-            config.monitor.maxHealthCheckSequentialFailuresSeconds * 1000,
+          connectTimeoutMs: t.monitor.connectionTimeoutMs,
+          responseTimeoutMs: t.monitor.responseTimeoutMs,
+          maxHealthCheckSequentialFailuresMs: t.monitor.maxHealthCheckSequentialFailuresMs,
           healthCheckIntervalMs: this.#deps.healthCheckIntervalMs,
           clock,
+          dial: this.#deps.monitorDial,
           hooks: {
             onOutbound: (endpoint, code) => metrics.monitorOutbound.inc({ endpoint, code }),
             onInbound: (endpoint, code) => metrics.monitorInbound.inc({ endpoint, code }),
@@ -365,7 +374,7 @@ export class Runner {
     const plugin = new SchedulerPluginClient({
       scheduler: this.#deps.schedulerIP,
       port: config.scheduler.requestPort,
-      timeoutMs: config.scheduler.requestTimeoutSeconds * 1000,
+      timeoutMs: t.scheduler.requestTimeoutMs,
       pod: pod.pod,
       computeUnit: config.scaling.computeUnit,
       http: this.#deps.pluginHttp,
@@ -377,8 +386,8 @@ export class Runner {
         kube: this.#deps.kube,
         vm: pod.vm,
         memorySlotSize: pod.memSlotSize,
-        timeoutMs: config.neonvm.requestTimeoutSeconds * 1000,
-        statusWaitMs: config.neonvm.statusWaitSeconds * 1000,
+        timeoutMs: t.neonvm.requestTimeoutMs,
+        statusWaitMs: t.neonvm.statusWaitMs,
         statusWaiter: this.#deps.statusWaiter,
         clock,
         log: exec.child("neonvm").child("client"),

@@ -6,7 +6,8 @@
  * @module
  */
 
-import type { Log } from "./log.ts";
+import type { Clock } from "../../lib/clock.ts";
+import type { Log } from "../../lib/log.ts";
 
 /** Options of {@link serveDump}. */
 export interface DumpServerOptions {
@@ -18,6 +19,8 @@ export interface DumpServerOptions {
   log: Log;
   /** Closes the listener; the reference keeps it open through shutdown, so callers rarely do. */
   signal?: AbortSignal;
+  /** Times each request's deadline. */
+  clock: Clock;
 }
 
 function text(status: number, body: string): Response {
@@ -52,15 +55,15 @@ export function serveDump(options: DumpServerOptions): Deno.HttpServer<Deno.NetA
         return text(400, "bad JSON");
       }
     }
-    const timeout = AbortSignal.timeout(options.timeoutMs);
+    const deadline = options.clock.deadline(options.timeoutMs);
     try {
-      const dump = await options.collect(timeout);
+      const dump = await options.collect(deadline.signal);
       log.debug("responding", { status: 200 });
       return new Response(JSON.stringify(dump), {
         headers: { "content-type": "application/json" },
       });
     } catch (err) {
-      if (timeout.aborted) {
+      if (deadline.expired) {
         const message = `timed out after ${options.timeoutMs / 1000}s while getting state`;
         log.error("responding", { status: 500, error: message });
         return text(500, message);
@@ -68,6 +71,8 @@ export function serveDump(options: DumpServerOptions): Deno.HttpServer<Deno.NetA
       const message = `error while getting state: ${(err as Error).message}`;
       log.warn("responding", { status: 400, error: message });
       return text(400, message);
+    } finally {
+      deadline.dispose();
     }
   });
 }

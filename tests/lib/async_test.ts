@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { repeat } from "../../agent/util/async.ts";
-import { CoalescingSignal } from "../../agent/util/signal.ts";
-import { runTask, settle } from "./executor_helpers.ts";
+import { repeat } from "../../lib/async.ts";
+import { CoalescingSignal } from "../../lib/signal.ts";
+import { ManualClock, runTask, settle } from "../agent/executor_helpers.ts";
 
 /** Timers the test fires by hand. */
 function manualTimers() {
@@ -11,19 +11,21 @@ function manualTimers() {
     calls.push(call);
     return () => call.live = false;
   };
-  return { calls, timer };
+  const clock = new ManualClock();
+  clock.timerHook = timer;
+  return { calls, clock };
 }
 
 Deno.test("repeat: first delay, then the period after each run has ended", async () => {
-  const { calls, timer } = manualTimers();
+  const { calls, clock } = manualTimers();
   const stop = new AbortController();
   const finish: (() => void)[] = [];
   let runs = 0;
   const loop = runTask(stop.signal, (scope) =>
-    repeat(scope, 30, 100, () => {
+    repeat(scope, clock, 30, 100, () => {
       runs++;
       return new Promise<void>((resolve) => finish.push(resolve));
-    }, timer));
+    }));
   assert.deepEqual(calls.map((c) => c.ms), [30]);
   calls[0].fire();
   assert.equal(runs, 1);
@@ -39,12 +41,12 @@ Deno.test("repeat: first delay, then the period after each run has ended", async
 });
 
 Deno.test("repeat: synchronous runs re-arm at once, and a throwing run rejects", async () => {
-  const { calls, timer } = manualTimers();
+  const { calls, clock } = manualTimers();
   let runs = 0;
   const loop = runTask(new AbortController().signal, (scope) =>
-    repeat(scope, 0, 5, () => {
+    repeat(scope, clock, 0, 5, () => {
       if (++runs === 3) throw new Error("run 3 broke");
-    }, timer));
+    }));
   calls[0].fire();
   calls[1].fire();
   calls[2].fire();

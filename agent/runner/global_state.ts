@@ -8,12 +8,12 @@
  * @module
  */
 
-import type { VmEvent } from "./k8s/vm_watcher.ts";
-import type { Log } from "./log.ts";
+import type { VmEvent } from "../k8s/vm_watcher.ts";
+import type { Log } from "../../lib/log.ts";
+import { timingsOf } from "../config/timings.ts";
 import { type EndState, PodStatus, type StuckLimits } from "./pod_status.ts";
 import { type NamespacedName, Runner, type RunnerDeps, type RunnerDump } from "./runner.ts";
-import { randomInt, sleepUnlessAborted } from "./util/async.ts";
-import { CoalescingSignal } from "./util/signal.ts";
+import { CoalescingSignal } from "../../lib/signal.ts";
 
 /** Options of {@link GlobalState}. */
 export interface GlobalStateOptions {
@@ -71,15 +71,16 @@ export class GlobalState {
     this.#restartDelayMs = options.restartDelayMs ?? [5000, 10000];
     this.#restartImmediatelyAfterMs = options.restartImmediatelyAfterMs ?? 10000;
     const { monitor, neonvm, scheduler } = options.deps.config;
+    const t = timingsOf(options.deps.config);
     this.#limits = {
-      unhealthyAfterSilenceMs: monitor.unhealthyAfterSilenceDurationSeconds * 1000,
-      unhealthyStartupGraceMs: monitor.unhealthyStartupGracePeriodSeconds * 1000,
+      unhealthyAfterSilenceMs: t.monitor.unhealthyAfterSilenceMs,
+      unhealthyStartupGraceMs: t.monitor.unhealthyStartupGraceMs,
       monitorFailureThreshold: monitor.maxFailedRequestRate.threshold,
       neonvmFailureThreshold: neonvm.maxFailedRequestRate.threshold,
       schedulerFailureThreshold: scheduler.maxFailedRequestRate.threshold,
-      monitorFailureWindowMs: monitor.maxFailedRequestRate.intervalSeconds * 1000,
-      neonvmFailureWindowMs: neonvm.maxFailedRequestRate.intervalSeconds * 1000,
-      schedulerFailureWindowMs: scheduler.maxFailedRequestRate.intervalSeconds * 1000,
+      monitorFailureWindowMs: t.monitor.failureWindowMs,
+      neonvmFailureWindowMs: t.neonvm.failureWindowMs,
+      schedulerFailureWindowMs: t.scheduler.failureWindowMs,
     };
   }
 
@@ -202,9 +203,9 @@ export class GlobalState {
     const runtime = end.time - record.status.startTime;
     const delay = runtime > this.#restartImmediatelyAfterMs
       ? 0
-      : randomInt(this.#restartDelayMs[0], this.#restartDelayMs[1]);
+      : this.#deps.random.int(this.#restartDelayMs[0], this.#restartDelayMs[1]);
     log.info("Runner will restart", { totalRuntime: runtime / 1000, delay: delay / 1000 });
-    if (!await sleepUnlessAborted(delay, record.scope.signal)) {
+    if (!await this.#deps.clock.sleep(delay, record.scope.signal)) {
       log.info("canceling Runner restart: the VM went away");
       return;
     }

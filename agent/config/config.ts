@@ -16,9 +16,20 @@ import {
   type Resources,
   type ScalingConfig,
   validateScalingConfig,
-} from "../core/mod.ts";
-import { parseQuantity, quantityToBytes, quantityToMilli } from "./k8s/quantity.ts";
-import { estimatorProblems } from "./k8s/vm.ts";
+} from "../../core/mod.ts";
+import { parseQuantity, quantityToBytes, quantityToMilli } from "../k8s/quantity.ts";
+import { estimatorProblems } from "../k8s/vm.ts";
+import { billingConfigSchema, scalingEventsConfigSchema } from "../../billing/config.ts";
+import {
+  isUint,
+  port,
+  positiveNumber,
+  Problem,
+  scalar,
+  show,
+  string,
+  uint,
+} from "../../lib/config_fields.ts";
 
 /** A config file that cannot be used; `problems` lists each violation on its own. */
 export class ConfigError extends Error {
@@ -29,81 +40,6 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
     this.problems = problems;
   }
-}
-
-/** A rejected value, with a message more specific than "expected X, got Y". */
-class Problem {
-  constructor(readonly message: string) {}
-}
-
-function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
-
-/**
- * A scalar field. `decode` returns the value, a {@link Problem}, or `undefined` for a plain
- * "expected <expected>, got <value>". An absent key takes `absent`, or is a problem without one.
- */
-function scalar<T>(
-  expected: string,
-  decode: (value: unknown) => T | Problem | undefined,
-  absent?: T,
-) {
-  // `.optional()` only makes the key optional in the input type (so `.prefault({})` type-checks);
-  // an absent key still reaches the transform, which applies `absent`.
-  return z.unknown().optional().transform((value, ctx): T => {
-    let result: T | Problem | undefined;
-    if (value !== undefined) {
-      result = decode(value) ?? new Problem(`expected ${expected}, got ${show(value)}`);
-    } else {
-      result = absent ?? new Problem(`missing, expected ${expected}`);
-    }
-    if (!(result instanceof Problem)) return result;
-    // `continue` lets the enclosing default-scaling-config check still run and add its findings.
-    ctx.addIssue({ code: "custom", message: result.message, continue: true });
-    return z.NEVER;
-  });
-}
-
-function isUint(value: unknown): value is number {
-  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
-}
-
-/** Go `uint`: negatives and fractions rejected; `nonZero` is the spec's "≠0" rule. */
-function uint(options: { nonZero: boolean; absent?: number }) {
-  const expected = options.nonZero ? "a positive integer" : "a non-negative integer";
-  return scalar(expected, (value) => {
-    if (!isUint(value)) return undefined;
-    if (options.nonZero && value === 0) return new Problem("must be a non-zero integer, got 0");
-    return value;
-  }, options.absent);
-}
-
-/** A TCP port; `allowZero` for listening ports, where 0 lets the OS pick a free one. */
-function port(options: { allowZero: boolean; absent?: number }) {
-  const min = options.allowZero ? 0 : 1;
-  return scalar(
-    `an integer port ${min}-65535`,
-    (value) => isUint(value) && value >= min && value <= 65535 ? value : undefined,
-    options.absent,
-  );
-}
-
-function positiveNumber(absent?: number) {
-  return scalar("a number > 0", (value) => {
-    if (typeof value !== "number") return undefined;
-    return value > 0 ? value : new Problem(`must be > 0, got ${show(value)}`);
-  }, absent);
-}
-
-/** `absent` given: optional, defaulting to it; otherwise required and non-empty. */
-function string(absent?: string) {
-  const expected = absent === undefined ? "a non-empty string" : "a string";
-  return scalar(expected, (value) => {
-    if (typeof value !== "string") return undefined;
-    return absent === undefined && value === "" ? undefined : value;
-  }, absent);
 }
 
 /**
@@ -189,66 +125,6 @@ const metricsSource = z.strictObject({
   port: port({ allowZero: false }),
   requestTimeoutSeconds: uint({ nonZero: true }),
   secondsBetweenRequests: uint({ nonZero: true }),
-});
-
-const clientBase = {
-  pushEverySeconds: uint({ nonZero: true }),
-  pushRequestTimeoutSeconds: uint({ nonZero: true }),
-  maxBatchSize: uint({ nonZero: true }),
-};
-
-const httpClient = z.strictObject({ url: string(), ...clientBase });
-
-/** `requirePrefix`: scaling events need one, billing may put objects at the container root. */
-function azureBlobClient(requirePrefix: boolean) {
-  return z.strictObject({
-    endpoint: string(),
-    container: string(),
-    prefixInContainer: requirePrefix ? string() : string(""),
-    ...clientBase,
-  });
-}
-
-function s3Client(requirePrefix: boolean) {
-  return z.strictObject({
-    bucket: string(),
-    region: string(),
-    /** Empty: the SDK's regional endpoint; otherwise a path-style base URL (MinIO). */
-    endpoint: string(""),
-    prefixInBucket: requirePrefix ? string() : string(""),
-    ...clientBase,
-  });
-}
-
-// Billing's on-disk spool settings join this object (billing issue).
-const billing = z.strictObject({
-  cpuMetricName: string(),
-  activeTimeMetricName: string(),
-  collectEverySeconds: uint({ nonZero: true }),
-  accumulateEverySeconds: uint({ nonZero: true }),
-  /** Absent, `null` or `{}`: no clients. */
-  clients: z
-    .strictObject({
-      http: httpClient.optional(),
-      azureBlob: azureBlobClient(false).optional(),
-      s3: s3Client(false).optional(),
-    })
-    .prefault({}),
-});
-
-const scalingEvents = z.strictObject({
-  // Positive, unlike the reference's "≠0" (DECISIONS: negative cuMultiplier rejected).
-  cuMultiplier: positiveNumber(),
-  // Positive too, and used by the limiter rather than a hard-coded 0.25 (DECISIONS, billing Q2).
-  rereportThreshold: positiveNumber(),
-  regionName: string(),
-  /** No `http` sink for scaling events. */
-  clients: z
-    .strictObject({
-      azureBlob: azureBlobClient(true).optional(),
-      s3: s3Client(true).optional(),
-    })
-    .prefault({}),
 });
 
 const scheduler = z.strictObject({
@@ -352,8 +228,8 @@ const listen = z
 export const agentConfigSchema = z.strictObject({
   // Rejected when 0, unlike the reference, whose refresh ticker then throws forever (S-31).
   refereshStateIntervalSeconds: uint({ nonZero: true }),
-  billing,
-  scalingEvents,
+  billing: billingConfigSchema,
+  scalingEvents: scalingEventsConfigSchema,
   scaling: z.strictObject({
     /** Converted to the core's units: milli-CPU and bytes. */
     computeUnit: z
@@ -371,11 +247,13 @@ export const agentConfigSchema = z.strictObject({
 
 /** The decoded and validated config. */
 export type AgentConfig = z.output<typeof agentConfigSchema>;
-export type BillingConfig = AgentConfig["billing"];
-export type ScalingEventsConfig = AgentConfig["scalingEvents"];
-export type HttpClientConfig = z.output<typeof httpClient>;
-export type AzureBlobClientConfig = z.output<ReturnType<typeof azureBlobClient>>;
-export type S3ClientConfig = z.output<ReturnType<typeof s3Client>>;
+export type {
+  AzureBlobClientConfig,
+  BillingConfig,
+  HttpClientConfig,
+  S3ClientConfig,
+  ScalingEventsConfig,
+} from "../../billing/config.ts";
 export type MetricsSourceConfig = z.output<typeof metricsSource>;
 export type FailedRequestRateConfig = z.output<typeof failedRequestRate>;
 export type SchedulerConfig = AgentConfig["scheduler"];

@@ -14,10 +14,10 @@ import type {
   StateDump,
   SystemMetrics,
   VmInfo,
-} from "../core/mod.ts";
-import { encodeBytes, encodeMilliCPU, formatK8sTime } from "./k8s/quantity.ts";
-import type { PodDump } from "./global_state.ts";
-import type { RunnerDump } from "./runner.ts";
+} from "../../core/mod.ts";
+import { encodeBytes, encodeMilliCPU, formatK8sTime } from "../k8s/quantity.ts";
+import type { PodDump } from "../runner/global_state.ts";
+import type { RunnerDump } from "../runner/runner.ts";
 
 type Json = unknown;
 

@@ -5,9 +5,9 @@
  * @module
  */
 
-import type { VmInfo } from "../core/mod.ts";
-import type { Clock } from "./util/clock.ts";
-import { RecentCounter } from "./util/recent_counter.ts";
+import type { VmInfo } from "../../core/mod.ts";
+import type { Clock } from "../../lib/clock.ts";
+import { RecentCounter } from "./recent_counter.ts";
 
 /** The runner-state label of `autoscaling_agent_runners_current`. */
 export type RunnerStateLabel = "ok" | "stuck" | "panicked" | "";

@@ -11,8 +11,9 @@
  * @module
  */
 
-import { CANCELED, DEADLINE, type HttpFailureKind, type HttpOutcome } from "./http_request.ts";
-import { onAbort } from "./util/async.ts";
+import { CANCELED, DEADLINE, type HttpFailureKind, type HttpOutcome } from "./outcome.ts";
+import { onAbort } from "../../lib/abort.ts";
+import type { Clock } from "../../lib/clock.ts";
 
 /** Longest status line plus headers accepted (exporters send a handful of short headers). */
 export const MAX_HEAD_BYTES = 64 * 1024;
@@ -86,6 +87,8 @@ type Framing = "none" | "length" | "chunked" | "close";
 export interface HttpClientOptions {
   /** Longest response body accepted, in bytes. */
   maxBodyBytes: number;
+  /** Times each request's deadline. */
+  clock: Clock;
 }
 
 /** A failure this client detected itself, with its kind. */
@@ -104,6 +107,7 @@ export class HttpClient {
   readonly #target: Target;
   #getRequest: Uint8Array | undefined;
   readonly #maxBodyBytes: number;
+  readonly #clock: Clock;
 
   #conn: Deno.TcpConn | undefined;
   #connHostname = "";
@@ -136,6 +140,7 @@ export class HttpClient {
     this.url = url;
     this.#target = targetOf(new URL(url));
     this.#maxBodyBytes = opts.maxBodyBytes;
+    this.#clock = opts.clock;
   }
 
   /**
@@ -175,7 +180,7 @@ export class HttpClient {
     let status: number | null = null;
     if (signal.aborted) return failure(null, "canceled", CANCELED, new Error(CANCELED));
     this.#stopReason = undefined;
-    const timer = setTimeout(this.#onDeadline, timeoutMs);
+    const cancelDeadline = this.#clock.timer(timeoutMs, this.#onDeadline);
     const removeAbort = onAbort(signal, this.#onCancel);
     this.#buf = spareBuffers.pop() ?? new Uint8Array(INITIAL_BUFFER_BYTES);
     try {
@@ -205,7 +210,7 @@ export class HttpClient {
       const kind = err instanceof HttpFailure ? err.kind : "other";
       return failure(status, kind, err instanceof Error ? err.message : String(err), err);
     } finally {
-      clearTimeout(timer);
+      cancelDeadline();
       removeAbort();
       const buf = this.#buf;
       this.#buf = NO_BUFFER;
