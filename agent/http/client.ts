@@ -13,6 +13,7 @@
 
 import { CANCELED, DEADLINE, type HttpFailureKind, type HttpOutcome } from "./outcome.ts";
 import { onAbort } from "../../lib/abort.ts";
+import { USER_AGENT } from "./user_agent.ts";
 import type { Clock } from "../../lib/clock.ts";
 
 /** Longest status line plus headers accepted (exporters send a handful of short headers). */
@@ -36,7 +37,6 @@ const decoder = new TextDecoder();
 const headDecoder = new TextDecoder("latin1");
 
 // What fetch sent before this client replaced it.
-const USER_AGENT = `Deno/${Deno.version.deno}`;
 
 const LF = 10;
 const CR = 13;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { HttpClient, MAX_HEAD_BYTES } from "../../agent/http/client.ts";
 import { systemClock } from "../../lib/clock.ts";
+import { USER_AGENT } from "../../agent/http/user_agent.ts";
 import { CANCELED, DEADLINE, type HttpOutcome } from "../../agent/http/outcome.ts";
 import { metricsClient, scrapeMetrics } from "../../agent/vm_metrics/scrape.ts";
 
@@ -249,7 +250,7 @@ Deno.test("http get: the request it sends", async () => {
     assert.equal(
       server.requests[0],
       `GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n` +
-        `User-Agent: Deno/${Deno.version.deno}\r\nAccept: text/plain\r\n\r\n`,
+        `User-Agent: ${USER_AGENT}\r\nAccept: text/plain\r\n\r\n`,
     );
   });
 });
@@ -700,7 +701,7 @@ Deno.test("http post: the request it sends", async () => {
     assert.equal(
       server.requests[0],
       `POST /metrics HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n` +
-        `User-Agent: Deno/${Deno.version.deno}\r\nContent-Type: application/json\r\n` +
+        `User-Agent: ${USER_AGENT}\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${length}\r\n\r\n${sent}`,
     );
   });
