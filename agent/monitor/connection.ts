@@ -7,7 +7,8 @@
  */
 
 import { type Clock, systemClock } from "../../lib/clock.ts";
-import { CloseCode, Dispatcher, type DispatcherOptions, type MonitorLog } from "./dispatcher.ts";
+import { CloseCode } from "./close.ts";
+import { Dispatcher, type DispatcherOptions, type MonitorLog } from "./dispatcher.ts";
 
 export interface MonitorConnectionOptions {
   /** `ws://<podIP>:<port>/monitor`. */

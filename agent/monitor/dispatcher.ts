@@ -6,8 +6,8 @@
  *
  * An idle connection holds no suspended async call: the agent keeps one per VM, thousands per
  * process, and each parked async chain (with the promises and closures of every re-armed wait)
- * cost kilobytes of heap. Frames arrive by callback from the socket, and the health checks are a
- * timer-driven state machine.
+ * cost kilobytes of heap. Frames arrive by callback from the socket, and the health checks
+ * (`health.ts`) are a timer-driven state machine.
  *
  * @module
  */
@@ -15,22 +15,22 @@
 import type { Resources } from "../../core/mod.ts";
 import type { Log } from "../../lib/log.ts";
 import { childScope, onAbort } from "../../lib/abort.ts";
-import { wakeOrAbort } from "../../lib/async.ts";
-import { type Cancel, type Clock, systemClock } from "../../lib/clock.ts";
+import { type Clock, systemClock } from "../../lib/clock.ts";
+import { errorText, toError } from "../../lib/result.ts";
 import { type MonitorDialer, type MonitorSocket, SocketState } from "../ports.ts";
+import { CloseCode, closeSocket } from "./close.ts";
+import { abortedWith, handshake, HandshakeError } from "./handshake.ts";
+import { DEFAULT_HEALTH_CHECK_INTERVAL_MS, HealthChecks } from "./health.ts";
+import { type Frame, Inbox } from "./inbox.ts";
 import {
   type DecodedFrame,
-  decodeHandshakeReply,
   decodeInbound,
   downscaleContent,
   encodeOutbound,
-  encodeVersionRange,
   type InboundMessage,
   MAX_MESSAGE_BYTES,
   type OutboundContent,
   type OutboundType,
-  PROTOCOL_VERSION_MAX,
-  PROTOCOL_VERSION_MIN,
   REPLY_TYPE,
   type ReplyFor,
   type ReplyType,
@@ -42,25 +42,6 @@ import {
 export type MonitorLog = Pick<Log, "debug" | "info" | "warn" | "error">;
 
 const silent: MonitorLog = { debug() {}, info() {}, warn() {}, error() {} };
-
-/**
- * Close codes. `WebSocket.close()` only accepts 1000 and 3000–4999 (S-27), so the reference's
- * 1002 / 1009 / 1011 become 4002 / 4009 / 4011; the monitor does not interpret them.
- */
-export const CloseCode = {
-  normal: 1000,
-  protocolError: 4002,
-  messageTooBig: 4009,
-  internalError: 4011,
-} as const;
-
-export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
-
-/** Close reasons are limited to 123 UTF-8 bytes by the websocket protocol. */
-export const MAX_CLOSE_REASON_BYTES = 123;
-
-/** The reference's hard-coded health-check period (protocols.md §1.8). */
-export const DEFAULT_HEALTH_CHECK_INTERVAL_MS = 5000;
 
 /** The error a request fails with when the monitor answers `InternalError`. */
 export const INTERNAL_ERROR_MESSAGE = "monitor experienced an internal error";
@@ -124,124 +105,6 @@ class HandlerError extends Error {
   }
 }
 
-type Frame = string | ArrayBuffer;
-
-/** Where the inbox hands frames once the message handler runs. */
-interface FrameSink {
-  frame(frame: Frame): void;
-  /** After the last frame, with the reason the socket closed. */
-  closed(reason: Error): void;
-}
-
-/**
- * Buffers frames from the moment the socket is created, so nothing sent right after the
- * handshake (an early `UpscaleRequest`) is lost before the message handler starts.
- */
-class Inbox {
-  readonly opened: Promise<void>;
-  readonly closed: Promise<void>;
-  #frames: Frame[] = [];
-  #sink: FrameSink | undefined;
-  #closedBecause: Error | undefined;
-  #wake: (() => void) | undefined;
-  #lastError = "";
-
-  constructor(socket: MonitorSocket) {
-    const opened = Promise.withResolvers<void>();
-    const closed = Promise.withResolvers<void>();
-    this.opened = opened.promise;
-    this.closed = closed.promise;
-    // Only observed through `closed`/`next()`; an unawaited rejection would kill the process.
-    this.opened.catch(() => {});
-    socket.onopen = () => opened.resolve();
-    socket.onmessage = (e: MessageEvent) => {
-      if (this.#sink !== undefined) return this.#sink.frame(e.data);
-      this.#frames.push(e.data);
-      this.#wake?.();
-    };
-    socket.onerror = (e: Event) => {
-      if (e instanceof ErrorEvent && e.message) this.#lastError = e.message;
-    };
-    socket.onclose = (e: CloseEvent) => {
-      this.#closedBecause = new Error(describeClose(e, this.#lastError));
-      opened.reject(this.#closedBecause);
-      this.#wake?.();
-      // Before `closed` resolves, so whoever awaits it finds the connection already ended.
-      this.#sink?.closed(this.#closedBecause);
-      closed.resolve();
-    };
-  }
-
-  /** The next frame; rejects when the socket closed (after the buffered frames) or on abort. */
-  async next(signal: AbortSignal): Promise<Frame> {
-    while (this.#frames.length === 0) {
-      if (this.#closedBecause !== undefined) throw this.#closedBecause;
-      signal.throwIfAborted();
-      await wakeOrAbort(signal, (wake) => this.#wake = wake);
-    }
-    return this.#frames.shift()!;
-  }
-
-  /**
-   * Hands the buffered frames to `sink` at once, then each new frame as it arrives; ends with
-   * `sink.closed`. Replaces {@linkcode next}.
-   */
-  deliverTo(sink: FrameSink): void {
-    const buffered = this.#frames;
-    this.#frames = [];
-    // Synchronous, so no newer frame can be delivered in between.
-    for (const frame of buffered) sink.frame(frame);
-    if (this.#closedBecause !== undefined) sink.closed(this.#closedBecause);
-    else this.#sink = sink;
-  }
-}
-
-function describeClose(e: CloseEvent, lastError: string): string {
-  if (!e.wasClean) {
-    return `connection lost${lastError ? `: ${lastError}` : ""} (code ${e.code})`;
-  }
-  return `connection closed by peer (code ${e.code}${e.reason ? `, reason ${e.reason}` : ""})`;
-}
-
-/** Resolves with the abort reason when the signal aborts; the listener is removed by `done`. */
-function abortedWith(signal: AbortSignal): { promise: Promise<never>; done(): void } {
-  const { promise, reject } = Promise.withResolvers<never>();
-  promise.catch(() => {});
-  const onAbort = () => reject(signal.reason);
-  if (signal.aborted) onAbort();
-  else signal.addEventListener("abort", onAbort, { once: true });
-  return { promise, done: () => signal.removeEventListener("abort", onAbort) };
-}
-
-class HandshakeError extends Error {
-  constructor(message: string, readonly closeCode: CloseCode) {
-    super(message);
-  }
-}
-
-/** Cuts `text` to at most `maxBytes` of UTF-8 without splitting a character. */
-export function truncateUtf8(text: string, maxBytes = MAX_CLOSE_REASON_BYTES): string {
-  const encoder = new TextEncoder();
-  if (encoder.encode(text).byteLength <= maxBytes) return text;
-  let bytes = 0;
-  let end = 0;
-  for (const char of text) {
-    const size = encoder.encode(char).byteLength;
-    if (bytes + size > maxBytes) break;
-    bytes += size;
-    end += char.length;
-  }
-  return text.slice(0, end);
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
 /** The agent side of one vm-monitor websocket connection. */
 export class Dispatcher {
   /** The negotiated protocol version. */
@@ -256,25 +119,12 @@ export class Dispatcher {
   readonly #hooks: DispatcherHooks;
   readonly #log: MonitorLog;
   readonly #responseTimeoutMs: number;
-  readonly #healthCheckIntervalMs: number;
-  readonly #maxHealthCheckFailureMs: number;
   readonly #waiters = new Map<number, Waiter>();
   readonly #resolveExited: (error: Error | null) => void;
   #lastId = 0;
   #exitError: Error | null | undefined;
   #removeAbort: (() => void) | undefined;
-  /** The health checks' grid starts here; `#lastTick` is the grid point last checked for. */
-  readonly #healthStart: number;
-  #lastTick: number;
-  #cancelHealthTimer: Cancel | undefined;
-  readonly #onHealthTick = () => {
-    this.#cancelHealthTimer = undefined;
-    this.#lastTick += this.#healthCheckIntervalMs;
-    this.#startHealthCheck();
-  };
-  #okSequence = 0;
-  #failSequence = 0;
-  #failStreakStart: number | null = null;
+  readonly #health: HealthChecks;
 
   /**
    * Dials `addr`, negotiates the protocol version and starts the message handler and the health
@@ -330,17 +180,24 @@ export class Dispatcher {
     this.#hooks = opts.hooks ?? {};
     this.#log = opts.log ?? silent;
     this.#responseTimeoutMs = opts.responseTimeoutMs;
-    this.#healthCheckIntervalMs = opts.healthCheckIntervalMs ?? DEFAULT_HEALTH_CHECK_INTERVAL_MS;
-    this.#maxHealthCheckFailureMs = opts.maxHealthCheckSequentialFailuresMs;
     const exited = Promise.withResolvers<Error | null>();
     this.exited = exited.promise;
     this.#resolveExited = exited.resolve;
-    this.#healthStart = this.#lastTick = this.#clock.now();
+    this.#health = new HealthChecks({
+      clock: this.#clock,
+      intervalMs: opts.healthCheckIntervalMs ?? DEFAULT_HEALTH_CHECK_INTERVAL_MS,
+      maxSequentialFailuresMs: opts.maxHealthCheckSequentialFailuresMs,
+      log: this.#log,
+      probe: () => this.healthCheck(),
+      ended: () => this.hasExited,
+      onSuccess: () => this.#hooks.onHealthCheckSuccess?.(),
+      fail: (error) => this.exit(CloseCode.internalError, error),
+    });
     // A plain callback instead of a child AbortController, which would cost more than the rest
     // of an idle connection's state; nothing here needs a signal of its own.
     if (opts.signal.aborted) this.exit(CloseCode.normal, null);
     else this.#removeAbort = onAbort(opts.signal, () => this.exit(CloseCode.normal, null));
-    if (!this.hasExited) this.#scheduleHealthCheck();
+    if (!this.hasExited) this.#health.start();
     inbox.deliverTo({
       frame: (frame) => this.#onFrame(frame),
       closed: (reason) => this.#onClosed(reason),
@@ -366,7 +223,7 @@ export class Dispatcher {
     this.#exitError = error;
     this.#resolveExited(error);
     this.#removeAbort?.();
-    this.#cancelHealthTimer?.();
+    this.#health.stop();
     // S-8 lets pending calls run to their timeout; failing them now is equivalent, only sooner.
     const closing = new Error(
       `vm-monitor connection ended: ${error === null ? "normal exit" : error.message}`,
@@ -644,77 +501,6 @@ export class Dispatcher {
       this.#log.error("inbound request hook failed", { error: errorText(err) });
     }
   }
-
-  /**
-   * Probes every period on a fixed grid from the connect time, like Go's ticker: a check that
-   * overran a tick runs the next one at once, and further missed ticks are dropped. Between
-   * checks only the timer is held.
-   */
-  #scheduleHealthCheck(): void {
-    const period = this.#healthCheckIntervalMs;
-    const now = this.#clock.now();
-    if (now < this.#lastTick + period) {
-      this.#cancelHealthTimer = this.#clock.timer(
-        this.#lastTick + period - now,
-        this.#onHealthTick,
-      );
-      return;
-    }
-    const start = this.#healthStart;
-    this.#lastTick = start + Math.floor((now - start) / period) * period;
-    this.#startHealthCheck();
-  }
-
-  #startHealthCheck(): void {
-    this.#runHealthCheck().catch((err) => this.exit(CloseCode.internalError, toError(err)));
-  }
-
-  async #runHealthCheck(): Promise<void> {
-    const began = this.#clock.now();
-    let failure: unknown;
-    try {
-      await this.healthCheck();
-    } catch (err) {
-      failure = err;
-    }
-    if (this.hasExited) return;
-    const ended = this.#clock.now();
-    const duration = ended - began;
-    if (failure === undefined) {
-      this.#failSequence = 0;
-      this.#failStreakStart = null;
-      const okSequence = ++this.#okSequence;
-      if (okSequence % 10 === 0) {
-        this.#log.info("vm-monitor health check successful", { duration, okSequence });
-      }
-      try {
-        this.#hooks.onHealthCheckSuccess?.();
-      } catch (err) {
-        this.#log.error("health check hook failed", { error: errorText(err) });
-      }
-      return this.#scheduleHealthCheck();
-    }
-    this.#okSequence = 0;
-    const failSequence = ++this.#failSequence;
-    this.#log.error("vm-monitor health check failed", {
-      duration,
-      failSequence,
-      error: errorText(failure),
-    });
-    if (this.#failStreakStart === null) {
-      this.#failStreakStart = ended;
-    } else if (ended - this.#failStreakStart > this.#maxHealthCheckFailureMs) {
-      const error = new Error(
-        `vm-monitor health checks have been failing for more than ` +
-          `${this.#maxHealthCheckFailureMs} ms (${failSequence} in a row)`,
-      );
-      this.#log.error("vm-monitor health checks failing for too long, closing connection", {
-        failSequence,
-      });
-      return this.exit(CloseCode.internalError, error);
-    }
-    this.#scheduleHealthCheck();
-  }
 }
 
 function decodeOrFail(frame: string): DecodedFrame {
@@ -723,63 +509,4 @@ function decodeOrFail(frame: string): DecodedFrame {
   } catch (err) {
     throw new HandlerError(`malformed message: ${errorText(err)}`);
   }
-}
-
-async function handshake(
-  socket: MonitorSocket,
-  inbox: Inbox,
-  addr: string,
-  signal: AbortSignal,
-): Promise<number> {
-  try {
-    await inbox.opened;
-  } catch (err) {
-    throw new HandshakeError(
-      `error establishing websocket connection to ${addr}: ${errorText(err)}`,
-      CloseCode.internalError,
-    );
-  }
-  try {
-    socket.send(encodeVersionRange());
-  } catch (err) {
-    throw new HandshakeError(
-      `error sending protocol range to vm-monitor: ${errorText(err)}`,
-      CloseCode.internalError,
-    );
-  }
-  let reply;
-  try {
-    const frame = await inbox.next(signal);
-    if (typeof frame !== "string") throw new Error("received a binary frame");
-    reply = decodeHandshakeReply(frame);
-  } catch (err) {
-    throw new HandshakeError(
-      `error reading vm-monitor response during protocol handshake: ${errorText(err)}`,
-      CloseCode.protocolError,
-    );
-  }
-  if (reply.error !== null) {
-    throw new HandshakeError(
-      `vm-monitor returned error during protocol handshake: ${JSON.stringify(reply.error)}`,
-      CloseCode.protocolError,
-    );
-  }
-  const version = reply.version;
-  // Fixes the reference accepting a reply without a version as "version 0" (DECISIONS.md).
-  if (version === null || version < PROTOCOL_VERSION_MIN || version > PROTOCOL_VERSION_MAX) {
-    throw new HandshakeError(
-      `vm-monitor negotiated ${version === null ? "no" : "unsupported"} protocol version` +
-        `${version === null ? "" : ` ${version}`} (supported: ` +
-        `[${PROTOCOL_VERSION_MIN}, ${PROTOCOL_VERSION_MAX}])`,
-      CloseCode.protocolError,
-    );
-  }
-  return version;
-}
-
-function closeSocket(socket: MonitorSocket, code: CloseCode, reason: string): void {
-  if (socket.readyState === SocketState.closing || socket.readyState === SocketState.closed) {
-    return;
-  }
-  socket.close(code, truncateUtf8(reason));
 }

@@ -1,7 +1,8 @@
 /** The vm-monitor dispatcher against the fake monitor: requests, replies, inbound handling. */
 import assert from "node:assert/strict";
 import type { MonitorServer } from "../../sim/vm/monitor_server.ts";
-import { CloseCode, Dispatcher, INTERNAL_ERROR_MESSAGE } from "../../agent/monitor/dispatcher.ts";
+import { CloseCode } from "../../agent/monitor/close.ts";
+import { Dispatcher, INTERNAL_ERROR_MESSAGE } from "../../agent/monitor/dispatcher.ts";
 import {
   delay,
   GiB,

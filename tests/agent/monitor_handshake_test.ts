@@ -1,6 +1,7 @@
 /** The vm-monitor handshake: version negotiation, rejections, the connect timeout. */
 import assert from "node:assert/strict";
-import { CloseCode, Dispatcher } from "../../agent/monitor/dispatcher.ts";
+import { CloseCode } from "../../agent/monitor/close.ts";
+import { Dispatcher } from "../../agent/monitor/dispatcher.ts";
 import { options, until, withMonitor } from "./monitor_helpers.ts";
 
 Deno.test("handshake: sends the v1 range with a newline and gets version 1", async () => {

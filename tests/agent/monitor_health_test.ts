@@ -1,6 +1,6 @@
 /** The dispatcher's periodic health checks and the failure-streak teardown. */
 import assert from "node:assert/strict";
-import { CloseCode } from "../../agent/monitor/dispatcher.ts";
+import { CloseCode } from "../../agent/monitor/close.ts";
 import { delay, received, until, withDispatcher, withMonitor } from "./monitor_helpers.ts";
 
 Deno.test("health checks: periodic, the first one a full period after connecting", async () => {

@@ -1,7 +1,7 @@
 /** Shared set-up for the vm-monitor client tests: the fake monitor, hooks that record, waits. */
 import { MonitorServer, type MonitorServerOptions } from "../../sim/vm/monitor_server.ts";
+import { CloseCode } from "../../agent/monitor/close.ts";
 import {
-  CloseCode,
   Dispatcher,
   type DispatcherHooks,
   type DispatcherOptions,

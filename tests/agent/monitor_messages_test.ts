@@ -1,6 +1,6 @@
 /** The vm-monitor wire format: encoders and the inbound decoders. */
 import assert from "node:assert/strict";
-import { truncateUtf8 } from "../../agent/monitor/dispatcher.ts";
+import { truncateUtf8 } from "../../agent/monitor/close.ts";
 import {
   decodeHandshakeReply,
   decodeInbound,
