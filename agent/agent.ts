@@ -10,6 +10,9 @@ import { BillingCollector } from "../billing/collector.ts";
 import { BillingCollectorMetrics } from "../billing/metrics.ts";
 import { openReportingPipelines } from "../billing/reporting/clients.ts";
 import { ScalingEventsReporter } from "../billing/scaling_events.ts";
+import type { PipelineKind } from "../billing/reporting/metrics.ts";
+import type { ClientName, Transport } from "../billing/reporting/transport.ts";
+import { denoStorage, type Storage } from "../billing/storage.ts";
 import type { AgentConfig } from "./config/config.ts";
 import { timingsOf } from "./config/timings.ts";
 import { GlobalState } from "./runner/global_state.ts";
@@ -45,7 +48,8 @@ export interface AgentOptions {
   config: AgentConfig;
   nodeName: string;
   podIP: string;
-  kubeConfig: k8s.KubeConfig;
+  /** How to reach the Kubernetes API; only needed when `ports.kube` is not given. */
+  kubeConfig?: k8s.KubeConfig;
   /**
    * Where the billing checkpoint and the reporting spools live; it must survive restarts of the
    * agent (a hostPath in the DaemonSet).
@@ -67,7 +71,16 @@ export interface AgentOptions {
     plugin?: PluginTransport;
     metrics?: MetricsTransport;
     monitor?: MonitorDialer;
+    /** The state directory's file system (default: the process's own). */
+    storage?: Storage;
+    /** Replaces the transport of each configured billing and scaling-events client. */
+    destinations?: (pipeline: PipelineKind, client: ClientName) => Transport;
   };
+  /**
+   * Serve the global and per-VM metrics and the state dump (default true); the node simulator
+   * binds no ports.
+   */
+  serve?: boolean;
   /** Test knobs; production uses the reference's fixed values. */
   tuning?: {
     healthCheckIntervalMs?: number;
@@ -83,8 +96,11 @@ export interface Agent {
   readonly metrics: GlobalMetrics;
   readonly perVmMetrics: PerVmMetrics;
   readonly state: GlobalState;
-  /** Where the global metrics, per-VM metrics and (if enabled) state dump are served. */
-  readonly addresses: { metrics: string; vmMetrics: string; dump: string | null };
+  /**
+   * Where the global metrics, per-VM metrics and (if enabled) state dump are served; null when
+   * started without serving.
+   */
+  readonly addresses: { metrics: string | null; vmMetrics: string | null; dump: string | null };
   /** Stops Runners, watchers and servers; resolves once the servers closed. */
   stop(): Promise<void>;
 }
@@ -142,7 +158,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const metrics = new GlobalMetrics();
   const perVmMetrics = new PerVmMetrics();
   const limit = config.neonvm.patchRateLimit;
-  const kube: KubeApi = ports.kube ?? new KubeClient(options.kubeConfig, {
+  const storage = ports.storage ?? denoStorage;
+  if (ports.kube === undefined && options.kubeConfig === undefined) {
+    throw new Error("startAgent needs a kubeConfig or a kube port");
+  }
+  const kube: KubeApi = ports.kube ?? new KubeClient(options.kubeConfig!, {
     vmRateLimiter: new TokenBucket({
       perSecond: limit.perSecond,
       burst: limit.burst,
@@ -157,7 +177,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const perVm = new PerVmMetricsUpkeep(perVmMetrics, nodeName, config.scalingEvents.cuMultiplier);
   const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
   const hostname = options.hostname ?? Deno.hostname();
-  await Deno.mkdir(options.stateDir, { recursive: true });
+  storage.mkdir(options.stateDir);
   // The spools replay what an earlier run left before anything new is produced.
   const reporting = await openReportingPipelines(config, {
     spoolDir: `${options.stateDir}/spool`,
@@ -165,6 +185,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     log: log.child("reporting"),
     clock,
     random,
+    storage,
+    transport: ports.destinations,
   });
   reporting.billing.start();
   reporting.scalingEvents.start();
@@ -247,6 +269,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       source: vms,
       sink: reporting.billing,
       stateDir: options.stateDir,
+      storage,
       metrics: new BillingCollectorMetrics(metrics.registry),
       clock,
       log: log.child("billing"),
@@ -254,19 +277,22 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     billingDone = collector.run(billingScope.signal);
 
     const host = config.listen.host;
-    servers.push(serveMetrics(metrics.registry, {
-      hostname: host,
-      port: config.listen.metricsPort,
-      signal: root.signal,
-    }));
-    servers.push(serveMetrics(perVmMetrics.registry, {
-      hostname: host,
-      port: config.listen.vmMetricsPort,
-      signal: root.signal,
-    }));
+    const serve = options.serve ?? true;
+    if (serve) {
+      servers.push(serveMetrics(metrics.registry, {
+        hostname: host,
+        port: config.listen.metricsPort,
+        signal: root.signal,
+      }));
+      servers.push(serveMetrics(perVmMetrics.registry, {
+        hostname: host,
+        port: config.listen.vmMetricsPort,
+        signal: root.signal,
+      }));
+    }
     let dump: string | null = null;
     let stopped = false;
-    const dumpServer = config.dumpState === null ? null : serveDump({
+    const dumpServer = !serve || config.dumpState === null ? null : serveDump({
       hostname: host,
       port: config.dumpState.port,
       timeoutMs: timingsOf(config).dumpTimeoutMs!,
@@ -276,10 +302,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
     if (dumpServer !== null) dump = url(dumpServer, "/");
 
+    const addresses = {
+      metrics: serve ? url(servers[0], "/metrics") : null,
+      vmMetrics: serve ? url(servers[1], "/metrics") : null,
+      dump,
+    };
     log.info("agent started", {
       nodeName,
       podIP: options.podIP,
-      metrics: url(servers[0], "/metrics"),
+      metrics: addresses.metrics,
       dump,
       kubeTransport: kube.transport,
     });
@@ -287,11 +318,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       metrics,
       perVmMetrics,
       state,
-      addresses: {
-        metrics: url(servers[0], "/metrics"),
-        vmMetrics: url(servers[1], "/metrics"),
-        dump,
-      },
+      addresses,
       async stop() {
         stopped = true;
         // Billing first: its final collection reads the VM watch, which is still running.

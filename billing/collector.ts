@@ -10,8 +10,9 @@
  * One file in the state directory holds the collector's state: the window start `W`, the last
  * collection's wall time, the per-series history, the hostname of the process that measured it,
  * a generation number (drains fully handed to the sink) and the list of *pending* drains, each
- * with its generation and its events' exact bytes. Every write goes to a temporary file, is
- * fsynced, renamed over the checkpoint and followed by an fsync of the directory.
+ * with its generation and its events' exact bytes. Every write goes through the state
+ * directory's `Storage` (`storage.ts`) as one atomic, durable replacement: a temporary file,
+ * fsynced, renamed over the checkpoint, then an fsync of the directory.
  *
  * - Collection: update the state in memory, then write the checkpoint. Usage counts as measured
  *   once that write succeeds.
@@ -44,6 +45,7 @@ import { type Log, silentLog } from "../lib/log.ts";
 import { encodeIncrementalEvent, idempotencyKey, roundHalfAwayFromZero } from "./events.ts";
 import type { BillingCollectorMetrics, CollectorErrorCause, VmLabel } from "./metrics.ts";
 import type { EventSink } from "./sink.ts";
+import { denoStorage, type Storage } from "./storage.ts";
 
 /** The label that opts a VM into autoscaling; the collector's metrics break VMs down by it. */
 const LABEL_AUTOSCALING_ENABLED = "autoscaling.neon.tech/enabled";
@@ -93,6 +95,8 @@ export interface BillingCollectorOptions {
   sink: EventSink;
   /** Where the checkpoint lives; null disables it (a crash then loses undrained usage). */
   stateDir: string | null;
+  /** The file system the checkpoint is written to (default: the process's own). */
+  storage?: Storage;
   metrics?: BillingCollectorMetrics;
   /** Times collections and drains, and stamps the events. */
   clock?: Clock;
@@ -172,6 +176,7 @@ export class BillingCollector {
   readonly #options: BillingCollectorOptions;
   readonly #clock: Clock;
   readonly #log: Log;
+  readonly #storage: Storage;
 
   #present = new Map<string, number>();
   #lastCollect: Instant | null = null;
@@ -184,6 +189,7 @@ export class BillingCollector {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#log = options.log ?? silentLog;
+    this.#storage = options.storage ?? denoStorage;
   }
 
   /**
@@ -239,7 +245,7 @@ export class BillingCollector {
       return;
     }
     try {
-      await Deno.mkdir(dir, { recursive: true });
+      this.#storage.mkdir(dir);
     } catch (err) {
       this.#error("checkpoint_write", "Cannot create the billing state directory", err);
     }
@@ -511,7 +517,7 @@ export class BillingCollector {
       (_key, value) => typeof value === "bigint" ? value.toString() : value,
     );
     try {
-      await writeFileAtomically(dir, CHECKPOINT_FILE, text);
+      await this.#storage.replace(`${dir}/${CHECKPOINT_FILE}`, [new TextEncoder().encode(text)]);
       return true;
     } catch (err) {
       this.#error("checkpoint_write", "Cannot write the billing checkpoint", err);
@@ -523,7 +529,7 @@ export class BillingCollector {
     const path = `${dir}/${CHECKPOINT_FILE}`;
     let text: string;
     try {
-      text = await Deno.readTextFile(path);
+      text = new TextDecoder().decode(await this.#storage.readFile(path));
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return null;
       this.#error("checkpoint_read", "Cannot read the billing checkpoint", err);
@@ -541,32 +547,11 @@ export class BillingCollector {
     const aside = `${path}.corrupt-${this.#clock.now()}`;
     this.#error("checkpoint_read", `Unreadable billing checkpoint moved to ${aside}`, problem);
     try {
-      await Deno.rename(path, aside);
+      this.#storage.rename(path, aside);
+      this.#storage.syncDir(dir);
     } catch (err) {
       this.#error("checkpoint_write", "Cannot move the unreadable billing checkpoint", err);
     }
     return null;
-  }
-}
-
-/** Temporary file, fsync, rename, directory fsync: the file holds the old or the new text. */
-async function writeFileAtomically(dir: string, name: string, text: string): Promise<void> {
-  const temporary = `${dir}/${name}.tmp`;
-  const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
-  try {
-    const bytes = new TextEncoder().encode(text);
-    for (let written = 0; written < bytes.length;) {
-      written += await file.write(bytes.subarray(written));
-    }
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(temporary, `${dir}/${name}`);
-  const directory = await Deno.open(dir, { read: true });
-  try {
-    await directory.sync();
-  } finally {
-    directory.close();
   }
 }

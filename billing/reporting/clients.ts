@@ -8,12 +8,14 @@ import type { Registry } from "prom-client";
 import type { BillingConfig, ScalingEventsConfig } from "../config.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Log } from "../../lib/log.ts";
-import type { Random } from "../../lib/random.ts";
+import { type Random, systemRandom } from "../../lib/random.ts";
+import type { Storage } from "../storage.ts";
 import { AzureBlobTransport, type AzureBlobTransportOptions } from "./azure_blob.ts";
-import { billingObjectKey, scalingEventsObjectKey } from "./keys.ts";
+import { billingObjectKey, scalingEventsObjectKey, shortId } from "./keys.ts";
+import type { PipelineKind } from "./metrics.ts";
 import { type ReportingClient, ReportingPipeline } from "./pipeline.ts";
 import { S3Transport, type S3TransportOptions } from "./s3.ts";
-import { HttpTransport } from "./transport.ts";
+import { type ClientName, HttpTransport, type Transport } from "./transport.ts";
 
 /** A transport whose SDK loads on first use can be made ready ahead of it. */
 interface Preparable {
@@ -30,6 +32,7 @@ export interface ClientCredentials {
 export function billingClients(
   clients: BillingConfig["clients"],
   credentials: ClientCredentials = {},
+  random: Random = systemRandom,
 ): ReportingClient[] {
   const out: ReportingClient[] = [];
   if (clients.http) {
@@ -40,22 +43,24 @@ export function billingClients(
       ...pushSettings(clients.http),
     });
   }
-  return [...out, ...blobClients(clients, billingObjectKey, credentials)];
+  return [...out, ...blobClients(clients, billingObjectKey, credentials, random)];
 }
 
 /** Scaling events: azureblob, then s3; no HTTP client. */
 export function scalingEventsClients(
   clients: ScalingEventsConfig["clients"],
   credentials: ClientCredentials = {},
+  random: Random = systemRandom,
 ): ReportingClient[] {
-  return blobClients(clients, scalingEventsObjectKey, credentials);
+  return blobClients(clients, scalingEventsObjectKey, credentials, random);
 }
 
 /** The Azure Blob and S3 clients, in that order; the pipelines differ only in the key layout. */
 function blobClients(
   clients: Pick<BillingConfig["clients"], "azureBlob" | "s3">,
-  objectKey: (prefix: string, at: Date) => string,
+  objectKey: (prefix: string, at: Date, id: string) => string,
   credentials: ClientCredentials,
+  random: Random,
 ): ReportingClient[] {
   const out: ReportingClient[] = [];
   if (clients.azureBlob) {
@@ -63,7 +68,7 @@ function blobClients(
     out.push({
       name: "azureblob",
       format: "jsonLinesGzip",
-      objectKey: (at) => objectKey(c.prefixInContainer, at),
+      objectKey: (at) => objectKey(c.prefixInContainer, at, shortId(random)),
       transport: new AzureBlobTransport({
         endpoint: c.endpoint,
         container: c.container,
@@ -77,7 +82,7 @@ function blobClients(
     out.push({
       name: "s3",
       format: "jsonLinesGzip",
-      objectKey: (at) => objectKey(c.prefixInBucket, at),
+      objectKey: (at) => objectKey(c.prefixInBucket, at, shortId(random)),
       transport: new S3Transport({ ...c, credentials: credentials.s3 }),
       ...pushSettings(c),
     });
@@ -106,8 +111,15 @@ export interface ReportingPipelinesOptions {
   credentials?: ClientCredentials;
   /** Times pushes, back-off and deadlines. */
   clock?: Clock;
-  /** For the back-off jitter. */
+  /** For the back-off jitter and the object keys' random part. */
   random?: Random;
+  /** Where the spools live (default: the process's file system). */
+  storage?: Storage;
+  /**
+   * Replaces the transport of each configured client (the node simulator's destinations): the
+   * clients, their formats and push settings still come from the config.
+   */
+  transport?: (pipeline: PipelineKind, client: ClientName) => Transport;
 }
 
 /**
@@ -125,9 +137,20 @@ export async function openReportingPipelines(
     spoolCapBytes: options.spoolCapBytes,
     clock: options.clock,
     random: options.random,
+    storage: options.storage,
   };
-  const billingList = billingClients(config.billing.clients, options.credentials);
-  const scalingEventsList = scalingEventsClients(config.scalingEvents.clients, options.credentials);
+  const random = options.random ?? systemRandom;
+  const replace = options.transport;
+  const build = (kind: PipelineKind, list: ReportingClient[]) =>
+    replace === undefined ? list : list.map((c) => ({ ...c, transport: replace(kind, c.name) }));
+  const billingList = build(
+    "billing",
+    billingClients(config.billing.clients, options.credentials, random),
+  );
+  const scalingEventsList = build(
+    "scalingevents",
+    scalingEventsClients(config.scalingEvents.clients, options.credentials, random),
+  );
   // The blob SDKs load lazily; building their clients here keeps a broken one a start-up failure.
   await Promise.all(
     [...billingList, ...scalingEventsList].map((c) => (c.transport as Preparable).prepare?.()),

@@ -28,6 +28,7 @@ import { ClientQueue, type Journaled, JournalError } from "./queue.ts";
 import { type Clock, systemClock } from "../../lib/clock.ts";
 import { type Random, systemRandom } from "../../lib/random.ts";
 import { DEFAULT_RETRY, type RetryPolicy, Sender } from "./sender.ts";
+import { denoStorage, type Storage, type StorageLock } from "../storage.ts";
 import { Canceled, type ClientName, type Transport } from "./transport.ts";
 
 /** One configured destination (billing.md 3.1). */
@@ -56,6 +57,8 @@ export interface PipelineOptions {
   /** For the back-off jitter. */
   random?: Random;
   retry?: Partial<RetryPolicy>;
+  /** Where the spool lives (default: the process's file system). */
+  storage?: Storage;
 }
 
 /** Per-client state, for status pages and tests. */
@@ -87,7 +90,7 @@ export class ReportingPipeline implements EventSink {
   readonly #senders: Sender[] = [];
   readonly #log: Log;
   readonly #clock: Clock;
-  readonly #lock: Deno.FsFile | null = null;
+  readonly #lock: StorageLock | null = null;
   #stopped = false;
 
   /**
@@ -103,13 +106,11 @@ export class ReportingPipeline implements EventSink {
     this.#clock = options.clock ?? systemClock;
     const metrics = new ReportingMetrics(options.kind, options.registry);
     if (options.clients.length === 0) return;
+    const storage = options.storage ?? denoStorage;
     const root = join(options.spoolDir, options.kind);
-    Deno.mkdirSync(root, { recursive: true });
-    const lock = Deno.openSync(join(root, "lock"), { create: true, write: true });
-    if (!lock.tryLockSync(true)) {
-      lock.close();
-      throw new Error(`spool ${root} is in use by another process`);
-    }
+    storage.mkdir(root);
+    const lock = storage.tryLock(join(root, "lock"));
+    if (lock === null) throw new Error(`spool ${root} is in use by another process`);
     this.#lock = lock;
     const retry = { ...DEFAULT_RETRY, ...options.retry };
     try {
@@ -125,6 +126,7 @@ export class ReportingPipeline implements EventSink {
           metrics,
           log,
           clock: this.#clock,
+          storage,
         });
         this.#queues.push(queue);
         this.#senders.push(
@@ -248,10 +250,6 @@ export class ReportingPipeline implements EventSink {
 
   #release(): void {
     for (const queue of this.#queues) queue.close();
-    try {
-      this.#lock?.unlockSync();
-    } finally {
-      this.#lock?.close();
-    }
+    this.#lock?.release();
   }
 }

@@ -10,6 +10,7 @@ import type { Log } from "../../lib/log.ts";
 import { type BatchFormat, buildBatch } from "./batch.ts";
 import type { ReportingMetrics } from "./metrics.ts";
 import { ClientSpool, type SpooledBatch } from "./spool.ts";
+import type { Storage } from "../storage.ts";
 
 export interface ClientQueueOptions {
   client: string;
@@ -23,6 +24,8 @@ export interface ClientQueueOptions {
   metrics: ReportingMetrics;
   log: Log;
   clock: Clock;
+  /** Where the spool's files live (default: the process's file system). */
+  storage?: Storage;
 }
 
 /** Journal writes made for one enqueue, not yet visible to the batcher. */
@@ -68,7 +71,7 @@ export class ClientQueue {
     this.#options = options;
     this.client = options.client;
     this.maxBatchSize = options.maxBatchSize;
-    this.#spool = new ClientSpool(options.dir);
+    this.#spool = new ClientSpool(options.dir, options.storage);
     const recovered = this.#spool.recover();
     const log = options.log;
     for (const name of recovered.unreadable) {

@@ -12,10 +12,14 @@
  *   recovery.
  * - `dead/<seq>.batch`: quarantined batches, kept for a manual replay.
  *
+ * Every file operation goes through the state directory's `Storage` (`../storage.ts`), whose
+ * durability rules are the ones this layout relies on.
+ *
  * @module
  */
 
 import { join } from "node:path";
+import { type AppendHandle, denoStorage, type Storage } from "../storage.ts";
 
 /** A completed batch, in the queue by reference: its bytes stay on disk. */
 export interface SpooledBatch {
@@ -73,31 +77,17 @@ function seqName(seq: number, ext: string): string {
   return `${String(seq).padStart(12, "0")}.${ext}`;
 }
 
-/** Writes all of `bytes` (a single `writeSync` may write less). */
-function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
-  let offset = 0;
-  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
-}
-
-/** Makes renames, creations and removals in `dir` durable. */
-function syncDir(dir: string): void {
-  const handle = Deno.openSync(dir, { read: true });
-  try {
-    handle.syncSync();
-  } finally {
-    handle.close();
-  }
-}
-
 export class ClientSpool {
   readonly dir: string;
   readonly deadDir: string;
-  #journal: { seq: number; file: Deno.FsFile } | null = null;
+  readonly #fs: Storage;
+  #journal: { seq: number; file: AppendHandle } | null = null;
 
-  constructor(dir: string) {
+  constructor(dir: string, storage: Storage = denoStorage) {
     this.dir = dir;
     this.deadDir = join(dir, "dead");
-    Deno.mkdirSync(this.deadDir, { recursive: true });
+    this.#fs = storage;
+    storage.mkdir(this.deadDir);
   }
 
   // ---- journals ----
@@ -108,12 +98,7 @@ export class ClientSpool {
 
   /** Current length of journal `seq` (0 when absent). */
   journalLength(seq: number): number {
-    try {
-      return Deno.statSync(this.journalPath(seq)).size;
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return 0;
-      throw err;
-    }
+    return this.#fs.size(this.journalPath(seq)) ?? 0;
   }
 
   /** Appends and fdatasyncs; a new journal's directory entry is made durable too. */
@@ -123,12 +108,12 @@ export class ClientSpool {
       this.closeJournal();
       const path = this.journalPath(seq);
       created = this.journalLength(seq) === 0;
-      this.#journal = { seq, file: Deno.openSync(path, { create: true, append: true }) };
+      this.#journal = { seq, file: this.#fs.openAppend(path) };
     }
     try {
-      writeAll(this.#journal.file, encoder.encode(text));
-      this.#journal.file.syncDataSync();
-      if (created) syncDir(this.dir);
+      this.#journal.file.write(encoder.encode(text));
+      this.#journal.file.syncData();
+      if (created) this.#fs.syncDir(this.dir);
     } catch (err) {
       // The handle's position is unknown after a failed write; the next append reopens it.
       this.closeJournal();
@@ -143,13 +128,7 @@ export class ClientSpool {
       this.removeJournal(seq);
       return;
     }
-    const file = Deno.openSync(this.journalPath(seq), { write: true });
-    try {
-      file.truncateSync(length);
-      file.syncDataSync();
-    } finally {
-      file.close();
-    }
+    this.#fs.truncate(this.journalPath(seq), length);
   }
 
   /** Removes journal `seq` if present. No directory fsync: a resurrected journal is dropped at
@@ -157,7 +136,7 @@ export class ClientSpool {
   removeJournal(seq: number): void {
     if (this.#journal?.seq === seq) this.closeJournal();
     try {
-      Deno.removeSync(this.journalPath(seq));
+      this.#fs.remove(this.journalPath(seq));
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
@@ -189,25 +168,14 @@ export class ClientSpool {
       bodyBytes: body.length,
     };
     const head = encoder.encode(`${JSON.stringify(header)}\n`);
-    const path = join(dir, seqName(batch.seq, "batch"));
-    const tmp = `${path}.tmp`;
-    const file = Deno.openSync(tmp, { create: true, write: true, truncate: true });
-    try {
-      writeAll(file, head);
-      writeAll(file, body);
-      file.syncSync();
-    } finally {
-      file.close();
-    }
-    Deno.renameSync(tmp, path);
-    syncDir(dir);
+    this.#fs.replaceSync(join(dir, seqName(batch.seq, "batch")), [head, body]);
     return head.length + body.length;
   }
 
   /** The body bytes of a batch, from memory or from its file. */
   readBody(batch: SpooledBatch): Uint8Array {
     if (batch.body !== undefined) return batch.body;
-    return parseBatchFile(Deno.readFileSync(this.batchPath(batch.seq))).body;
+    return parseBatchFile(this.#fs.readFileSync(this.batchPath(batch.seq))).body;
   }
 
   /** Forgets a sent batch. No directory fsync: a resurrected file is only a duplicate send. */
@@ -216,7 +184,7 @@ export class ClientSpool {
       this.removeJournal(batch.seq);
       return;
     }
-    Deno.removeSync(this.batchPath(batch.seq));
+    this.#fs.remove(this.batchPath(batch.seq));
   }
 
   /** Moves a batch to dead/, keeping its bytes and object key for a manual replay. */
@@ -226,7 +194,7 @@ export class ClientSpool {
       this.removeJournal(batch.seq);
       return;
     }
-    Deno.renameSync(this.batchPath(batch.seq), join(this.deadDir, seqName(batch.seq, "batch")));
+    this.#fs.rename(this.batchPath(batch.seq), join(this.deadDir, seqName(batch.seq, "batch")));
   }
 
   // ---- start-up ----
@@ -240,11 +208,11 @@ export class ClientSpool {
     const journals = new Map<number, string>();
     const unreadable: string[] = [];
     let maxSeq = 0;
-    for (const entry of Deno.readDirSync(this.dir)) {
+    for (const entry of this.#fs.readDir(this.dir)) {
       if (!entry.isFile) continue;
       const match = /^(\d+)\.(batch|journal)$/.exec(entry.name);
       if (match === null) {
-        if (entry.name.endsWith(".tmp")) Deno.removeSync(join(this.dir, entry.name));
+        if (entry.name.endsWith(".tmp")) this.#fs.remove(join(this.dir, entry.name));
         continue;
       }
       const seq = Number(match[1]);
@@ -254,7 +222,7 @@ export class ClientSpool {
         continue;
       }
       try {
-        const { header, fileBytes } = readBatchHeader(join(this.dir, entry.name));
+        const { header, fileBytes } = readBatchHeader(this.#fs, join(this.dir, entry.name));
         batches.push({
           seq,
           count: header.count,
@@ -265,11 +233,11 @@ export class ClientSpool {
         });
       } catch {
         unreadable.push(entry.name);
-        Deno.renameSync(join(this.dir, entry.name), join(this.deadDir, entry.name));
+        this.#fs.rename(join(this.dir, entry.name), join(this.deadDir, entry.name));
       }
     }
     let deadBatches = 0;
-    for (const entry of Deno.readDirSync(this.deadDir)) {
+    for (const entry of this.#fs.readDir(this.deadDir)) {
       const match = /^(\d+)\.batch$/.exec(entry.name);
       if (match === null) continue;
       deadBatches++;
@@ -280,10 +248,10 @@ export class ClientSpool {
     const recovered: RecoveredJournal[] = [];
     for (const [seq, path] of [...journals].sort(([a], [b]) => a - b)) {
       if (batchSeqs.has(seq)) {
-        Deno.removeSync(path);
+        this.#fs.remove(path);
         continue;
       }
-      recovered.push({ seq, ...parseJournal(Deno.readFileSync(path)) });
+      recovered.push({ seq, ...parseJournal(this.#fs.readFileSync(path)) });
     }
     return { batches, journals: recovered, deadBatches, maxSeq, unreadable };
   }
@@ -296,27 +264,18 @@ export class ClientSpool {
 const MAX_HEADER_BYTES = 64 * 1024;
 
 // Only the header is read at start-up, so that a large backlog does not have to fit in memory.
-function readBatchHeader(path: string): { header: BatchHeader; fileBytes: number } {
-  const file = Deno.openSync(path, { read: true });
-  try {
-    const fileBytes = file.statSync().size;
-    const buf = new Uint8Array(Math.min(fileBytes, MAX_HEADER_BYTES));
-    let filled = 0;
-    while (filled < buf.length) {
-      const n = file.readSync(buf.subarray(filled));
-      if (n === null) break;
-      filled += n;
-    }
-    const end = buf.subarray(0, filled).indexOf(NEWLINE);
-    if (end < 0) throw new Error("batch file has no header line");
-    const header = JSON.parse(new TextDecoder().decode(buf.subarray(0, end))) as BatchHeader;
-    if (header.v !== 1 || fileBytes !== end + 1 + header.bodyBytes) {
-      throw new Error(`batch file is ${fileBytes} bytes, its header says otherwise`);
-    }
-    return { header, fileBytes };
-  } finally {
-    file.close();
+function readBatchHeader(
+  storage: Storage,
+  path: string,
+): { header: BatchHeader; fileBytes: number } {
+  const { bytes, size: fileBytes } = storage.readHead(path, MAX_HEADER_BYTES);
+  const end = bytes.indexOf(NEWLINE);
+  if (end < 0) throw new Error("batch file has no header line");
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(0, end))) as BatchHeader;
+  if (header.v !== 1 || fileBytes !== end + 1 + header.bodyBytes) {
+    throw new Error(`batch file is ${fileBytes} bytes, its header says otherwise`);
   }
+  return { header, fileBytes };
 }
 
 function parseBatchFile(bytes: Uint8Array): { header: BatchHeader; body: Uint8Array } {

@@ -29,7 +29,7 @@ function cu(n: number): { cpu: string; slots: number } {
 }
 
 async function metricsText(sim: SimAgent): Promise<string> {
-  return await (await fetch(sim.agent.addresses.metrics)).text();
+  return await (await fetch(sim.agent.addresses.metrics!)).text();
 }
 
 /** Parses one sample line's labels. */

@@ -52,7 +52,7 @@ Deno.test("e2e: rising load is scaled up: plugin approval, then patch, then moni
     const status = (cluster.vmObject("busy") as any).status;
     assert.equal(status.memorySize, "3Gi");
     assert.ok(patch.at <= notified.at, "patch before the monitor notification");
-    const metrics = await (await fetch(sim.agent.addresses.metrics)).text();
+    const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.ok(
       (sample(metrics, "autoscaling_agent_neonvm_outbound_requests_total", { result: "ok" }) ??
         0) >= 1,
@@ -142,7 +142,7 @@ Deno.test("e2e: a monitor denial blocks the downscale, which is retried after th
       "the shrink once the monitor agrees",
       () => specUse(cluster, "stubborn").slots === 1,
     );
-    const metrics = await (await fetch(sim.agent.addresses.metrics)).text();
+    const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.ok(
       (sample(metrics, "autoscaling_agent_monitor_latency_seconds_count", { direction: "dec" }) ??
         0) >= 2,
@@ -179,7 +179,7 @@ Deno.test("e2e: a monitor UpscaleRequest scales memory up within one plugin roun
     const pluginCalls = cluster.plugin.requests.slice(before).filter((r) => r.at <= patch.at);
     assert.equal(pluginCalls.length, 1, "exactly one plugin round trip before the patch");
     assert.ok(patch.at - askedAt < 1000, `patch ${patch.at - askedAt} ms after the request`);
-    const metrics = await (await fetch(sim.agent.addresses.metrics)).text();
+    const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.equal(
       sample(metrics, "autoscaling_agent_monitor_inbound_requests_total", {
         endpoint: "UpscaleRequest",
@@ -220,7 +220,7 @@ Deno.test("e2e: the plugin granting less caps the patch; the rest is asked for a
       "the rest once the plugin grants it",
       () => specUse(cluster, "capped").slots === 4,
     );
-    const metrics = await (await fetch(sim.agent.addresses.metrics)).text();
+    const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.ok(
       (sample(metrics, "autoscaling_agent_scaling_partial_approvals_total", { direction: "inc" }) ??
         0) >= 1,
@@ -278,7 +278,7 @@ Deno.test("e2e: VMs get and lose Runners as they are created, deleted and migrat
       true,
     );
     await waitFor("no Runner once the VM migrated away", () => agent.state.size === 0);
-    const metrics = await (await fetch(sim.agent.addresses.metrics)).text();
+    const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.equal(sample(metrics, "autoscaling_agent_runner_starts"), 2);
     assert.equal(
       cluster.vm("elsewhere").monitor.sessionCount,
