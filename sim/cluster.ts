@@ -11,7 +11,12 @@
  */
 
 import { BillingCollector } from "./billing/collector.ts";
-import { FakeKubeApi, makeSchedulerPod, makeVirtualMachine } from "./k8s/mod.ts";
+import {
+  FakeKubeApi,
+  type FakeKubeApiOptions,
+  makeSchedulerPod,
+  makeVirtualMachine,
+} from "./k8s/mod.ts";
 import type { Bounds } from "./k8s/objects.ts";
 import type { StoreEvent } from "./k8s/store.ts";
 import type { JsonObject } from "./k8s/json.ts";
@@ -70,6 +75,8 @@ export interface ClusterOptions {
   billingCollector?: boolean;
   /** Where to write the kubeconfig file (default a new temporary file). */
   kubeconfigPath?: string;
+  /** More settings of the API server (its clock, bookmark period, watch lifetimes, ...). */
+  api?: Omit<FakeKubeApiOptions, "controller">;
 }
 
 /** The ports every VM listens on at its own address. */
@@ -127,6 +134,7 @@ export class Cluster {
   static async start(options: ClusterOptions = {}): Promise<Cluster> {
     const step = options.controllerStepMs ?? 35;
     const api = new FakeKubeApi({
+      ...options.api,
       controller: { enabled: true, scalingDelayMs: step, resizeDelayMs: step, stepDelayMs: step },
     });
     await api.start();

@@ -13,6 +13,8 @@ export interface FailureOptions {
   /** Answer 200 with a truncated, undecodable JSON body instead of an error status. */
   garbage?: boolean;
   message?: string;
+  /** Sent as `Retry-After` and as the Status's `details.retryAfterSeconds`. */
+  retryAfterSeconds?: number;
 }
 
 interface FailureRule {
@@ -22,9 +24,10 @@ interface FailureRule {
   remaining: number;
   garbage: boolean;
   message: string;
+  retryAfterSeconds?: number;
 }
 
-export type Failure = Pick<FailureRule, "status" | "garbage" | "message">;
+export type Failure = Pick<FailureRule, "status" | "garbage" | "message" | "retryAfterSeconds">;
 
 export class FailureRules {
   #rules: FailureRule[] = [];
@@ -37,6 +40,7 @@ export class FailureRules {
       remaining: options.count ?? Infinity,
       garbage: options.garbage ?? false,
       message: options.message ?? `injected ${verb} failure`,
+      retryAfterSeconds: options.retryAfterSeconds,
     });
   }
 

@@ -2,7 +2,16 @@
  * The fake Kubernetes API server (protocols.md §10.4): plain HTTP on a loopback port, serving
  * VirtualMachines and Pods with list, watch, get and patch, discovery for kubectl, and a harness
  * API for tests to change the cluster and inject faults.
+ *
+ * By default it behaves as a production API server does toward a quiet client: a watch lasts
+ * its `timeoutSeconds`, else a random 30–60 min; a watch that allows bookmarks gets one every
+ * minute; the event history is compacted every 5 min, to where it stood at the compaction
+ * before, so an older resourceVersion gets 410 Expired. {@link FakeKubeApi.overload} makes it
+ * answer 429 with `Retry-After`, as API Priority and Fairness does. Give it a virtual clock to
+ * run minutes of this in milliseconds.
  */
+import { type Cancel, type Clock, systemClock } from "../../lib/clock.ts";
+import { type Random, systemRandom } from "../../lib/random.ts";
 import { ApiError, badRequest, pathNotFound, reasonForCode, statusObject } from "./status.ts";
 import { cloneJson, isJsonObject, type Json, type JsonObject } from "./json.ts";
 import {
@@ -37,12 +46,19 @@ export interface FakeKubeApiOptions {
   /** When set, requests must carry `Authorization: Bearer <token>` or get 401. */
   token?: string;
   retention?: RetentionOptions;
-  /** Wall clock in ms (timestamps, ages). */
-  now?: () => number;
+  /** Times watches, bookmarks and compactions, and stamps objects (default: the system's). */
+  clock?: Clock;
+  /** Draws watch lifetimes (default: the system's). */
+  random?: Random;
   /** Period of bookmarks on watches that allow them (default 60 s; 0 = on demand only). */
   bookmarkPeriodMs?: number;
-  /** End watches after this long when the client set no `timeoutSeconds` (default 30 min). */
-  maxWatchLifetimeMs?: number;
+  /**
+   * How long a watch lasts when the client set no `timeoutSeconds`: fixed ms, or a random ms in
+   * [min, max) (default 30–60 min, as the API server's minRequestTimeout of 30 min gives).
+   */
+  watchLifetimeMs?: number | readonly [number, number];
+  /** Period of event-history compactions (default 5 min, as the API server's; 0 = none). */
+  compactionPeriodMs?: number;
   /** Answer watches from an expired resourceVersion with HTTP 410 instead of an ERROR event. */
   expiredWatchAsHttp410?: boolean;
   /** Store patched CPU fields as canonical MilliCPU JSON, as NeonVM's mutating webhook does. */
@@ -126,24 +142,29 @@ export class FakeKubeApi {
   expiredWatchAsHttp410: boolean;
   normalizeCpus: boolean;
   bookmarkPeriodMs: number;
-  maxWatchLifetimeMs: number;
+  watchLifetimeMs: number | readonly [number, number];
 
   readonly #options: FakeKubeApiOptions;
   readonly #watches = new Set<WatchStream>();
   readonly #failures = new FailureRules();
   readonly #requests: RecordLog<RequestRecord>;
   readonly #patches: RecordLog<PatchRecord>;
+  readonly #clock: Clock;
+  readonly #random: Random;
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
   #unsubscribe: (() => void) | undefined;
+  #cancelCompaction: Cancel | undefined;
 
   constructor(options: FakeKubeApiOptions = {}) {
     this.#options = options;
-    this.store = new ObjectStore({ retention: options.retention, now: options.now });
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? systemRandom;
+    this.store = new ObjectStore({ retention: options.retention, now: () => this.#clock.now() });
     this.controller = new NeonVmController(this.store, options.controller);
     this.expiredWatchAsHttp410 = options.expiredWatchAsHttp410 ?? false;
     this.normalizeCpus = options.normalizeCpus ?? false;
     this.bookmarkPeriodMs = options.bookmarkPeriodMs ?? 60_000;
-    this.maxWatchLifetimeMs = options.maxWatchLifetimeMs ?? 30 * 60_000;
+    this.watchLifetimeMs = options.watchLifetimeMs ?? [30 * 60_000, 60 * 60_000];
     this.#requests = new RecordLog(options.maxRecords ?? 10_000);
     this.#patches = new RecordLog(options.maxRecords ?? 10_000);
   }
@@ -154,6 +175,7 @@ export class FakeKubeApi {
     this.#unsubscribe = this.store.subscribe((event) => {
       for (const watch of this.#watches) watch.deliver(event);
     });
+    this.#scheduleCompaction(this.store.resourceVersion);
     return new Promise((resolve) => {
       this.#server = Deno.serve({
         hostname: this.#options.hostname ?? "127.0.0.1",
@@ -176,6 +198,7 @@ export class FakeKubeApi {
 
   /** Ends every watch, stops the controller simulator and shuts the server down. */
   async close(): Promise<void> {
+    this.#cancelCompaction?.();
     this.controller.close();
     for (const watch of [...this.#watches]) watch.end();
     this.#unsubscribe?.();
@@ -245,6 +268,16 @@ export class FakeKubeApi {
     this.store.compact();
   }
 
+  /** Each compaction drops the history up to where the one before stood. */
+  #scheduleCompaction(mark: number): void {
+    const period = this.#options.compactionPeriodMs ?? 5 * 60_000;
+    if (period <= 0) return;
+    this.#cancelCompaction = this.#clock.timer(period, () => {
+      this.store.compactTo(mark);
+      this.#scheduleCompaction(this.store.resourceVersion);
+    });
+  }
+
   // ---- records ----
 
   get requests(): RequestRecord[] {
@@ -267,7 +300,25 @@ export class FakeKubeApi {
     this.#failures.add(verb, options);
   }
 
-  /** Removes every failure rule and the added latency. */
+  /**
+   * Overload, as API Priority and Fairness answers it: requests of `verbs` (default: list, get,
+   * patch and watch) get 429 TooManyRequests with `Retry-After`, until cleared or `count` of
+   * them were refused.
+   */
+  overload(
+    options: { retryAfterSeconds?: number; verbs?: readonly Verb[]; count?: number } = {},
+  ): void {
+    for (const verb of options.verbs ?? ["list", "get", "patch", "watch"] as const) {
+      this.#failures.add(verb, {
+        status: 429,
+        count: options.count,
+        retryAfterSeconds: options.retryAfterSeconds ?? 1,
+        message: "Too many requests, please try again later.",
+      });
+    }
+  }
+
+  /** Removes every failure rule (overload included) and the added latency. */
   clearFaults(): void {
     this.#failures.clear();
     this.latencyMs = 0;
@@ -388,6 +439,8 @@ export class FakeKubeApi {
         ? e
         : new ApiError(500, "InternalError", `Internal error occurred: ${(e as Error).message}`);
       response = jsonResponse(error.toStatus(), error.code);
+      const retryAfter = error.details?.retryAfterSeconds;
+      if (retryAfter !== undefined) response.headers.set("retry-after", String(retryAfter));
     }
     record.status = response.status;
     this.#requests.push(record);
@@ -440,7 +493,10 @@ export class FakeKubeApi {
     const failure = this.#failures.take(verb, info.resource);
     if (failure === undefined) return handler();
     if (failure.garbage) return jsonResponse(`{"kind":"${info.listKind}","items":[{"metadata":`);
-    throw new ApiError(failure.status, reasonForCode(failure.status), failure.message);
+    const details = failure.retryAfterSeconds === undefined
+      ? undefined
+      : { retryAfterSeconds: failure.retryAfterSeconds };
+    throw new ApiError(failure.status, reasonForCode(failure.status), failure.message, details);
   }
 
   #get(info: ResourceInfo, namespace: string, name: string, table?: TableRequest): Response {
@@ -552,11 +608,11 @@ export class FakeKubeApi {
       matches,
       bookmarks: parseBool(params.get("allowWatchBookmarks")),
       table,
-      lifetimeMs: timeoutMs > 0 ? timeoutMs : this.maxWatchLifetimeMs,
+      lifetimeMs: timeoutMs > 0 ? timeoutMs : this.#watchLifetime(),
       bookmarkPeriodMs: this.bookmarkPeriodMs,
       bookmarkOnClose: true,
       currentRv: () => this.store.resourceVersion,
-      now: this.store.now,
+      clock: this.#clock,
       onClosed: (w) => this.#watches.delete(w),
     });
     if (replay === undefined) {
@@ -570,6 +626,11 @@ export class FakeKubeApi {
     return new Response(watch.body, {
       headers: { ...JSON_HEADERS, "cache-control": "no-cache, private" },
     });
+  }
+
+  #watchLifetime(): number {
+    const lifetime = this.watchLifetimeMs;
+    return typeof lifetime === "number" ? lifetime : this.#random.int(lifetime[0], lifetime[1]);
   }
 
   #tooOld(rv: number): ApiError {

@@ -43,7 +43,7 @@ export type StoreListener = (event: StoreEvent) => void;
 export interface RetentionOptions {
   /** Most events kept for watch replay (default 100,000). */
   maxEvents?: number;
-  /** Oldest event kept, in ms (default 15 minutes; client-node re-watches every 30 s). */
+  /** Oldest event kept, in ms (default 15 minutes). */
   maxAgeMs?: number;
 }
 
@@ -232,6 +232,17 @@ export class ObjectStore {
   compact(): void {
     this.#log = [];
     this.#logStart = 0;
+  }
+
+  /**
+   * Drops the events up to and including `rv`, as etcd's compaction does: a watch or a paginated
+   * list from an older resourceVersion then gets 410.
+   */
+  compactTo(rv: number): void {
+    const available = this.#log.length - this.#logStart;
+    let drop = 0;
+    while (drop < available && this.#log[this.#logStart + drop].rv <= rv) drop++;
+    this.#logStart += drop;
   }
 
   /** The oldest resourceVersion a watch can still start from. */

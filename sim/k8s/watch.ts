@@ -3,6 +3,7 @@
  * server's selector semantics (an object moving into or out of the selection is ADDED or
  * DELETED for this watcher), bookmarks, and the ways a stream can end.
  */
+import { type Cancel, type Clock, systemClock } from "../../lib/clock.ts";
 import type { JsonObject } from "./json.ts";
 import type { Matcher } from "./selectors.ts";
 import { type Resource, RESOURCES } from "./resources.ts";
@@ -20,14 +21,14 @@ export interface WatchSettings {
   bookmarkPeriodMs: number;
   bookmarkOnClose: boolean;
   currentRv: () => number;
-  now: () => number;
+  /** Times the stream's end, its bookmarks and cuts; `now()` stamps table rows. */
+  clock: Clock;
   onClosed: (watch: WatchStream) => void;
 }
 
 // A consumer this far behind is cut off, as a real server drops watchers it cannot feed.
 const MAX_QUEUED_CHUNKS = 100_000;
 const CUT_DELAY_MS = 50;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const encoder = new TextEncoder();
 
@@ -38,8 +39,9 @@ export class WatchStream {
   // Set while a cut is pending: nothing more may follow the half-written line.
   #cutting = false;
   #sentTableColumns = false;
-  readonly #timers: ReturnType<typeof setTimeout>[] = [];
-  readonly #intervals: ReturnType<typeof setInterval>[] = [];
+  #cancelEnd: Cancel | undefined;
+  #cancelBookmark: Cancel | undefined;
+  #cancelCut: Cancel | undefined;
 
   constructor(readonly settings: WatchSettings) {
     this.body = new ReadableStream<Uint8Array>({
@@ -48,13 +50,20 @@ export class WatchStream {
       },
       cancel: () => this.#finish(),
     });
-    // setTimeout fires at once for delays beyond 2^31-1 ms, so longer lifetimes mean "never".
-    if (settings.lifetimeMs <= MAX_TIMER_MS) {
-      this.#timers.push(setTimeout(() => this.end(settings.bookmarkOnClose), settings.lifetimeMs));
+    if (Number.isFinite(settings.lifetimeMs)) {
+      this.#cancelEnd = settings.clock.timer(
+        settings.lifetimeMs,
+        () => this.end(settings.bookmarkOnClose),
+      );
     }
-    if (settings.bookmarks && settings.bookmarkPeriodMs > 0) {
-      this.#intervals.push(setInterval(() => this.sendBookmark(), settings.bookmarkPeriodMs));
-    }
+    if (settings.bookmarks && settings.bookmarkPeriodMs > 0) this.#nextBookmark();
+  }
+
+  #nextBookmark(): void {
+    this.#cancelBookmark = this.settings.clock.timer(this.settings.bookmarkPeriodMs, () => {
+      this.sendBookmark();
+      if (!this.#closed) this.#nextBookmark();
+    });
   }
 
   get resource(): Resource {
@@ -139,8 +148,9 @@ export class WatchStream {
     this.#enqueue(line.slice(0, Math.max(1, Math.floor(line.length / 2))));
     this.#cutting = true;
     this.#clearTimers();
-    // error() discards queued chunks, so give the half line time to reach the socket first.
-    this.#timers.push(setTimeout(() => this.reset(), CUT_DELAY_MS));
+    // error() discards queued chunks, so give the half line time to reach the socket first:
+    // real time, which passes for the socket even while a virtual clock stands still.
+    this.#cancelCut = systemClock.timer(CUT_DELAY_MS, () => this.reset());
   }
 
   #send(type: string, obj: StoredObject): void {
@@ -158,7 +168,7 @@ export class WatchStream {
       [value],
       { resourceVersion: metadataOf(value).resourceVersion },
       table,
-      this.settings.now(),
+      this.settings.clock.now(),
       !this.#sentTableColumns,
     );
     this.#sentTableColumns = true;
@@ -172,10 +182,9 @@ export class WatchStream {
   }
 
   #clearTimers(): void {
-    for (const t of this.#timers) clearTimeout(t);
-    for (const t of this.#intervals) clearInterval(t);
-    this.#timers.length = 0;
-    this.#intervals.length = 0;
+    this.#cancelEnd?.();
+    this.#cancelBookmark?.();
+    this.#cancelCut?.();
   }
 
   #finish(): void {

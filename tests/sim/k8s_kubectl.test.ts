@@ -235,6 +235,19 @@ Deno.test({
             /Error from server \(NotFound\): virtualmachines\.vm\.neon\.tech "missing" not found/,
           );
         });
+
+        await t.step(
+          "under overload kubectl waits for Retry-After and gets its answer",
+          async () => {
+            api.clearRecords();
+            api.overload({ retryAfterSeconds: 1, verbs: ["get"], count: 1 });
+            const table = await ok(kube, "get", "neonvm", "alpha");
+            assert.match(table, /\nalpha\s+\S+\s+\S+\s+alpha-/);
+            const gets = api.requests.filter((r) => r.path.endsWith("/virtualmachines/alpha"));
+            assert.deepEqual(gets.map((r) => r.status), [429, 200]);
+            assert.ok(gets[1].at - gets[0].at >= 900, "the retry came after the second asked for");
+          },
+        );
       } finally {
         await Deno.remove(dir, { recursive: true });
       }

@@ -241,7 +241,7 @@ Deno.test("k8s watch: timeoutSeconds and maximum lifetime end the stream cleanly
     await withBookmark.reader.cancel();
     assert.ok(Date.now() - started < 1500);
     assert.equal(api.openWatches(), 0);
-  }, { maxWatchLifetimeMs: 200 });
+  }, { watchLifetimeMs: 200 });
 });
 
 Deno.test("k8s watch: selector transitions become ADDED and DELETED with the old content", async () => {
