@@ -86,7 +86,7 @@ export interface AgentOptions {
     healthCheckIntervalMs?: number;
     restartDelayMs?: readonly [number, number];
     watchRetryDelayMs?: number | readonly [number, number];
-    /** How long a silent watch stream is trusted (30 s, as client-node's own watch timeout). */
+    /** How long a watch stream without a byte is trusted (150 s: two and a half bookmark periods). */
     watchIdleTimeoutMs?: number;
   };
 }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { ListWatchSource } from "./k8s/reflector.ts";
+import type { ListWatchSource } from "./k8s/list_watch.ts";
 import type { JsonPatchOperation } from "./k8s/patch.ts";
 import type { TokenPriority } from "./k8s/rate_limit.ts";
 import type { HttpOutcome } from "./http/outcome.ts";

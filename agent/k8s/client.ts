@@ -8,30 +8,45 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
-import { type Cancel, type Clock, systemClock } from "../../lib/clock.ts";
+import { type Clock, type Deadline, systemClock } from "../../lib/clock.ts";
+import { USER_AGENT } from "../http/user_agent.ts";
 import type { KubeApi, KubeError, PatchOptions, PatchResult } from "../ports.ts";
-import { TokenBucket } from "./rate_limit.ts";
+import { describeKubeError, KubeApiError, retryAfterMs } from "./errors.ts";
+import { TokenBucket, type TokenPriority } from "./rate_limit.ts";
 import type { JsonPatchOperation } from "./patch.ts";
 import { type FetchTransport, fetchTransportFor } from "./transport.ts";
-import type { ListResult, ListWatchSource, WatchCallbacks, WatchEnd } from "./reflector.ts";
+import type {
+  ListResult,
+  ListWatchSource,
+  WatchCallbacks,
+  WatchEnd,
+  WatchOptions,
+} from "./reflector.ts";
+import { watchOverClientNode, watchOverFetch, type WatchTarget } from "./watch_stream.ts";
 
 export const VM_GROUP = "vm.neon.tech";
 export const VM_VERSION = "v1";
 export const VM_PLURAL = "virtualmachines";
 
-/** client-go's defaults, which the reference runs with. */
-export /**
- * Time a call keeps for its own request after waiting for a token: a token handed out just before
- * the deadline is no use, and the call would then time out instead of failing fast as client-go's
- * limiter does.
+/**
+ * Time a call keeps for its own request after waiting for a token or a `Retry-After`: a token
+ * handed out just before the deadline is no use, and the call would then time out instead of
+ * failing fast as client-go's limiter does.
  */
 const REQUEST_HEADROOM_MS = 500;
 
+/** client-go's defaults, which the reference runs with. */
 const DEFAULT_QPS = 5;
-export const DEFAULT_BURST = 10;
+const DEFAULT_BURST = 10;
+/** client-go's limit on retries after `Retry-After`. */
+const MAX_RETRIES = 10;
 
 const DEFAULT_PATCH_TIMEOUT_MS = 10_000;
-const DEFAULT_WATCH_IDLE_TIMEOUT_MS = 30_000;
+/**
+ * Two and a half bookmark periods: a live server sends a bookmark about every minute, so a
+ * stream this quiet has lost its connection.
+ */
+export const DEFAULT_WATCH_IDLE_LIMIT_MS = 150_000;
 // The reference sets none; a List that hangs would otherwise stall its watcher for good.
 const DEFAULT_LIST_TIMEOUT_MS = 60_000;
 
@@ -65,73 +80,16 @@ export function kubeConfigFromString(text: string): k8s.KubeConfig {
   return kc;
 }
 
-function rootCause(error: unknown): string {
-  let current = error;
-  const seen = new Set<unknown>();
-  while (current instanceof Error && current.cause !== undefined && !seen.has(current)) {
-    seen.add(current);
-    current = current.cause;
-  }
-  return current instanceof Error ? current.message : String(current);
-}
-
-function parseStatusBody(body: unknown): { reason?: string; message?: string } {
-  let json = body;
-  if (typeof body === "string") {
-    try {
-      json = JSON.parse(body);
-    } catch {
-      const text = body.trim();
-      return text === "" ? {} : { message: text.slice(0, 500) };
-    }
-  }
-  if (typeof json !== "object" || json === null) return {};
-  const { reason, message } = json as Record<string, unknown>;
-  return {
-    reason: typeof reason === "string" && reason !== "" ? reason : undefined,
-    message: typeof message === "string" && message !== "" ? message : undefined,
-  };
-}
-
 export type { KubeError, PatchOptions, PatchResult };
-
-/** Reduces anything client-node throws to a {@link KubeError}. */
-export function describeKubeError(error: unknown): KubeError {
-  if (error instanceof k8s.ApiException) {
-    const status = parseStatusBody(error.body);
-    return {
-      status: error.code,
-      reason: status.reason,
-      message: status.message ?? `HTTP ${error.code}`,
-    };
-  }
-  const statusCode = (error as { statusCode?: unknown } | null)?.statusCode;
-  if (typeof statusCode === "number") {
-    return { status: statusCode, message: rootCause(error) };
-  }
-  return { message: rootCause(error) };
-}
-
-/** An Error carrying a {@link KubeError}, thrown by the list transports. */
-export class KubeApiError extends Error {
-  override name = "KubeApiError";
-  readonly status?: number;
-  readonly reason?: string;
-
-  constructor(what: string, error: KubeError) {
-    super(`${what}: ${error.message}`);
-    this.status = error.status;
-    this.reason = error.reason;
-  }
-}
+export { describeKubeError, KubeApiError };
 
 function passThrough<C>(context: C): k8s.Observable<C> {
   return new k8s.Observable(Promise.resolve(context));
 }
 
 /**
- * Per-call options: abort through `signal`, optionally force the body's media type, and send
- * through `httpApi` when given.
+ * Per-call options: our `User-Agent` in place of client-node's, abort through `signal`,
+ * optionally force the body's media type, and send through `httpApi` when given.
  */
 function callOptions(
   httpApi: k8s.HttpLibrary | undefined,
@@ -141,6 +99,7 @@ function callOptions(
   const middleware: k8s.ObservableMiddleware = {
     pre: (context) => {
       context.setSignal(signal);
+      context.setHeaderParam("User-Agent", USER_AGENT);
       if (contentType !== undefined) context.setHeaderParam("Content-Type", contentType);
       return passThrough(context);
     },
@@ -158,16 +117,19 @@ export interface KubeClientOptions {
   vmRateLimiter?: TokenBucket;
   /** Throttles the scheduler-pod list/watch; the reference gives it its own client. */
   podRateLimiter?: TokenBucket;
-  /** A watch that delivers nothing for this long is ended and re-opened (default 30 s). */
+  /**
+   * A watch stream that carries no byte for this long is taken for a dead connection and
+   * re-opened (default 150 s).
+   */
   watchIdleTimeoutMs?: number;
   /** A List that takes longer fails and is retried (default 60 s). */
   listTimeoutMs?: number;
   /**
-   * What carries list and patch calls: `fetch` (the default) where the kubeconfig allows it
-   * (see `transport.ts`), else client-node's own transport. Watches always use client-node's.
+   * What carries list, patch and watch calls: `fetch` (the default) where the kubeconfig allows
+   * it (see `transport.ts`), else client-node's own transport and its `Watch`.
    */
   transport?: "fetch" | "client-node";
-  /** Times deadlines and the watch's idle limit (default: the system clock). */
+  /** Times deadlines, `Retry-After` waits and the watch's idle limit (default: the system's). */
   clock?: Clock;
 }
 
@@ -182,7 +144,7 @@ export class KubeClient implements KubeApi {
   readonly #listTimeoutMs: number;
   readonly #clock: Clock;
   readonly #fetch: FetchTransport | undefined;
-  /** Which transport carries list and patch calls, and why, for the start-up log. */
+  /** Which transport carries the calls, and why, for the start-up log. */
   readonly transport: string;
 
   /** Throws when a certificate file the kubeconfig names cannot be read. */
@@ -200,7 +162,7 @@ export class KubeClient implements KubeApi {
       });
     this.#customObjects = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
     this.#core = kubeConfig.makeApiClient(k8s.CoreV1Api);
-    this.#watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_TIMEOUT_MS;
+    this.#watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_LIMIT_MS;
     this.#listTimeoutMs = options.listTimeoutMs ?? DEFAULT_LIST_TIMEOUT_MS;
     this.#clock = options.clock ?? systemClock;
     if ((options.transport ?? "fetch") === "client-node") {
@@ -222,6 +184,32 @@ export class KubeClient implements KubeApi {
   }
 
   /**
+   * One call, taking a token of `bucket` for every attempt, and made again after a 429 or 5xx
+   * whose `Retry-After` still fits in the deadline, as client-go does (at most 10 times).
+   * Rejects with the last attempt's error.
+   */
+  async #attempts<T>(
+    deadline: Deadline,
+    bucket: TokenBucket,
+    priority: TokenPriority | undefined,
+    attempt: () => Promise<T>,
+  ): Promise<T> {
+    for (let retries = 0;; retries++) {
+      await bucket.take(deadline.signal, deadline.remainingMs() - REQUEST_HEADROOM_MS, priority);
+      try {
+        return await attempt();
+      } catch (e) {
+        const waitMs = retryAfterMs(e);
+        if (
+          waitMs === undefined || retries >= MAX_RETRIES ||
+          waitMs + REQUEST_HEADROOM_MS > deadline.remainingMs()
+        ) throw e;
+        if (!await this.#clock.sleep(waitMs, deadline.signal)) throw e;
+      }
+    }
+  }
+
+  /**
    * Sends an RFC 6902 JSON Patch (`application/json-patch+json`) to a VirtualMachine. The
    * returned object is ignored; any non-2xx answer or transport error is a failure.
    */
@@ -234,21 +222,22 @@ export class KubeClient implements KubeApi {
     const timeoutMs = options.timeoutMs ?? DEFAULT_PATCH_TIMEOUT_MS;
     const deadline = this.#clock.deadline(timeoutMs, { signal: options.signal });
     try {
-      await this.vmRateLimiter.take(
-        deadline.signal,
-        deadline.remainingMs() - REQUEST_HEADROOM_MS,
+      await this.#attempts(
+        deadline,
+        this.vmRateLimiter,
         options.priority,
-      );
-      await this.#customObjects.patchNamespacedCustomObject(
-        {
-          group: VM_GROUP,
-          version: VM_VERSION,
-          namespace,
-          plural: VM_PLURAL,
-          name,
-          body: operations,
-        },
-        callOptions(this.#fetch, deadline.signal, k8s.PatchStrategy.JsonPatch),
+        () =>
+          this.#customObjects.patchNamespacedCustomObject(
+            {
+              group: VM_GROUP,
+              version: VM_VERSION,
+              namespace,
+              plural: VM_PLURAL,
+              name,
+              body: operations,
+            },
+            callOptions(this.#fetch, deadline.signal, k8s.PatchStrategy.JsonPatch),
+          ),
       );
       return { ok: true };
     } catch (e) {
@@ -270,8 +259,13 @@ export class KubeClient implements KubeApi {
   ): Promise<ListResult> {
     const deadline = this.#clock.deadline(this.#listTimeoutMs, { signal });
     try {
-      await bucket.take(deadline.signal, deadline.remainingMs() - REQUEST_HEADROOM_MS);
-      return listResult(await call(callOptions(this.#fetch, deadline.signal)), what);
+      const body = await this.#attempts(
+        deadline,
+        bucket,
+        undefined,
+        () => call(callOptions(this.#fetch, deadline.signal)),
+      );
+      return listResult(body, what);
     } catch (e) {
       if (e instanceof KubeApiError) throw e;
       const error = deadline.expired
@@ -285,6 +279,7 @@ export class KubeClient implements KubeApi {
 
   /** Every VirtualMachine in the cluster: no namespace, no selectors (§5.2). */
   virtualMachines(): ListWatchSource {
+    const target = { path: `/apis/${VM_GROUP}/${VM_VERSION}/${VM_PLURAL}`, query: {} };
     return {
       list: (signal) =>
         this.#list(
@@ -297,20 +292,17 @@ export class KubeClient implements KubeApi {
               options,
             ),
         ),
-      watch: (resourceVersion, callbacks, signal) =>
-        this.#watch(
-          `/apis/${VM_GROUP}/${VM_VERSION}/${VM_PLURAL}`,
-          {},
-          this.vmRateLimiter,
-          resourceVersion,
-          callbacks,
-          signal,
-        ),
+      watch: (resourceVersion, callbacks, signal, options) =>
+        this.#watch(target, this.vmRateLimiter, resourceVersion, callbacks, signal, options),
     };
   }
 
   /** Pods of one namespace that match a label selector. */
   pods(namespace: string, labelSelector: string): ListWatchSource {
+    const target = {
+      path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
+      query: { labelSelector },
+    };
     return {
       list: (signal) =>
         this.#list(
@@ -319,86 +311,35 @@ export class KubeClient implements KubeApi {
           signal,
           (options) => this.#core.listNamespacedPod({ namespace, labelSelector }, options),
         ),
-      watch: (resourceVersion, callbacks, signal) =>
-        this.#watch(
-          `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
-          { labelSelector },
-          this.podRateLimiter,
-          resourceVersion,
-          callbacks,
-          signal,
-        ),
+      watch: (resourceVersion, callbacks, signal, options) =>
+        this.#watch(target, this.podRateLimiter, resourceVersion, callbacks, signal, options),
     };
   }
 
   async #watch(
-    path: string,
-    query: Record<string, string>,
+    target: WatchTarget,
     bucket: TokenBucket,
     resourceVersion: string,
     callbacks: WatchCallbacks,
     signal: AbortSignal,
+    options: WatchOptions = {},
   ): Promise<WatchEnd> {
     try {
       await bucket.take(signal);
     } catch (e) {
       return signal.aborted ? { kind: "aborted" } : { kind: "error", error: e };
     }
-    const { promise, resolve } = Promise.withResolvers<WatchEnd>();
-    // Watch.watch hands out its AbortController only once the response headers arrived; until
-    // then an end is recorded here and the request is cancelled when the controller comes.
-    let controller: AbortController | undefined;
-    let settled = false;
-    let cancelIdleTimer: Cancel | undefined;
-    const settle = (end: WatchEnd) => {
-      if (settled) return;
-      settled = true;
-      cancelIdleTimer?.();
-      controller?.abort();
-      resolve(end);
+    const call = {
+      resourceVersion,
+      timeoutSeconds: options.timeoutSeconds,
+      idleLimitMs: this.#watchIdleTimeoutMs,
+      clock: this.#clock,
+      callbacks,
+      signal,
     };
-    // Under Deno, undici does not notice a server resetting a chunked response, so a silent
-    // stream is given up after a while like one that client-node's own timer ends.
-    const armIdleTimer = () => {
-      cancelIdleTimer?.();
-      cancelIdleTimer = this.#clock.timer(
-        this.#watchIdleTimeoutMs,
-        () => settle({ kind: "closed" }),
-      );
-    };
-    const done = (err: unknown) => {
-      if (signal.aborted) return settle({ kind: "aborted" });
-      if (err === null || err === undefined) return settle({ kind: "closed" });
-      // client-node aborts a watch that has been silent for 30 s; that is an ordinary end.
-      if (err instanceof DOMException && err.name === "TimeoutError") {
-        return settle({ kind: "closed" });
-      }
-      settle({ kind: "error", error: err, status: describeKubeError(err).status });
-    };
-    const onAbort = () => settle({ kind: "aborted" });
-    signal.addEventListener("abort", onAbort, { once: true });
-    armIdleTimer();
-    try {
-      controller = await new k8s.Watch(this.kubeConfig).watch(
-        path,
-        { ...query, allowWatchBookmarks: true, resourceVersion },
-        (type: string, object: unknown) => {
-          if (settled) return;
-          armIdleTimer();
-          callbacks.onEvent(type, object);
-        },
-        done,
-      );
-      if (settled) controller.abort();
-      else callbacks.onOpen();
-    } catch (e) {
-      done(e);
-    }
-    try {
-      return await promise;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+    return this.#fetch === undefined
+      ? await watchOverClientNode(this.kubeConfig, target, call)
+      : await watchOverFetch(this.kubeConfig, this.#fetch, target, call);
   }
 }
 

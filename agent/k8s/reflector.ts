@@ -15,35 +15,15 @@ import { type Random, systemRandom } from "../../lib/random.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
 import type { Decoded } from "./vm.ts";
 
-/** One List answer: the raw items and the collection's resourceVersion. */
-export interface ListResult {
-  items: unknown[];
-  resourceVersion: string;
-}
+import type { ListResult, ListWatchSource } from "./list_watch.ts";
 
-/** How a watch stream ended. */
-export type WatchEnd =
-  /** The server ended the stream cleanly (or it idled out): re-watch from the last RV. */
-  | { kind: "closed" }
-  /** The call or the stream failed; `status` is the HTTP status when there was one. */
-  | { kind: "error"; error: unknown; status?: number }
-  /** The signal passed to `watch` aborted. */
-  | { kind: "aborted" };
-
-export interface WatchCallbacks {
-  /** The server accepted the watch (HTTP 200). */
-  onOpen(): void;
-  /** One decoded event line, in stream order. */
-  onEvent(type: string, object: unknown): void;
-}
-
-/** The transport a reflector lists and watches through. */
-export interface ListWatchSource {
-  /** Lists every object; rejects on any failure. */
-  list(signal: AbortSignal): Promise<ListResult>;
-  /** Watches from `resourceVersion` with bookmarks allowed; resolves when the stream ends. */
-  watch(resourceVersion: string, callbacks: WatchCallbacks, signal: AbortSignal): Promise<WatchEnd>;
-}
+export type {
+  ListResult,
+  ListWatchSource,
+  WatchCallbacks,
+  WatchEnd,
+  WatchOptions,
+} from "./list_watch.ts";
 
 /** Called synchronously, one at a time, in watch order. */
 export interface ReflectorHandlers<T> {
@@ -78,15 +58,21 @@ export interface ReflectorOptions<T> {
   handlers: ReflectorHandlers<T>;
   /** Wait before retrying a failed call: fixed ms, or a random whole ms in [min, max). */
   retryDelayMs?: number | readonly [number, number];
+  /**
+   * The `timeoutSeconds` each watch asks for, a random whole number in [min, max).
+   * @default [300, 600], as client-go's reflector
+   */
+  watchTimeoutSeconds?: readonly [number, number];
   /** Times the waits before retries. */
   clock?: Clock;
-  /** Draws the random retry delays. */
+  /** Draws the random retry delays and watch timeouts. */
   random?: Random;
   observer?: ReflectorObserver;
   log?: Log;
 }
 
 const DEFAULT_RETRY_DELAY_MS: readonly [number, number] = [500, 1000];
+const DEFAULT_WATCH_TIMEOUT_SECONDS: readonly [number, number] = [300, 600];
 
 interface RawMeta {
   uid?: string;
@@ -209,6 +195,12 @@ export class Reflector<T> {
       : (this.#options.random ?? systemRandom).int(delay[0], delay[1]);
   }
 
+  /** Spread over a range, so that the watches of many agents do not all end together. */
+  #watchTimeoutSeconds(): number {
+    const [min, max] = this.#options.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_SECONDS;
+    return (this.#options.random ?? systemRandom).int(min, max);
+  }
+
   #setFailing(failing: boolean): void {
     if (this.#failing === failing) return;
     this.#failing = failing;
@@ -315,19 +307,24 @@ export class Reflector<T> {
     let relist = false;
     this.#notify((o) => o.clientCall?.("Watch"));
     try {
-      const end = await this.#options.source.watch(this.#resourceVersion, {
-        onOpen: () => this.#setFailing(false),
-        onEvent: (type, object) => {
-          // Lines already buffered after an inconsistency belong to a stream we gave up on.
-          if (scope.signal.aborted) return;
-          if (this.#handleEvent(type, object) === "relist") {
-            relist = true;
-            scope.abort();
-          } else {
-            progressed = true;
-          }
+      const end = await this.#options.source.watch(
+        this.#resourceVersion,
+        {
+          onOpen: () => this.#setFailing(false),
+          onEvent: (type, object) => {
+            // Lines already buffered after an inconsistency belong to a stream we gave up on.
+            if (scope.signal.aborted) return;
+            if (this.#handleEvent(type, object) === "relist") {
+              relist = true;
+              scope.abort();
+            } else {
+              progressed = true;
+            }
+          },
         },
-      }, scope.signal);
+        scope.signal,
+        { timeoutSeconds: this.#watchTimeoutSeconds() },
+      );
       if (relist) return { kind: "relist", progressed };
       if (end.kind === "aborted") return { kind: "aborted", progressed };
       if (end.kind === "closed") return { kind: "closed", progressed };

@@ -53,6 +53,19 @@ export class FetchTransport implements k8s.HttpLibrary {
     });
   }
 
+  /**
+   * Sends a request and hands back the response unread: a watch stream is read as it comes.
+   * Rejects when the connection fails, as `fetch` does.
+   */
+  open(request: k8s.RequestContext): Promise<Response> {
+    return fetch(request.getUrl(), {
+      method: request.getHttpMethod(),
+      headers: request.getHeaders(),
+      signal: request.getSignal(),
+      client: this.#client,
+    });
+  }
+
   /** Closes the TLS client and its pooled connections. */
   close(): void {
     this.#client?.close();

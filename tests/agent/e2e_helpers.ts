@@ -51,6 +51,8 @@ export async function startSimAgent(
     config?: (raw: Record<string, any>, cluster: Cluster) => void;
     nodeName?: string;
     tuning?: AgentOptions["tuning"];
+    /** Peers reached through something else than the default clients. */
+    ports?: (cluster: Cluster) => AgentOptions["ports"];
   } = {},
 ): Promise<SimAgent> {
   const cluster = await Cluster.start({ pluginPort: 0, ...options.cluster });
@@ -71,6 +73,7 @@ export async function startSimAgent(
       stateDir,
       hostname: "agent-test",
       log: capturingLog(logs),
+      ports: options.ports?.(cluster),
       tuning: {
         healthCheckIntervalMs: 500,
         restartDelayMs: [100, 200],

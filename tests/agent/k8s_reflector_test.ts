@@ -277,7 +277,7 @@ Deno.test("reflector: a stream cut mid-event is re-watched from the same RV, no 
     rec.take();
     const lastRv = reflector.resourceVersion;
     assert.equal(api.cutWatches(VMS), 1);
-    // The half line never completes; the idle timeout gives the dead stream up.
+    // The half line never completes; the reset ends the stream and the watch resumes.
     await waitFor(() => rec.count("call Watch") === 2, "the re-watch");
     api.patchStatus(VMS, "default", "a", { phase: "Scaling" });
     await waitFor(() => rec.calls.length === 1, "the update after re-watching");

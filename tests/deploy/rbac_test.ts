@@ -1,6 +1,7 @@
 /**
  * RBAC is least privilege: the permissions `deploy/` grants the agent's ServiceAccount are exactly
- * those its Kubernetes calls need (protocols.md 5.2, 5.5), read from `agent/k8s/client.ts`.
+ * those its Kubernetes calls need (protocols.md 5.2, 5.5), read from `agent/k8s/client.ts` (calls
+ * and watch targets) and `agent/k8s/watch_stream.ts` (the watch carriers).
  */
 
 import assert from "node:assert/strict";
@@ -36,13 +37,18 @@ function needed(): Set<Permission> {
     assert.ok(permission, `agent/k8s/client.ts calls ${method}: grant it in deploy/ and here`);
     result.add(permission);
   }
-  for (const [, path] of source.matchAll(/this\.#watch\(\s*`([^`]*)`/g)) {
+  let paths = 0;
+  for (const [, path] of source.matchAll(/\bpath:\s*`([^`]*)`/g)) {
     const permission = WATCH_PATHS[path];
     assert.ok(permission, `agent/k8s/client.ts watches ${path}: grant it in deploy/ and here`);
     result.add(permission);
+    paths++;
   }
-  const watches = source.match(/new k8s\.Watch\(/g)?.length ?? 0;
-  assert.equal(watches, 1, "every watch goes through KubeClient.#watch");
+  assert.equal(paths, Object.keys(WATCH_PATHS).length, "both watch targets were found");
+  const carriers = source.match(/\bwatchOver(?:Fetch|ClientNode)\(/g)?.length ?? 0;
+  assert.equal(carriers, 2, "every watch goes through KubeClient.#watch");
+  const stream = readText("agent/k8s/watch_stream.ts");
+  assert.equal(stream.match(/new k8s\.Watch\(/g)?.length ?? 0, 1, "one client-node Watch");
   return result;
 }
 
