@@ -104,11 +104,18 @@ export function calculateGoalCU(
   return { hasAllMetrics, parts };
 }
 
-/** ceil(max(round(cpu), mem, lfc)) with null parts treated as 0. */
+/** The largest goal: the reference's goal is a uint32. */
+export const MAX_GOAL_CU = 2 ** 32 - 1;
+
+/**
+ * ceil(max(round(cpu), mem, lfc)) with null parts treated as 0, saturated to
+ * [0, {@link MAX_GOAL_CU}]; NaN is 0.
+ */
 export function goalCU(goal: ScalingGoal): number {
   const { cpu, mem, lfc } = goal.parts;
   const value = Math.ceil(Math.max(roundHalfAwayFromZero(cpu ?? 0), mem ?? 0, lfc ?? 0));
-  // The reference converts to uint32; a NaN or infinite goal comes out as 0 there too.
-  if (!Number.isFinite(value) || value < 0) return 0;
-  return value % 2 ** 32;
+  // Replaces the reference's conversion to uint32, which wraps a huge goal modulo 2^32 into an
+  // arbitrary size: a VM asking for more than anything gets the most, not a random amount.
+  if (!(value > 0)) return 0;
+  return Math.min(value, MAX_GOAL_CU);
 }

@@ -152,6 +152,64 @@ function workingSetBuckets(families: Map<string, PromFamily>, problems: string[]
   return windows.map((w) => w.value);
 }
 
+/** What {@link sanitizeSystemMetrics} and {@link sanitizeLFCMetrics} return. */
+export interface Sanitized<T> {
+  metrics: T;
+  /** The fields that were negative or not finite and now read 0; empty when none was. */
+  replaced: string[];
+}
+
+function usable(value: number): boolean {
+  return Number.isFinite(value) && value >= 0;
+}
+
+/**
+ * The metrics with every negative or non-finite value replaced by 0. A VM's exporters run in
+ * the customer's VM, so these numbers are whatever the tenant makes them: a negative load would
+ * otherwise reach the scheduler plugin, and an infinite or NaN one the goal.
+ */
+export function sanitizeSystemMetrics(m: SystemMetrics): Sanitized<SystemMetrics> {
+  const replaced: string[] = [];
+  const fix = (name: keyof SystemMetrics) => {
+    if (usable(m[name])) return m[name];
+    replaced.push(name);
+    return 0;
+  };
+  const metrics: SystemMetrics = {
+    loadAverage1Min: fix("loadAverage1Min"),
+    loadAverage5Min: fix("loadAverage5Min"),
+    memoryUsageBytes: fix("memoryUsageBytes"),
+    memoryCachedBytes: fix("memoryCachedBytes"),
+  };
+  return { metrics: replaced.length === 0 ? m : metrics, replaced };
+}
+
+/** As {@link sanitizeSystemMetrics}, for the LFC counters and working-set windows. */
+export function sanitizeLFCMetrics(m: LFCMetrics): Sanitized<LFCMetrics> {
+  const replaced: string[] = [];
+  const fix = (name: Exclude<keyof LFCMetrics, "approximateWorkingSetSizeBuckets">) => {
+    if (usable(m[name])) return m[name];
+    replaced.push(name);
+    return 0;
+  };
+  const counters = {
+    cacheHitsTotal: fix("cacheHitsTotal"),
+    cacheMissesTotal: fix("cacheMissesTotal"),
+    cacheWritesTotal: fix("cacheWritesTotal"),
+  };
+  const buckets = m.approximateWorkingSetSizeBuckets;
+  const badBucket = !buckets.every(usable);
+  if (badBucket) replaced.push("approximateWorkingSetSizeBuckets");
+  if (replaced.length === 0) return { metrics: m, replaced };
+  return {
+    metrics: {
+      ...counters,
+      approximateWorkingSetSizeBuckets: badBucket ? buckets.map((v) => usable(v) ? v : 0) : buckets,
+    },
+    replaced,
+  };
+}
+
 /** The scheduler protocol carries only the 1-minute load average, as a 32-bit float. */
 export function systemMetricsToApi(m: SystemMetrics): ApiMetrics {
   return { loadAvg1M: Math.fround(m.loadAverage1Min) };

@@ -62,9 +62,16 @@ export {
 } from "./resources.ts";
 export { vmMax, vmMin, vmUsing, vmWithUsing } from "./vminfo.ts";
 export { resolveScalingConfig, validateScalingConfig, withOverrides } from "./scaling_config.ts";
-export { parseLFCMetrics, parseSystemMetrics, systemMetricsToApi } from "./metrics.ts";
+export {
+  parseLFCMetrics,
+  parseSystemMetrics,
+  type Sanitized,
+  sanitizeLFCMetrics,
+  sanitizeSystemMetrics,
+  systemMetricsToApi,
+} from "./metrics.ts";
 export { estimateTrueWorkingSetSize, projectNextHighest, type WssEstimatorConfig } from "./wss.ts";
-export { calculateGoalCU, goalCU } from "./goalcu.ts";
+export { calculateGoalCU, goalCU, MAX_GOAL_CU } from "./goalcu.ts";
 export {
   DefaultRevisionSource,
   MAX_REVISIONS,

@@ -56,6 +56,15 @@ export function resourcesMul(r: Resources, factor: number): Resources {
   return { vCPU: r.vCPU * n, mem: r.mem * n };
 }
 
+/**
+ * `r` times `factor`, with `factor` saturated to [0, 65535] instead of reduced modulo 65536:
+ * for the goal, where a wrapped factor would turn a huge demand into a tiny size.
+ */
+export function resourcesMulSaturating(r: Resources, factor: number): Resources {
+  const n = Math.min(Math.max(Math.trunc(factor), 0), UINT16 - 1) || 0;
+  return { vCPU: r.vCPU * n, mem: r.mem * n };
+}
+
 /** Exact whole-unit quotient, or null if r is not an exact equal multiple of unit in both fields. */
 export function divResources(r: Resources, unit: Resources): number | null {
   if (unit.vCPU === 0 || unit.mem === 0) return null;

@@ -9,7 +9,7 @@
 
 import { clampDirectional, fmt } from "./clamp.ts";
 import { calculateGoalCU, goalCU } from "./goalcu.ts";
-import { systemMetricsToApi } from "./metrics.ts";
+import { sanitizeLFCMetrics, sanitizeSystemMetrics, systemMetricsToApi } from "./metrics.ts";
 import {
   divResources,
   hasFieldGreaterThan,
@@ -17,7 +17,7 @@ import {
   resourcesEqual,
   resourcesMax,
   resourcesMin,
-  resourcesMul,
+  resourcesMulSaturating,
   validateNonZero,
 } from "./resources.ts";
 import { propagate, revMin, withTime } from "./revsource.ts";
@@ -318,7 +318,7 @@ export class State {
       }
     }
 
-    let goalResources = resourcesMul(cu, goalUnits);
+    let goalResources = resourcesMulSaturating(cu, goalUnits);
     if (!goal.hasAllMetrics) goalResources = resourcesMax(goalResources, using);
     let result = resourcesMax(resourcesMin(goalResources, vmHigh), vmLow);
 
@@ -651,12 +651,14 @@ export class State {
     if (!merged.enableLFCMetrics) this.#lfcMetrics = null;
   }
 
+  /** Negative and non-finite values are stored as 0 (see `sanitizeSystemMetrics`). */
   updateSystemMetrics(metrics: SystemMetrics): void {
-    this.#metrics = { ...metrics };
+    this.#metrics = { ...sanitizeSystemMetrics(metrics).metrics };
   }
 
   /** Stored even while LFC metrics are disabled (core.md 15.4). */
-  updateLFCMetrics(metrics: LFCMetrics): void {
+  updateLFCMetrics(lfc: LFCMetrics): void {
+    const metrics = sanitizeLFCMetrics(lfc).metrics;
     this.#lfcMetrics = {
       ...metrics,
       approximateWorkingSetSizeBuckets: [...metrics.approximateWorkingSetSizeBuckets],

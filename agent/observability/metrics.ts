@@ -282,6 +282,13 @@ export class GlobalMetrics {
     "Failed scrapes of VM metrics endpoints, by kind (system or LFC)",
     ["kind"],
   );
+  /** Beyond the reference: negative or non-finite values in VM metrics, read as 0. */
+  readonly vmMetricsInvalidValues = counter(
+    this.registry,
+    `${PREFIX}_vm_metrics_invalid_values_total`,
+    "Negative or non-finite values in scraped VM metrics, read as 0, by kind and field",
+    ["kind", "field"],
+  );
 
   readonly scalingEvents = gauge(
     this.registry,

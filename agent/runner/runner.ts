@@ -14,6 +14,8 @@ import {
   DefaultRevisionSource,
   parseLFCMetrics,
   parseSystemMetrics,
+  sanitizeLFCMetrics,
+  sanitizeSystemMetrics,
   type StateDump,
   withOverrides,
 } from "../../core/mod.ts";
@@ -307,7 +309,10 @@ export class Runner {
         requestTimeoutSeconds: config.metrics.system.requestTimeoutSeconds,
         isActive: () => true,
         parse: parseSystemMetrics,
-        apply: (m, withLock) => core.updateSystemMetrics(m, withLock),
+        apply: (m, withLock) => {
+          this.#countInvalid("system", sanitizeSystemMetrics(m).replaced, wlog);
+          core.updateSystemMetrics(m, withLock);
+        },
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "system" }),
         clock,
         random: this.#deps.random,
@@ -325,7 +330,10 @@ export class Runner {
           withOverrides(config.scaling.defaultConfig, status.vmInfo.config.scalingConfig)
             .enableLFCMetrics === true,
         parse: parseLFCMetrics,
-        apply: (m, withLock) => core.updateLFCMetrics(m, withLock),
+        apply: (m, withLock) => {
+          this.#countInvalid("LFC", sanitizeLFCMetrics(m).replaced, wlog);
+          core.updateLFCMetrics(m, withLock);
+        },
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "LFC" }),
         clock,
         random: this.#deps.random,
@@ -426,6 +434,13 @@ export class Runner {
       (scope, wlog) => runMonitorUpscaleLoop(scope, core, monitorClient, wlog),
       exec.child("vm-monitor-upscale"),
     );
+  }
+
+  /** The core reads these values as 0; the count shows which VMs report them. */
+  #countInvalid(kind: string, fields: readonly string[], log: Log): void {
+    if (fields.length === 0) return;
+    for (const field of fields) this.#deps.metrics.vmMetricsInvalidValues.inc({ kind, field });
+    log.warn(`${kind} metrics have negative or non-finite values; they are read as 0`, { fields });
   }
 
   #onUpscaleRequest(core: ExecutorCore, log: Log): void {

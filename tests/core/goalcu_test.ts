@@ -7,6 +7,7 @@ import {
   type CoreWarningCode,
   goalCU,
   type LFCMetrics,
+  MAX_GOAL_CU,
   type ResolvedScalingConfig,
   type Resources,
   type ScalingGoal,
@@ -474,4 +475,16 @@ Deno.test("goalCU: does not mutate its inputs (core.md 0)", () => {
   assert.deepStrictEqual(metrics, metricsCopy);
   assert.deepStrictEqual(l, lCopy);
   assert.deepStrictEqual(goal.parts, p);
+});
+
+Deno.test("goalCU saturates at 2^32 - 1 instead of wrapping; NaN and negatives are 0", () => {
+  const goal = (cpu: number | null, mem: number | null = null) =>
+    goalCU({ hasAllMetrics: true, parts: { cpu, mem, lfc: null } });
+  assert.equal(goal(2 ** 32 - 1), MAX_GOAL_CU);
+  assert.equal(goal(2 ** 32), MAX_GOAL_CU, "wrapped, this was 0");
+  assert.equal(goal(2 ** 33 + 5), MAX_GOAL_CU, "wrapped, this was 5");
+  assert.equal(goal(1e300), MAX_GOAL_CU);
+  assert.equal(goal(null, Infinity), MAX_GOAL_CU);
+  assert.equal(goal(NaN), 0);
+  assert.equal(goal(-3, -7), 0);
 });

@@ -95,25 +95,51 @@ Deno.test("desired: a VM whose minimum exceeds its maximum throws CoreInvariantE
   );
 });
 
-Deno.test("desired: a goal of 65536 CU wraps to 0 and is clamped to the minimum (15.12)", () => {
-  const h = harness(
-    makeVm({ cpu: { min: 250, max: 100000000, use: 250 }, mem: { min: 1, max: 65535, use: 1 } }),
-  );
-  h.state.updateSystemMetrics(metricsFor(loadForCU(65536)));
+Deno.test("desired: a goal of 65536 CU or more saturates to the VM maximum instead of wrapping", () => {
+  // The reference wraps the goal modulo 2^16 (65536 CU became 0, 65538 became 2); a tenant's
+  // huge load then picked an arbitrary size. Deliberate deviation: the goal saturates.
+  const vm = makeVm({
+    cpu: { min: 250, max: 100000000, use: 250 },
+    mem: { min: 1, max: 65535, use: 1 },
+  });
+  for (const goal of [65536, 65537, 65538, 2 ** 32 + 2]) {
+    const h = harness(vm);
+    h.state.updateSystemMetrics(metricsFor(loadForCU(goal)));
+    assert.deepStrictEqual(
+      h.state.desiredResourcesFromMetricsOrRequestedUpscaling(0).resources,
+      cu(65535),
+      `goal ${goal}`,
+    );
+  }
+});
+
+Deno.test("desired: a huge finite load scales to the VM maximum", () => {
+  // Wrapped modulo 2^32 and then 2^16, this goal was 1 CU: the VM's minimum.
+  const h = harness();
+  h.state.updateSystemMetrics(metricsFor(loadForCU(2 ** 32 + 2 ** 16 + 1)));
   assert.deepStrictEqual(
     h.state.desiredResourcesFromMetricsOrRequestedUpscaling(0).resources,
-    cu(1),
+    cu(4),
   );
-  h.state.updateSystemMetrics(metricsFor(loadForCU(65537)));
-  assert.deepStrictEqual(
-    h.state.desiredResourcesFromMetricsOrRequestedUpscaling(0).resources,
-    cu(1),
-  );
-  h.state.updateSystemMetrics(metricsFor(loadForCU(65538)));
-  assert.deepStrictEqual(
-    h.state.desiredResourcesFromMetricsOrRequestedUpscaling(0).resources,
-    cu(2),
-  );
+});
+
+Deno.test("metrics: a negative or non-finite load reaches neither the plugin nor the goal", () => {
+  for (const load of [-5, -Infinity, NaN, Infinity]) {
+    const h = harness(
+      makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
+    );
+    h.state.updateSystemMetrics({ ...metricsFor(load, 0.25), loadAverage5Min: load });
+    const actions = h.state.nextActions(0);
+    assert.ok(actions.pluginRequest, `load ${load}: a plugin request`);
+    assert.deepStrictEqual(actions.pluginRequest.metrics, { loadAvg1M: 0 }, `load ${load}`);
+    // Load 0 and 0.25 GiB used: the goal is one CU, so the VM is asked down to the minimum.
+    assert.deepStrictEqual(
+      h.state.desiredResourcesFromMetricsOrRequestedUpscaling(0).resources,
+      cu(1),
+      `load ${load}`,
+    );
+    assert.equal(h.state.dump().metrics?.loadAverage1Min, 0);
+  }
 });
 
 Deno.test("desired: a new revision is drawn only when desired resources change, with direction flags (6.11)", () => {
