@@ -4,7 +4,7 @@
  * @module
  */
 
-import { parsePrometheusText, type PromFamily } from "./prometheus_text.ts";
+import { prometheusTextSteps, type PromFamily, runSteps } from "./prometheus_text.ts";
 import type { ApiMetrics, LFCMetrics, SystemMetrics } from "./types.ts";
 
 /** Memory the kernel uses that host metrics do not report as used. */
@@ -27,13 +27,14 @@ const LFC_FAMILIES: ReadonlySet<string> = new Set([
   WSS_FAMILY,
 ]);
 
-function parseFamilies(
+function* familySteps(
   text: string,
   what: string,
   wanted: ReadonlySet<string>,
-): Map<string, PromFamily> {
+  sliceChars: number,
+): Generator<void, Map<string, PromFamily>, void> {
   try {
-    return parsePrometheusText(text, wanted);
+    return yield* prometheusTextSteps(text, wanted, sliceChars);
   } catch (err) {
     throw new Error(`${what}: malformed Prometheus text: ${(err as Error).message}`);
   }
@@ -80,8 +81,19 @@ function fail(what: string, problems: string[]): never {
 
 /** Throws Error on any problem (section 2.1). */
 export function parseSystemMetrics(prometheusText: string): SystemMetrics {
+  return runSteps(systemMetricsSteps(prometheusText, Infinity));
+}
+
+/**
+ * {@link parseSystemMetrics} in steps, pausing after every `sliceChars` characters of the text
+ * (see `prometheusTextSteps`).
+ */
+export function* systemMetricsSteps(
+  prometheusText: string,
+  sliceChars: number,
+): Generator<void, SystemMetrics, void> {
   const what = "invalid system metrics";
-  const families = parseFamilies(prometheusText, what, SYSTEM_FAMILIES);
+  const families = yield* familySteps(prometheusText, what, SYSTEM_FAMILIES, sliceChars);
   const problems: string[] = [];
   const load1 = singleGauge(families, "host_load1", problems);
   const load5 = singleGauge(families, "host_load5", problems);
@@ -99,8 +111,16 @@ export function parseSystemMetrics(prometheusText: string): SystemMetrics {
 
 /** Throws Error on any problem (section 2.2). */
 export function parseLFCMetrics(prometheusText: string): LFCMetrics {
+  return runSteps(lfcMetricsSteps(prometheusText, Infinity));
+}
+
+/** {@link parseLFCMetrics} in steps, as {@link systemMetricsSteps}. */
+export function* lfcMetricsSteps(
+  prometheusText: string,
+  sliceChars: number,
+): Generator<void, LFCMetrics, void> {
   const what = "invalid LFC metrics";
-  const families = parseFamilies(prometheusText, what, LFC_FAMILIES);
+  const families = yield* familySteps(prometheusText, what, LFC_FAMILIES, sliceChars);
   const problems: string[] = [];
   const hits = singleGauge(families, "lfc_hits", problems);
   const misses = singleGauge(families, "lfc_misses", problems);

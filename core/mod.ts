@@ -63,13 +63,16 @@ export {
 export { vmMax, vmMin, vmUsing, vmWithUsing } from "./vminfo.ts";
 export { resolveScalingConfig, validateScalingConfig, withOverrides } from "./scaling_config.ts";
 export {
+  lfcMetricsSteps,
   parseLFCMetrics,
   parseSystemMetrics,
   type Sanitized,
   sanitizeLFCMetrics,
   sanitizeSystemMetrics,
+  systemMetricsSteps,
   systemMetricsToApi,
 } from "./metrics.ts";
+export { runSteps } from "./prometheus_text.ts";
 export { estimateTrueWorkingSetSize, projectNextHighest, type WssEstimatorConfig } from "./wss.ts";
 export { calculateGoalCU, goalCU, MAX_GOAL_CU } from "./goalcu.ts";
 export {

@@ -72,19 +72,45 @@ export function parsePrometheusText(
   text: string,
   wanted?: ReadonlySet<string>,
 ): Map<string, PromFamily> {
+  return runSteps(prometheusTextSteps(text, wanted, Infinity));
+}
+
+/**
+ * {@link parsePrometheusText} in steps: the generator pauses after each line that ends past
+ * another `sliceChars` characters of the text, so that a caller can let other work run in
+ * between on a large document, and returns the families.
+ */
+export function* prometheusTextSteps(
+  text: string,
+  wanted: ReadonlySet<string> | undefined,
+  sliceChars: number,
+): Generator<void, Map<string, PromFamily>, void> {
   const reader = new Reader(text, wanted);
   let line = 0;
-  try {
-    for (let start = 0; start <= text.length; line++) {
-      const newline = text.indexOf("\n", start);
-      const end = newline === -1 ? text.length : newline;
+  let pauseAt = sliceChars;
+  for (let start = 0; start <= text.length; line++) {
+    const newline = text.indexOf("\n", start);
+    const end = newline === -1 ? text.length : newline;
+    try {
       reader.line(start, end);
-      start = end + 1;
+    } catch (err) {
+      throw new Error(`line ${line + 1}: ${(err as Error).message}`);
     }
-  } catch (err) {
-    throw new Error(`line ${line + 1}: ${(err as Error).message}`);
+    start = end + 1;
+    if (start >= pauseAt && start <= text.length) {
+      pauseAt = start + sliceChars;
+      yield;
+    }
   }
   return reader.families;
+}
+
+/** Runs steps to their end without pausing; returns their result. */
+export function runSteps<T>(steps: Generator<void, T, void>): T {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
 }
 
 /**
@@ -159,7 +185,8 @@ class Reader {
 
   #comment(pos: number): void {
     const keywordStart = this.#skipSpace(pos);
-    const keywordEnd = this.#skipWord(keywordStart);
+    // HELP and TYPE are four letters: a longer word is a plain comment, whatever its length.
+    const keywordEnd = this.#skipWord(keywordStart, keywordStart + 5);
     const help = this.#is(keywordStart, keywordEnd, "HELP");
     if (!help && !this.#is(keywordStart, keywordEnd, "TYPE")) return;
     const nameStart = this.#skipSpace(keywordEnd);
@@ -430,8 +457,10 @@ class Reader {
     return pos;
   }
 
-  #skipWord(pos: number): number {
-    while (pos < this.#end && !isSpace(this.#text.charCodeAt(pos))) pos++;
+  /** The end of the word at `pos`, or `limit` if it goes on that far. */
+  #skipWord(pos: number, limit = this.#end): number {
+    const end = Math.min(limit, this.#end);
+    while (pos < end && !isSpace(this.#text.charCodeAt(pos))) pos++;
     return pos;
   }
 

@@ -145,6 +145,12 @@ const CONFIG_DESCRIPTIONS: Record<string, string> = {
   metrics: "Scraping of the in-VM metrics endpoints.",
   ...metricsSource("metrics.system", "system metrics (load, memory)"),
   ...metricsSource("metrics.lfc", "LFC metrics (only with `enableLFCMetrics`)"),
+  "metrics.maxBodyBytes": "Not in the reference: the longest page read from a VM's endpoint, " +
+    "in bytes. A longer page is cut off while it is read and the scrape fails.",
+  "metrics.bytesPerSecond": "Not in the reference: the bytes per second one endpoint may send " +
+    "on average, pages cut off included. Past it, that endpoint's scrapes are skipped (and " +
+    "counted as failed) until the allowance has refilled, so that parsing one VM's pages " +
+    "costs at most this much CPU. At most `maxBodyBytes` may come at once.",
 
   scheduler: "Requests to the scheduler plugin, which approves upscaling.",
   "scheduler.schedulerName": "Only VMs whose `spec.schedulerName` equals this are scaled; the " +

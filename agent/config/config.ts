@@ -19,6 +19,7 @@ import {
 } from "../../core/mod.ts";
 import { parseQuantity, quantityToBytes, quantityToMilli } from "../k8s/quantity.ts";
 import { estimatorProblems } from "../k8s/vm.ts";
+import { MAX_METRICS_BODY_BYTES, METRICS_BYTES_PER_SECOND } from "../vm_metrics/scrape.ts";
 import { billingConfigSchema, scalingEventsConfigSchema } from "../../billing/config.ts";
 import {
   isUint,
@@ -237,7 +238,14 @@ export const agentConfigSchema = z.strictObject({
       .transform(({ vCPUs, mem }): Resources => ({ vCPU: vCPUs, mem })),
     defaultConfig: defaultScalingConfig,
   }),
-  metrics: z.strictObject({ system: metricsSource, lfc: metricsSource }),
+  metrics: z.strictObject({
+    system: metricsSource,
+    lfc: metricsSource,
+    /** Our key: the longest page read from a VM's endpoint; a longer one is cut off. */
+    maxBodyBytes: uint({ nonZero: true, absent: MAX_METRICS_BODY_BYTES }),
+    /** Our key: what one endpoint may send on average; beyond it, its scrapes are skipped. */
+    bytesPerSecond: uint({ nonZero: true, absent: METRICS_BYTES_PER_SECOND }),
+  }),
   scheduler,
   monitor,
   neonvm,

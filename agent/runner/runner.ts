@@ -12,11 +12,11 @@
 
 import {
   DefaultRevisionSource,
-  parseLFCMetrics,
-  parseSystemMetrics,
+  lfcMetricsSteps,
   sanitizeLFCMetrics,
   sanitizeSystemMetrics,
   type StateDump,
+  systemMetricsSteps,
   withOverrides,
 } from "../../core/mod.ts";
 import type { AgentConfig } from "../config/config.ts";
@@ -308,7 +308,9 @@ export class Runner {
         secondsBetweenRequests: config.metrics.system.secondsBetweenRequests,
         requestTimeoutSeconds: config.metrics.system.requestTimeoutSeconds,
         isActive: () => true,
-        parse: parseSystemMetrics,
+        parse: systemMetricsSteps,
+        maxBodyBytes: config.metrics.maxBodyBytes,
+        bytesPerSecond: config.metrics.bytesPerSecond,
         apply: (m, withLock) => {
           this.#countInvalid("system", sanitizeSystemMetrics(m).replaced, wlog);
           core.updateSystemMetrics(m, withLock);
@@ -329,7 +331,9 @@ export class Runner {
         isActive: () =>
           withOverrides(config.scaling.defaultConfig, status.vmInfo.config.scalingConfig)
             .enableLFCMetrics === true,
-        parse: parseLFCMetrics,
+        parse: lfcMetricsSteps,
+        maxBodyBytes: config.metrics.maxBodyBytes,
+        bytesPerSecond: config.metrics.bytesPerSecond,
         apply: (m, withLock) => {
           this.#countInvalid("LFC", sanitizeLFCMetrics(m).replaced, wlog);
           core.updateLFCMetrics(m, withLock);

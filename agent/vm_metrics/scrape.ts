@@ -14,9 +14,29 @@ import { onAbort } from "../../lib/abort.ts";
 import { repeat, type TaskScope } from "../../lib/async.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Random } from "../../lib/random.ts";
+import { Allowance } from "../../lib/allowance.ts";
 
-/** Longest metrics body read (a busy vector exporter writes tens of KiB). */
+/** Longest metrics body read by default (a busy vector exporter writes tens of KiB). */
 export const MAX_METRICS_BODY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Body bytes one endpoint may send per second on average, by default: ten times what a busy
+ * exporter scraped every second sends. Parsing costs CPU in proportion to the bytes, so this
+ * bounds what one VM's pages cost the agent.
+ */
+export const METRICS_BYTES_PER_SECOND = 512 * 1024;
+
+/**
+ * Characters of a page parsed between two turns of the event loop: a few milliseconds of
+ * parsing, so that one VM's large page delays nobody else's work by more than that.
+ */
+export const PARSE_SLICE_CHARS = 256 * 1024;
+
+/**
+ * Parses a page in steps: the generator pauses after every `sliceChars` characters (the core's
+ * `systemMetricsSteps` and `lfcMetricsSteps`), and throws on bad input.
+ */
+export type MetricsParser<T> = (text: string, sliceChars: number) => Generator<void, T, void>;
 
 /** `http://<podIP>:<port>/metrics`. */
 export function metricsURL(podIP: string, port: number): string {
@@ -24,8 +44,12 @@ export function metricsURL(podIP: string, port: number): string {
 }
 
 /** A client for one metrics endpoint, to hand to {@link scrapeMetrics}; close it when done. */
-export function metricsClient(url: string, clock: Clock): HttpClient {
-  return new HttpClient(url, { maxBodyBytes: MAX_METRICS_BODY_BYTES, clock });
+export function metricsClient(
+  url: string,
+  clock: Clock,
+  maxBodyBytes = MAX_METRICS_BODY_BYTES,
+): HttpClient {
+  return new HttpClient(url, { maxBodyBytes, clock });
 }
 
 /**
@@ -38,6 +62,25 @@ export async function scrapeMetrics<T>(
   timeoutMs: number,
   signal: AbortSignal,
 ): Promise<Outcome<T>> {
+  const page = await fetchMetrics(client, timeoutMs, signal);
+  if (!page.ok) return page;
+  try {
+    return { ok: true, value: parse(page.value) };
+  } catch (err) {
+    return { ok: false, error: parseError(err) };
+  }
+}
+
+function parseError(err: unknown): Error {
+  return new Error(`error parsing metrics: ${(err as Error).message}`);
+}
+
+/** One GET of the client's URL: the body of a 200 answer, or the failure in words. */
+async function fetchMetrics(
+  client: MetricsEndpoint,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Outcome<string> & { bytes: number }> {
   const outcome = await client.get(timeoutMs, signal);
   const url = client.url;
   if (!outcome.ok) {
@@ -45,15 +88,36 @@ export async function scrapeMetrics<T>(
       ? `timed out after ${timeoutMs / 1000} s`
       : outcome.rootCause;
     const what = outcome.status === null ? "error making request to" : "error reading body from";
-    return { ok: false, error: new Error(`${what} ${url}: ${reason}`, { cause: outcome.error }) };
+    return {
+      ok: false,
+      error: new Error(`${what} ${url}: ${reason}`, { cause: outcome.error }),
+      // A body cut off at the limit was read up to it.
+      bytes: outcome.kind === "tooLarge" ? Infinity : 0,
+    };
   }
+  const bytes = outcome.body.length;
   if (outcome.status !== 200) {
-    return { ok: false, error: new Error(`unsuccessful response status ${outcome.status}`) };
+    return { ok: false, error: new Error(`unsuccessful response status ${outcome.status}`), bytes };
   }
+  return { ok: true, value: outcome.body, bytes };
+}
+
+/** Runs the parser's steps with a turn of the event loop in between; undefined on abort. */
+async function parseInSteps<T>(
+  parse: MetricsParser<T>,
+  text: string,
+  clock: Clock,
+  signal: AbortSignal,
+): Promise<Outcome<T> | undefined> {
   try {
-    return { ok: true, value: parse(outcome.body) };
+    const steps = parse(text, PARSE_SLICE_CHARS);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return { ok: true, value: step.value };
+      if (!await clock.sleep(0, signal)) return undefined;
+    }
   } catch (err) {
-    return { ok: false, error: new Error(`error parsing metrics: ${(err as Error).message}`) };
+    return { ok: false, error: parseError(err) };
   }
 }
 
@@ -67,7 +131,14 @@ export interface MetricsLoopOptions<T> {
   requestTimeoutSeconds: number;
   /** Evaluated before every scrape (LFC: the VM's effective `enableLFCMetrics`). */
   isActive: () => boolean;
-  parse: (text: string) => T;
+  parse: MetricsParser<T>;
+  /** Longest body read (default {@link MAX_METRICS_BODY_BYTES}). */
+  maxBodyBytes?: number;
+  /**
+   * Body bytes per second the endpoint may send on average (default
+   * {@link METRICS_BYTES_PER_SECOND}); scrapes are skipped while it sent more.
+   */
+  bytesPerSecond?: number;
   /**
    * Applies new metrics to the executor, calling `withLock` inside its lock (the executor's
    * `updateSystemMetrics` / `updateLFCMetrics` take it as their second argument).
@@ -86,7 +157,9 @@ export interface MetricsLoopOptions<T> {
 
 /**
  * Scrapes every `secondsBetweenRequests` (after a random initial delay) until the scope's signal
- * aborts.
+ * aborts. A large page is parsed in slices, with other work in between, and an endpoint that
+ * sends more bytes than its allowance is skipped until the allowance has refilled: what the
+ * VM's exporter sends is the tenant's to choose.
  */
 export function runMetricsLoop<T>(scope: TaskScope, opts: MetricsLoopOptions<T>): void {
   const { signal } = scope;
@@ -102,21 +175,36 @@ export function runMetricsLoop<T>(scope: TaskScope, opts: MetricsLoopOptions<T>)
       delay: initialDelay,
     });
   }
+  const maxBodyBytes = opts.maxBodyBytes ?? MAX_METRICS_BODY_BYTES;
+  const bytes = new Allowance({
+    perSecond: opts.bytesPerSecond ?? METRICS_BYTES_PER_SECOND,
+    burst: maxBodyBytes,
+    clock: opts.clock,
+  });
   // Connects at the first scrape, then keeps the connection alive in between.
-  const client = opts.transport?.(opts.url) ?? metricsClient(opts.url, opts.clock);
+  const client = opts.transport?.(opts.url) ?? metricsClient(opts.url, opts.clock, maxBodyBytes);
+  const failed = (error: Error) => {
+    log.error(`error getting ${opts.kind} metrics`, { url: opts.url, error: error.message });
+    opts.onError?.(error);
+  };
   const scrape = async () => {
-    const result = await scrapeMetrics(client, opts.parse, timeoutMs, signal);
-    if (result.ok) {
-      const metrics = result.value;
-      // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
-      opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
-    } else {
-      log.error(`error getting ${opts.kind} metrics`, {
-        url: opts.url,
-        error: result.error.message,
-      });
-      opts.onError?.(result.error);
+    if (bytes.tokens < 0) {
+      return failed(
+        new Error(
+          `scrape skipped: ${opts.url} sent more than ${bytes.perSecond} bytes/s on average; ` +
+            `scraping again in ${Math.ceil(bytes.msUntil(0) / 1000)} s`,
+        ),
+      );
     }
+    const page = await fetchMetrics(client, timeoutMs, signal);
+    bytes.spend(Math.min(page.bytes, maxBodyBytes));
+    if (!page.ok) return failed(page.error);
+    const result = await parseInSteps(opts.parse, page.value, opts.clock, signal);
+    if (result === undefined) return;
+    if (!result.ok) return failed(result.error);
+    const metrics = result.value;
+    // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
+    opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
   };
   const attempt = () => {
     const active = opts.isActive();

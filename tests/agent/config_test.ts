@@ -86,6 +86,8 @@ Deno.test("the deployed config parses to the documented values", async () => {
     metrics: {
       system: { port: 9100, requestTimeoutSeconds: 2, secondsBetweenRequests: 5 },
       lfc: { port: 9499, requestTimeoutSeconds: 5, secondsBetweenRequests: 15 },
+      maxBodyBytes: 8 * 1024 * 1024,
+      bytesPerSecond: 512 * 1024,
     },
     scheduler: {
       schedulerName: "autoscale-scheduler",

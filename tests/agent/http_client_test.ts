@@ -396,7 +396,7 @@ Deno.test("http get: redirects are followed", async (t) => {
       },
     );
   });
-  await t.step("to another host", async () => {
+  await t.step("to another port of the same host", async () => {
     const other = new RawServer(() => ok("elsewhere"));
     try {
       await withRaw(
@@ -407,6 +407,25 @@ Deno.test("http get: redirects are followed", async (t) => {
         async (client) => {
           assert.equal(body(await client.get(2000, never)), "elsewhere");
           assert.equal(other.requests[0].split("\r\n")[1], `Host: 127.0.0.1:${other.port}`);
+        },
+      );
+    } finally {
+      await other.close();
+    }
+  });
+  await t.step("never to another host: the error names the target", async () => {
+    const other = new RawServer(() => ok("node-local secret"), "127.0.0.2");
+    try {
+      const target = `http://127.0.0.2:${other.port}/latest/meta-data`;
+      await withRaw(
+        () => answer(`HTTP/1.1 302 Found\r\nLocation: ${target}\r\nContent-Length: 0\r\n\r\n`),
+        async (client) => {
+          const outcome = failed(await client.get(2000, never));
+          assert.equal(
+            outcome.rootCause,
+            `redirect to "${target}" refused: only 127.0.0.1 is followed`,
+          );
+          assert.equal(other.accepted, 0, "nothing was sent to the other host");
         },
       );
     } finally {

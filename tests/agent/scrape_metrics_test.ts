@@ -6,7 +6,12 @@ import {
   runMetricsLoop,
   scrapeMetrics,
 } from "../../agent/vm_metrics/scrape.ts";
-import { parseLFCMetrics, parseSystemMetrics, type SystemMetrics } from "../../core/mod.ts";
+import {
+  parseLFCMetrics,
+  parseSystemMetrics,
+  type SystemMetrics,
+  systemMetricsSteps,
+} from "../../core/mod.ts";
 import {
   LfcMetricsServer,
   SystemMetricsServer,
@@ -173,7 +178,7 @@ function loopOptions(
     secondsBetweenRequests: 5,
     requestTimeoutSeconds: 2,
     isActive: () => true,
-    parse: parseSystemMetrics,
+    parse: systemMetricsSteps,
     apply: (_m, withLock) => withLock(),
     random: {
       ...systemRandom,
@@ -269,4 +274,114 @@ Deno.test("scrape loop: ends during the first delay when the scope ends", async 
   stop.abort();
   await loop;
   assert.equal(cancelled(), 1, "the first delay's timer is cancelled");
+});
+
+/** An endpoint that answers every GET with `body`, counting the GETs. */
+function fixedEndpoint(body: string) {
+  const endpoint = {
+    gets: 0,
+    transport: (url: string) => ({
+      url,
+      get: () => {
+        endpoint.gets++;
+        return Promise.resolve({ ok: true as const, status: 200, body });
+      },
+      close() {},
+    }),
+  };
+  return endpoint;
+}
+
+/** A valid system page padded with an unrelated family to about `bytes`. */
+function paddedPage(bytes: number): string {
+  const server = new SystemMetricsServer({ hostname: "127.0.0.1", port: 0, source: () => VALUES });
+  let page = server.body() + "# TYPE padding gauge\n";
+  const line = 'padding{cpu="0",mode="idle"} 12345.678\n';
+  page += line.repeat(Math.max(0, Math.ceil((bytes - page.length) / line.length)));
+  return page;
+}
+
+/** Timers that move the clock to their due time and fire, until the `limit`th. */
+function advancingTimers(clock: ManualClock, limit: number) {
+  const calls: number[] = [];
+  clock.timerHook = (ms, fire) => {
+    calls.push(ms);
+    let live = calls.length < limit;
+    if (live) {
+      queueMicrotask(() => {
+        if (!live) return;
+        clock.t += ms;
+        fire();
+      });
+    }
+    return () => live = false;
+  };
+  return calls;
+}
+
+Deno.test("scrape loop: a large page is parsed in slices, with a turn of the event loop between them", async () => {
+  const page = paddedPage(1024 * 1024);
+  const endpoint = fixedEndpoint(page);
+  const clock = new ManualClock();
+  const calls = advancingTimers(clock, 10);
+  const applied: SystemMetrics[] = [];
+  const stop = new AbortController();
+  const loop = runTask(stop.signal, (scope) =>
+    runMetricsLoop(
+      scope,
+      loopOptions({ port: 1 }, {
+        clock,
+        transport: endpoint.transport,
+        apply: (m, withLock) => {
+          applied.push(m);
+          withLock();
+        },
+      }),
+    ));
+  await until(() => calls.length === 10);
+  stop.abort();
+  await loop;
+  // One pause after each 256 KiB slice of the page, then the pause between scrapes.
+  let slices = 0;
+  for (const steps = systemMetricsSteps(page, 256 * 1024); !steps.next().done;) slices++;
+  assert.ok(slices >= 3, `${slices} slices`);
+  assert.deepEqual(calls.slice(0, 2 + slices), [3000, ...Array(slices).fill(0), 5000]);
+  assert.ok(applied.length >= 1);
+  assert.deepEqual(applied[0], EXPECTED);
+});
+
+Deno.test("scrape loop: an endpoint that sends more than its byte allowance is skipped until it refilled", async () => {
+  const page = paddedPage(100_000);
+  const endpoint = fixedEndpoint(page);
+  const clock = new ManualClock();
+  const calls = advancingTimers(clock, 40);
+  const errors: string[] = [];
+  const stop = new AbortController();
+  const start = clock.t;
+  const loop = runTask(stop.signal, (scope) =>
+    runMetricsLoop(
+      scope,
+      loopOptions({ port: 1 }, {
+        clock,
+        transport: endpoint.transport,
+        maxBodyBytes: 200_000,
+        bytesPerSecond: 5_000,
+        onError: (e) => errors.push(e.message),
+      }),
+    ));
+  await until(() => calls.length === 40);
+  stop.abort();
+  await loop;
+  const elapsedS = (clock.t - start) / 1000;
+  // The burst, then the refill: 5 KB/s over the run, and one page of debt at most.
+  assert.ok(
+    endpoint.gets * page.length <= 200_000 + 5_000 * elapsedS + page.length,
+    `${endpoint.gets} pages of ${page.length} bytes in ${elapsedS} s`,
+  );
+  assert.ok(endpoint.gets >= 3, `${endpoint.gets} pages`);
+  assert.ok(errors.length > 0);
+  assert.match(
+    errors[0],
+    /^scrape skipped: http:\/\/127\.0\.0\.1:1\/metrics sent more than 5000 bytes\/s on average; scraping again in \d+ s$/,
+  );
 });
