@@ -84,7 +84,7 @@ Deno.test("hostile: pages over the body limit are cut off, and large ones only w
     await new Promise((r) => setTimeout(r, 3000));
     assert.ok(served.big <= 3, `big served ${served.big} pages`);
     assert.ok(served.huge <= 3, `huge served ${served.huge} pages`);
-    const metrics = await (await fetch(sim.agent.addresses.metrics)).text();
+    const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.ok(
       (sample(metrics, "autoscaling_agent_vm_metrics_scrape_errors_total", { kind: "system" }) ??
         0) >= 2,

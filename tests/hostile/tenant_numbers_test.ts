@@ -39,7 +39,7 @@ Deno.test("hostile: negative and huge loads are neither forwarded nor wrapped; a
       if (load !== undefined) assert.ok(load >= 0, `plugin saw load ${load} in ${r.raw}`);
     }
     assert.equal(negative.request?.metrics?.loadAvg1M, 0);
-    const metrics = await (await fetch(sim.agent.addresses.metrics)).text();
+    const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     const counted = sample(metrics, "autoscaling_agent_vm_metrics_invalid_values_total", {
       kind: "system",
       field: "loadAverage1Min",
