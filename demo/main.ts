@@ -5,14 +5,17 @@
  *     deno task demo [--duration SECONDS] [--report PATH] [--config PATH]
  *                    [--metrics-port N] [--vm-metrics-port N] [--dump-port N] [--log PATH]
  *
- * The agent serves its real metrics and state dump; their URLs are printed at the start. Ports
- * default to the config's, or free ones where those are taken; 0 always picks a free one. The
- * agent's JSON log goes to `--log` (a temporary file by default), so the terminal shows only
- * the table.
+ * The agent serves its real metrics and state dump; their URLs and the log's path head the table
+ * (on a terminal they are redrawn with it, so nothing printed meanwhile can hide them). Ports
+ * default to the config's, or free ones where those are taken; 0 always picks a free one, and a
+ * port asked for that is taken is an error naming it. The agent's JSON log goes to `--log` (a
+ * temporary file by default), so the terminal shows only the table. Errors are one line on
+ * stderr: status 2 for a usage error, 1 for any other.
  *
  * @module
  */
 
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Agent, startAgent } from "../agent/agent.ts";
@@ -24,7 +27,7 @@ import { Recorder } from "./recorder.ts";
 import { renderReport } from "./report.ts";
 import { demoVms } from "./scenario.ts";
 import { renderTable } from "./table.ts";
-import { countEvents } from "./timeline.ts";
+import { addSummaries, countEvents, summarize } from "./timeline.ts";
 
 const USAGE = "usage: deno task demo -- [--duration SECONDS] [--report PATH] [--config PATH]\n" +
   "         [--metrics-port N] [--vm-metrics-port N] [--dump-port N] [--log PATH]";
@@ -33,8 +36,7 @@ const SAMPLE_MS = 250;
 const TABLE_MS = 1000;
 
 function usage(error: string): never {
-  console.error(`error: ${error}`);
-  console.error(USAGE);
+  console.error(`error: ${error} (deno task demo -- --help shows the usage)`);
   Deno.exit(2);
 }
 
@@ -107,8 +109,23 @@ function availableOr0(port: number): number {
   }
 }
 
+const PORT_FLAGS: Record<keyof Ports, string> = {
+  metrics: "--metrics-port",
+  vmMetrics: "--vm-metrics-port",
+  dump: "--dump-port",
+};
+
 /** The ports asked for, else the config's where they are free. */
 function choosePorts(config: AgentConfig, asked: Partial<Ports>): Ports {
+  for (const key of Object.keys(PORT_FLAGS) as (keyof Ports)[]) {
+    const port = asked[key];
+    if (port !== undefined && port !== 0 && availableOr0(port) === 0) {
+      throw new Error(
+        `port ${port} (${PORT_FLAGS[key]}) is already in use on 127.0.0.1; pick another, or 0 ` +
+          "for a free one",
+      );
+    }
+  }
   const configured: Ports = {
     metrics: config.listen.metricsPort,
     vmMetrics: config.listen.vmMetricsPort,
@@ -141,8 +158,11 @@ function writeAll(to: { writeSync(p: Uint8Array): number }, data: Uint8Array): v
   while (data.length > 0) data = data.subarray(to.writeSync(data));
 }
 
-/** Samples every quarter second and redraws the table every second, until the end or Ctrl-C. */
-async function watch(recorder: Recorder, durationMs: number): Promise<void> {
+/**
+ * Samples every quarter second and redraws the table every second, under `header`, until the
+ * end or Ctrl-C.
+ */
+async function watch(recorder: Recorder, durationMs: number, header: string): Promise<void> {
   const interrupted = Promise.withResolvers<void>();
   let stop = false;
   const onInterrupt = () => {
@@ -153,12 +173,15 @@ async function watch(recorder: Recorder, durationMs: number): Promise<void> {
   const terminal = Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   let drawnLines = 0;
+  if (!terminal) writeAll(Deno.stdout, encoder.encode(`${header}\n`));
   const draw = () => {
     const table = renderTable(recorder.rows(), recorder.elapsedMs, durationMs);
-    // On a terminal the table is redrawn in place; elsewhere each refresh is appended.
+    // On a terminal the header and table are redrawn in place; elsewhere each refresh of the
+    // table is appended.
+    const block = terminal ? `${header}\n${table}` : table;
     const rewind = terminal && drawnLines > 0 ? `\x1b[${drawnLines}F\x1b[J` : "";
-    writeAll(Deno.stdout, encoder.encode(`${rewind}${table}\n${terminal ? "" : "\n"}`));
-    drawnLines = table.split("\n").length;
+    writeAll(Deno.stdout, encoder.encode(`${rewind}${block}\n${terminal ? "" : "\n"}`));
+    drawnLines = block.split("\n").length;
   };
   try {
     let nextTableMs = 0;
@@ -183,7 +206,9 @@ async function watch(recorder: Recorder, durationMs: number): Promise<void> {
 async function main(): Promise<void> {
   const args = parse();
   const config = await loadConfig(args.config ?? DEFAULT_CONFIG);
-  const logPath = args.log ?? await Deno.makeTempFile({ prefix: "demo-agent-", suffix: ".log" });
+  const logPath = resolve(
+    args.log ?? await Deno.makeTempFile({ prefix: "demo-agent-", suffix: ".log" }),
+  );
   const logFile = await Deno.open(logPath, { write: true, create: true, truncate: true });
   const encoder = new TextEncoder();
   await setupLogging({ write: (line) => writeAll(logFile, encoder.encode(line)) });
@@ -194,6 +219,7 @@ async function main(): Promise<void> {
   });
 
   const vms = demoVms();
+  const ports = choosePorts(config, args.ports);
   // The agent's billing checkpoint and spools: a demo has nothing worth keeping between runs.
   const stateDir = await Deno.makeTempDir({ prefix: "demo-agent-state-" });
   const cluster = await Cluster.start({ vms: vms.map((vm) => vm.spec), pluginPort: 0 });
@@ -201,21 +227,23 @@ async function main(): Promise<void> {
   let recorder: Recorder | undefined;
   try {
     agent = await startAgent({
-      config: demoConfig(config, cluster, choosePorts(config, args.ports)),
+      config: demoConfig(config, cluster, ports),
       nodeName: SIM_NODE,
       podIP: "127.0.0.1",
       kubeConfig: kubeConfigFromString(cluster.api.kubeconfig()),
       stateDir,
       log: agentLog(),
     });
-    console.log(`simulated Kubernetes API: ${cluster.api.url}`);
-    console.log(`agent metrics:            ${agent.addresses.metrics}`);
-    console.log(`agent per-VM metrics:     ${agent.addresses.vmMetrics}`);
-    console.log(`agent state dump:         ${agent.addresses.dump}`);
-    console.log(`agent log:                ${logPath}`);
-    console.log("");
+    const header = [
+      `simulated Kubernetes API: ${cluster.api.url}`,
+      `agent metrics:            ${agent.addresses.metrics}`,
+      `agent per-VM metrics:     ${agent.addresses.vmMetrics}`,
+      `agent state dump:         ${agent.addresses.dump}`,
+      `agent log:                ${logPath}`,
+      "",
+    ].join("\n");
     recorder = new Recorder(cluster, agent, vms, config.scaling.computeUnit);
-    await watch(recorder, args.durationMs);
+    await watch(recorder, args.durationMs, header);
   } finally {
     await agent?.stop();
     recorder?.close();
@@ -227,19 +255,27 @@ async function main(): Promise<void> {
   const report = recorder.report(
     `${vms.length} simulated VMs, agent config ${args.config ?? "examples/sim-config.json"}`,
   );
-  await Deno.writeTextFile(args.report, renderReport(report));
+  const reportPath = resolve(args.report);
+  await Deno.writeTextFile(reportPath, renderReport(report));
   const counts = countEvents(report.vms);
+  const total = addSummaries(report.vms.map((vm) => summarize(vm, report.durationMs)));
   console.log(
     `\n${counts.upscale} upscales, ${counts.downscale} downscales, ${counts.denied} denied ` +
       `downscales, ${counts["monitor-upscale"]} vm-monitor upscale requests`,
   );
-  console.log(`report: ${args.report}`);
+  console.log(
+    `${total.cuHours.toFixed(3)} CU-hours allocated for a goal of ` +
+      `${total.goalCuHours.toFixed(3)}; ${total.underMinutes.toFixed(1)} VM-minutes under and ` +
+      `${total.overMinutes.toFixed(1)} over the goal; ${total.scaleChanges} scale changes`,
+  );
+  console.log(`report: ${reportPath}`);
 }
 
 // Handled here, not by the rejection guard above, so that a failure ends the demo.
 try {
   await main();
 } catch (err) {
-  console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+  const message = err instanceof Error ? err.message : String(err);
+  console.error(`demo failed: ${message.replace(/\s*\n\s*/g, "; ")}`);
   Deno.exit(1);
 }

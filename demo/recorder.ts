@@ -10,7 +10,14 @@
  */
 
 import type { Agent } from "../agent/agent.ts";
-import type { Resources } from "../core/mod.ts";
+import {
+  calculateGoalCU,
+  resolveScalingConfig,
+  type Resources,
+  type ScalingGoalParts,
+  type StateDump,
+  withOverrides,
+} from "../core/mod.ts";
 import type { Cluster } from "../sim/cluster.ts";
 import type { JsonObject } from "../sim/k8s/json.ts";
 import type { PatchRecord } from "../sim/k8s/records.ts";
@@ -20,6 +27,8 @@ import type { DemoVm } from "./scenario.ts";
 import {
   cuAt,
   cuOf,
+  formatResources,
+  humanizeBytes,
   type Report,
   type Sample,
   type ScalingEvent,
@@ -45,6 +54,8 @@ interface Tracked {
   /** Targets of the DownscaleRequests seen, by `session:id`, to name what a result refers to. */
   downscaleTargets: Map<string, Resources>;
   goalCu: number | null;
+  goalParts: ScalingGoalParts | null;
+  permitCu: number | null;
   /** Whether the agent reads this VM's LFC metrics, so its working set is worth charting. */
   lfc: boolean;
 }
@@ -137,6 +148,8 @@ export class Recorder {
         patched: vm.use,
         downscaleTargets: new Map(),
         goalCu: null,
+        goalParts: null,
+        permitCu: null,
         lfc: vm.lfc,
       });
     }
@@ -167,16 +180,18 @@ export class Recorder {
 
   /** Takes one sample of every VM and reads the records that arrived since the last call. */
   sample(): void {
-    const goals = new Map<string, Resources | null>();
+    const cores = new Map<string, StateDump>();
     for (const pod of this.#agent.state.dump()) {
       const core = pod.runner?.executorState;
-      if (core) goals.set(core.vm.name, core.lastDesiredResources);
+      if (core) cores.set(core.vm.name, core);
     }
     const atMs = this.elapsedMs;
     for (const [name, vm] of this.#vms) {
-      const desired = goals.get(name);
+      const core = cores.get(name);
       // Between a VM update and the next decision the core has no desired size: keep the last.
-      if (desired) vm.goalCu = cuOf(desired, this.#cu);
+      if (core?.lastDesiredResources) vm.goalCu = cuOf(core.lastDesiredResources, this.#cu);
+      if (core?.plugin.permit) vm.permitCu = cuOf(core.plugin.permit, this.#cu);
+      if (core?.metrics) vm.goalParts = goalParts(core);
       const guest = this.#cluster.vm(name).guest();
       const sample: Sample = {
         atMs,
@@ -184,6 +199,8 @@ export class Recorder {
         memBytes: guest.wanted,
         workingSetBytes: vm.lfc ? guest.workingSet : null,
         goalCu: vm.goalCu,
+        goalParts: vm.goalParts,
+        permitCu: vm.permitCu,
       };
       vm.timeline.samples.push(sample);
     }
@@ -218,7 +235,7 @@ export class Recorder {
         kind: up ? "upscale" : "downscale",
         fromCu,
         toCu,
-        detail: `NeonVM patched to ${target.vCPU}m CPU, ${target.mem / vm.slotBytes} memory slots`,
+        detail: `NeonVM patched to ${formatResources(target)}`,
       });
     }
   }
@@ -257,7 +274,7 @@ export class Recorder {
           kind: ok ? "approved" : "denied",
           fromCu: current,
           toCu,
-          detail: `vm-monitor: ${String(json.Status)}`,
+          detail: `vm-monitor: ${humanizeBytes(String(json.Status))}`,
         });
       }
     }
@@ -296,6 +313,19 @@ export class Recorder {
   close(): void {
     this.#unsubscribe();
   }
+}
+
+/** The goal each metric gives, from the metrics the core last received, as the core computes it. */
+function goalParts(core: StateDump): ScalingGoalParts {
+  const scaling = resolveScalingConfig(
+    withOverrides(core.config.defaultScalingConfig, core.vm.config.scalingConfig),
+  );
+  return calculateGoalCU(
+    scaling,
+    core.config.computeUnit,
+    core.metrics,
+    scaling.enableLFCMetrics ? core.lfcMetrics : null,
+  ).parts;
 }
 
 function isVmSpecPatch(patch: PatchRecord): boolean {

@@ -14,8 +14,10 @@
 import type { AgentConfig } from "../agent/config/config.ts";
 import { coreConfigOf, timingsOf } from "../agent/config/timings.ts";
 import {
+  calculateGoalCU,
   type LFCMetrics,
   parseSystemMetrics,
+  resolveScalingConfig,
   type Resources,
   type ScalingConfig,
   State,
@@ -24,9 +26,10 @@ import {
   withOverrides,
 } from "../core/mod.ts";
 import { realMonitorPolicy } from "../sim/vm/monitor_server.ts";
-import { guestMemory, type Workload } from "../sim/vm/workload.ts";
+import { guestMemory } from "../sim/vm/workload.ts";
+import type { ReplayGuest } from "./trace.ts";
 import type { Report, Sample, ScalingEvent } from "./timeline.ts";
-import { cuOf, formatBytes, formatCu } from "./timeline.ts";
+import { cuOf, formatBytes, formatCu, formatResources } from "./timeline.ts";
 
 /** The fake and the real vm-monitor ask for more memory above this share of the VM's memory. */
 const MONITOR_UPSCALE_FRACTION = 0.9;
@@ -56,7 +59,7 @@ export interface ReplayInput {
 }
 
 export interface ReplayOptions {
-  workload: Workload;
+  workload: ReplayGuest;
   durationMs: number;
   config: AgentConfig;
   vm: ReplayVm;
@@ -107,7 +110,7 @@ const KERNEL_BYTES = parseSystemMetrics(
 ).memoryUsageBytes;
 
 /** What the agent's system-metrics scrape sees at `atMs` of a VM with `memBytes`. */
-function systemMetricsAt(workload: Workload, atMs: number, memBytes: number): SystemMetrics {
+function systemMetricsAt(workload: ReplayGuest, atMs: number, memBytes: number): SystemMetrics {
   const sample = workload.at(atMs);
   const mem = guestMemory(sample, memBytes);
   return {
@@ -119,7 +122,7 @@ function systemMetricsAt(workload: Workload, atMs: number, memBytes: number): Sy
 }
 
 /** What the agent's LFC scrape sees at `atMs` (the counters play no part in scaling). */
-function lfcMetricsAt(workload: Workload, atMs: number): LFCMetrics {
+function lfcMetricsAt(workload: ReplayGuest, atMs: number): LFCMetrics {
   return {
     cacheHitsTotal: 0,
     cacheMissesTotal: 0,
@@ -130,7 +133,7 @@ function lfcMetricsAt(workload: Workload, atMs: number): LFCMetrics {
 
 /** The vm-monitor's answer to a downscale to `target` at `atMs`. */
 export function monitorAllows(
-  workload: Workload,
+  workload: ReplayGuest,
   atMs: number,
   target: Resources,
 ): { ok: boolean; status: string } {
@@ -145,8 +148,10 @@ export function replay(options: ReplayOptions): ReplayResult {
   const { workload, durationMs, config, vm } = options;
   const cu = config.scaling.computeUnit;
   const state = new State(replayVmInfo(vm, cu), coreConfigOf(config));
-  const lfcEnabled = withOverrides(config.scaling.defaultConfig, vm.scalingConfig)
-    .enableLFCMetrics === true;
+  const scaling = resolveScalingConfig(
+    withOverrides(config.scaling.defaultConfig, vm.scalingConfig),
+  );
+  const lfcEnabled = scaling.enableLFCMetrics;
   const { system, lfc } = timingsOf(config).metrics;
   const systemEveryMs = system.everyMs;
   const lfcEveryMs = lfc.everyMs;
@@ -183,7 +188,7 @@ export function replay(options: ReplayOptions): ReplayResult {
           kind: toCu > fromCu ? "upscale" : "downscale",
           fromCu,
           toCu,
-          detail: `NeonVM patched to ${target.vCPU}m CPU, ${formatBytes(target.mem)}`,
+          detail: `NeonVM patched to ${formatResources(target)}`,
         });
       } else if (actions.monitorDownscale) {
         const { target, targetRevision } = actions.monitorDownscale;
@@ -215,6 +220,7 @@ export function replay(options: ReplayOptions): ReplayResult {
   let nextLfc = 0;
   let nextMonitor = 0;
   let goalCu: number | null = null;
+  let lastLfc: LFCMetrics | null = null;
   for (let atMs = 0; atMs <= durationMs;) {
     const input: ReplayInput = { atMs };
     if (atMs >= nextSystem) {
@@ -224,6 +230,7 @@ export function replay(options: ReplayOptions): ReplayResult {
     }
     if (lfcEnabled && atMs >= nextLfc) {
       input.lfc = lfcMetricsAt(workload, atMs);
+      lastLfc = input.lfc;
       state.updateLFCMetrics(input.lfc);
       nextLfc += lfcEveryMs;
     }
@@ -251,15 +258,18 @@ export function replay(options: ReplayOptions): ReplayResult {
     // A zero wait would stall virtual time; a timer of 0 ms fires a moment later in the agent too.
     const wakeAt = wait === null ? Infinity : atMs + Math.max(1, wait);
     if (input.system) {
-      const desired = state.dump().lastDesiredResources;
-      if (desired !== null) goalCu = size(desired);
+      const dump = state.dump();
+      if (dump.lastDesiredResources !== null) goalCu = size(dump.lastDesiredResources);
       const sample = workload.at(atMs);
+      const permit = dump.plugin.permit;
       samples.push({
         atMs,
         load: sample.load1,
         memBytes: sample.memory,
         workingSetBytes: lfcEnabled ? sample.workingSet : null,
         goalCu,
+        goalParts: calculateGoalCU(scaling, cu, input.system, lfcEnabled ? lastLfc : null).parts,
+        permitCu: permit === null ? null : size(permit),
       });
     }
     atMs = Math.min(nextSystem, lfcEnabled ? nextLfc : Infinity, nextMonitor, wakeAt);
@@ -284,14 +294,4 @@ export function replay(options: ReplayOptions): ReplayResult {
       }],
     },
   };
-}
-
-/** The time between the first and the last row of a trace in the simulator's CSV format. */
-export function traceSpanMs(csv: string): number {
-  const rows = csv.split("\n").map((l) => l.trim()).filter((l) => l !== "").slice(1);
-  const stamp = (row: string | undefined) => {
-    const text = row?.split(",")[0].trim() ?? "";
-    return /^[+-]?(\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) * 1000 : Date.parse(text);
-  };
-  return stamp(rows[rows.length - 1]) - stamp(rows[0]);
 }

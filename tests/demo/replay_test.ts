@@ -23,11 +23,10 @@ import {
   type ReplayResult,
   type ReplayVm,
   replayVmInfo,
-  traceSpanMs,
 } from "../../demo/replay.ts";
+import { guestOf, parseCsvTrace, type ReplayGuest, traceSpanMs } from "../../demo/trace.ts";
 import { pluginJitterMs } from "../../agent/runner/runner.ts";
 import { cuAt, cuOf } from "../../demo/timeline.ts";
-import { trace, type Workload } from "../../sim/vm/workload.ts";
 import { startSimAgent, waitFor } from "../agent/e2e_helpers.ts";
 import { reportData } from "./helpers.ts";
 
@@ -36,16 +35,17 @@ const CONFIG = `${root}examples/sim-config.json`;
 const TRACES = ["examples/trace-daily.csv", "examples/trace-burst.csv"];
 const MINUTE = 60_000;
 
-Deno.test("replay: the CLI replays each example trace and writes its report", async () => {
+Deno.test("replay: `deno task replay` replays each example trace and writes its report", async () => {
   const dir = await Deno.makeTempDir({ prefix: "replay-test-" });
   try {
     await Promise.all(TRACES.map(async (path, i) => {
       const report = `${dir}/report-${i}.html`;
       const output = await new Deno.Command(Deno.execPath(), {
+        // The task itself, with the permissions it grants.
         args: [
-          "run",
-          "--allow-all",
-          "demo/replay_main.ts",
+          "task",
+          "replay",
+          "--",
           path,
           "--config",
           CONFIG,
@@ -58,7 +58,7 @@ Deno.test("replay: the CLI replays each example trace and writes its report", as
       }).output();
       const stdout = new TextDecoder().decode(output.stdout);
       assert.ok(output.success, new TextDecoder().decode(output.stderr));
-      assert.match(stdout, /replayed, \d+ upscales, \d+ downscales/);
+      assert.match(stdout, /replayed\n.*: \d+ upscales, \d+ downscales/);
       assert.match(stdout, new RegExp(`^report: ${report}$`, "m"));
       const html = await Deno.readTextFile(report);
       const data = reportData(html);
@@ -69,19 +69,6 @@ Deno.test("replay: the CLI replays each example trace and writes its report", as
     }));
   } finally {
     await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("replay: the CLI rejects a missing config and a bad VM config with usage", async () => {
-  for (const args of [[TRACES[0]], [TRACES[0], "--config", CONFIG, "--scaling-config", "{"]]) {
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "demo/replay_main.ts", ...args],
-      cwd: root,
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.equal(output.code, 2);
-    assert.match(new TextDecoder().decode(output.stderr), /^usage: deno task replay/m);
   }
 });
 
@@ -100,7 +87,7 @@ function vmOf(name: string, scalingConfig: ReplayVm["scalingConfig"]): ReplayVm 
   return { name, minCu: 1, maxCu: 4, startCu: 1, scalingConfig };
 }
 
-type Run = { result: ReplayResult; workload: Workload; config: AgentConfig };
+type Run = { result: ReplayResult; workload: ReplayGuest; config: AgentConfig };
 const runs = new Map<Case, Promise<Run>>();
 
 /** Each case is replayed once, for all of its tests. */
@@ -110,12 +97,12 @@ function run(c: Case): Promise<Run> {
 }
 
 async function replayCase(c: Case): Promise<Run> {
-  const csv = await Deno.readTextFile(`${root}${c.path}`);
-  const workload = trace(csv);
+  const trace = parseCsvTrace(await Deno.readTextFile(`${root}${c.path}`), c.path);
+  const workload = guestOf(trace);
   const config = await loadConfig(CONFIG);
   const result = replay({
     workload,
-    durationMs: traceSpanMs(csv),
+    durationMs: traceSpanMs(trace),
     config,
     vm: c.vm,
     source: c.path,
@@ -141,7 +128,7 @@ function changes(points: readonly { atMs: number; cu: number }[]): { atMs: numbe
  */
 function redrive(
   inputs: readonly ReplayInput[],
-  workload: Workload,
+  workload: ReplayGuest,
   config: AgentConfig,
   vm: ReplayVm,
 ): { atMs: number; cu: number }[] {
