@@ -41,7 +41,7 @@ const USAGE = "usage: deno task replay -- TRACE --config CONFIG.json [--config C
   "         [--scaling-config JSON …] [--series COLUMN=FILE …] [--report PATH]\n" +
   "         [--min-cu N] [--max-cu N] [--start-cu N] [--duration SECONDS]";
 
-/** A mistake on the command line: printed with the usage, exit status 2. */
+/** A mistake on the command line: exit status 2, and a pointer to the usage. */
 class UsageError extends Error {}
 
 interface Args {
@@ -262,7 +262,8 @@ try {
   await main(Deno.args);
 } catch (err) {
   const message = err instanceof Error ? err.message : String(err);
-  console.error(`error: ${message.replace(/\s*\n\s*/g, "; ")}`);
-  if (err instanceof UsageError) console.error(USAGE);
-  Deno.exit(err instanceof UsageError ? 2 : 1);
+  const usage = err instanceof UsageError;
+  const hint = usage ? "; deno task replay -- --help shows the usage" : "";
+  console.error(`error: ${message.replace(/\s*\n\s*/g, "; ")}${hint}`);
+  Deno.exit(usage ? 2 : 1);
 }

@@ -27,10 +27,10 @@ interface DemoRun {
 /** Runs the demo; fetches the URLs it prints as soon as they appear. */
 async function runDemo(dir: string): Promise<DemoRun> {
   const child = new Deno.Command(Deno.execPath(), {
+    // The task itself, as the README runs it, with the permissions it grants.
     args: [
-      "run",
-      "--allow-all",
-      "demo/main.ts",
+      "task",
+      "demo",
       "--duration",
       String(DURATION_S),
       "--report",
@@ -45,6 +45,7 @@ async function runDemo(dir: string): Promise<DemoRun> {
       "0",
     ],
     cwd: root,
+    env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -70,7 +71,11 @@ Deno.test("demo: 15 s of the demo scale every kind of VM and write a report", as
   try {
     const run = await runDemo(dir);
     assert.equal(run.code, 0, `demo failed:\n${run.stderr}\n${run.stdout}`);
-    assert.equal(run.stderr.trim(), "", "the demo writes nothing to stderr");
+    // `deno task` names the command it runs; the demo itself writes nothing to stderr.
+    assert.deepStrictEqual(
+      run.stderr.split("\n").filter((l) => l.trim() !== "" && !/^Task demo /.test(l)),
+      [],
+    );
     const html = await Deno.readTextFile(`${dir}/demo-report.html`);
     const data = reportData(html);
     const names = demoVms().map((vm) => vm.spec.name);
@@ -81,6 +86,15 @@ Deno.test("demo: 15 s of the demo scale every kind of VM and write a report", as
       assert.equal(run.fetched["state dump"]?.status, 200);
       const dump = JSON.parse(run.fetched["state dump"].body);
       assert.equal(dump.pods.length, names.length, "one Runner per VM");
+    });
+
+    await t.step("the first lines are the agent's URLs and log, the last the report's path", () => {
+      const lines = run.stdout.split("\n");
+      assert.match(lines[0], /^simulated Kubernetes API: http:\/\/127\.0\.0\.1:\d+$/);
+      assert.match(lines[4], /^agent log: +\/\S+\.log$/, "an absolute path");
+      assert.equal(lines.findLastIndex((l) => l.startsWith("report: ")), lines.length - 2);
+      assert.match(run.stdout, new RegExp(`^report: ${dir}/demo-report\\.html$`, "m"));
+      assert.match(run.stdout, /^[\d.]+ CU-hours allocated for a goal of [\d.]+; /m);
     });
 
     await t.step("the terminal shows the table, and only the table, each second", () => {
@@ -105,6 +119,30 @@ Deno.test("demo: 15 s of the demo scale every kind of VM and write a report", as
       assert.match(run.stdout, /\d+ upscales, \d+ downscales, \d+ denied downscales/);
     });
 
+    await t.step(
+      "the report explains: sizes in MiB/GiB, refusals collapsed, figures per VM",
+      () => {
+        for (const vm of data.vms) {
+          for (const e of vm.events) assert.doesNotMatch(e.detail, /\d{7,}/, "no raw byte counts");
+        }
+        const stubborn = data.vms.find((vm) => vm.name === "stubborn")!;
+        assert.match(stubborn.events.find((e) => e.kind === "denied")!.detail, /GiB/);
+        const section = html.match(/<section class="vm" id="vm-stubborn">.*?<\/section>/s)![0];
+        const deniedLines = section.match(/<tr class="event denied">/g) ?? [];
+        const denials = stubborn.events.filter((e) => e.kind === "denied").length;
+        assert.ok(denials >= 2, `${denials} refusals`);
+        assert.equal(deniedLines.length, 1, `${denials} refusals in one line`);
+        assert.match(section, new RegExp(`<td class="num count">×${denials}</td>`));
+        // Held at 2 CU by its vm-monitor while its metrics ask for 1.
+        assert.ok(stubborn.summary.overMinutes > 0, JSON.stringify(stubborn.summary));
+        assert.equal(stubborn.summary.underMinutes, 0);
+        assert.equal(stubborn.summary.scaleChanges, 0);
+        const stepLoad = data.vms.find((vm) => vm.name === "step-load")!;
+        assert.ok(stepLoad.summary.scaleChanges >= 1);
+        assert.ok(data.summary.cuHours > 0 && data.summary.goalCuHours > 0);
+      },
+    );
+
     await t.step("the report has one chart per VM, each with its allocation line", () => {
       assert.deepStrictEqual(data.vms.map((vm) => vm.name), names);
       const charts = [...html.matchAll(/<svg class="chart" data-vm="([^"]+)"/g)].map((m) => m[1]);
@@ -127,10 +165,12 @@ Deno.test("demo: 15 s of the demo scale every kind of VM and write a report", as
         const dom = await dumpDom(report);
         const charts = [...dom.matchAll(/<svg class="chart"[^>]*>(.*?)<\/svg>/gs)];
         assert.equal(charts.length, names.length, "every chart survived the browser's parser");
+        const lfcChart = charts[names.indexOf("lfc-cache")][1];
+        assert.match(lfcChart, /<path class="series goal-lfc" d="M/, "the LFC VM's LFC goal");
         for (const [, chart] of charts) {
           const paths = [...chart.matchAll(/<path class="series ([\w-]+)" d="([^"]*)"/g)];
           const byClass = new Map(paths.map(([, cls, d]) => [cls, d]));
-          for (const cls of ["cu", "load", "memory"]) {
+          for (const cls of ["cu", "desired", "permit", "goal-cpu", "goal-mem"]) {
             assert.match(byClass.get(cls) ?? "", /^M[\d.]+,[\d.]+(L[\d.]+,[\d.]+)+$/, cls);
           }
         }
@@ -140,6 +180,43 @@ Deno.test("demo: 15 s of the demo scale every kind of VM and write a report", as
       },
     });
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("demo: a taken port and a bad flag each end it with one line naming the problem", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "demo-test-" });
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const { port } = taken.addr as Deno.NetAddr;
+    const cases: [string[], number, RegExp][] = [
+      [
+        ["--dump-port", String(port)],
+        1,
+        new RegExp(
+          `^demo failed: port ${port} \\(--dump-port\\) is already in use on 127\\.0\\.0\\.1`,
+        ),
+      ],
+      [
+        ["--duration", "soon"],
+        2,
+        /^error: --duration must be a positive number of seconds, got soon/,
+      ],
+    ];
+    for (const [args, code, message] of cases) {
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", "demo/main.ts", "--log", `${dir}/agent.log`, ...args],
+        cwd: root,
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, code, stderr);
+      assert.match(stderr, message);
+      assert.equal(stderr.trimEnd().split("\n").length, 1, `one line: ${stderr}`);
+    }
+  } finally {
+    taken.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
