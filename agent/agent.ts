@@ -147,6 +147,16 @@ function url(server: Deno.HttpServer<Deno.NetAddr>, path: string): string {
   return `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}${path}`;
 }
 
+/** Starts a listener; a port already taken is named, with the config key that sets it. */
+function listening<T>(key: string, host: string, port: number, serve: () => T): T {
+  try {
+    return serve();
+  } catch (err) {
+    if (!(err instanceof Deno.errors.AddrInUse)) throw err;
+    throw new Error(`${key}: port ${port} on ${host} is already in use (${err.message})`);
+  }
+}
+
 /** Starts the agent; rejects when the initial lists fail or a port cannot be bound. */
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const { config, nodeName } = options;
@@ -278,28 +288,44 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
     const host = config.listen.host;
     const serve = options.serve ?? true;
+    const { metricsPort, vmMetricsPort } = config.listen;
     if (serve) {
-      servers.push(serveMetrics(metrics.registry, {
-        hostname: host,
-        port: config.listen.metricsPort,
-        signal: root.signal,
-      }));
-      servers.push(serveMetrics(perVmMetrics.registry, {
-        hostname: host,
-        port: config.listen.vmMetricsPort,
-        signal: root.signal,
-      }));
+      servers.push(
+        listening("listen.metricsPort", host, metricsPort, () =>
+          serveMetrics(metrics.registry, {
+            hostname: host,
+            port: metricsPort,
+            signal: root.signal,
+          })),
+      );
+      servers.push(
+        listening(
+          "listen.vmMetricsPort",
+          host,
+          vmMetricsPort,
+          () =>
+            serveMetrics(perVmMetrics.registry, {
+              hostname: host,
+              port: vmMetricsPort,
+              signal: root.signal,
+            }),
+        ),
+      );
     }
     let dump: string | null = null;
     let stopped = false;
-    const dumpServer = !serve || config.dumpState === null ? null : serveDump({
-      hostname: host,
-      port: config.dumpState.port,
-      timeoutMs: timingsOf(config).dumpTimeoutMs!,
-      clock,
-      collect: () => Promise.resolve({ stopped, pods: state.dump().map(podJson) }),
-      log: log.child("dump-state"),
-    });
+    const dumpState = config.dumpState;
+    const dumpServer = !serve || dumpState === null
+      ? null
+      : listening("dumpState.port", host, dumpState.port, () =>
+        serveDump({
+          hostname: host,
+          port: dumpState.port,
+          timeoutMs: timingsOf(config).dumpTimeoutMs!,
+          clock,
+          collect: () => Promise.resolve({ stopped, pods: state.dump().map(podJson) }),
+          log: log.child("dump-state"),
+        }));
     if (dumpServer !== null) dump = url(dumpServer, "/");
 
     const addresses = {
