@@ -220,3 +220,60 @@ Deno.test("demo: a taken port and a bad flag each end it with one line naming th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("demo: on a terminal each redraw rewrites the header with the table, so it always shows", async (t) => {
+  const script = await new Deno.Command("sh", { args: ["-c", "command -v script"] }).output();
+  if (!script.success) {
+    await t.step({
+      name: "SKIPPED: no `script` to give the demo a terminal",
+      ignore: true,
+      fn() {},
+    });
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "demo-test-" });
+  try {
+    const demo = [
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "demo/main.ts",
+      "--duration",
+      "3",
+      "--report",
+      `${dir}/report.html`,
+      "--log",
+      `${dir}/agent.log`,
+      "--metrics-port",
+      "0",
+      "--vm-metrics-port",
+      "0",
+      "--dump-port",
+      "0",
+    ].join(" ");
+    // `script` runs the demo on a pseudo-terminal and copies what it draws.
+    const output = await new Deno.Command("script", {
+      args: ["-qfec", demo, "/dev/null"],
+      cwd: root,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const screen = new TextDecoder().decode(output.stdout).replaceAll("\r\n", "\n");
+    assert.ok(output.success, screen);
+    // The table's rewind: back N lines, clear to the end of the screen.
+    const ESC = "\x1b";
+    const rewind = new RegExp(`${ESC}\\[(\\d+)F${ESC}\\[J`, "g");
+    const rewinds = [...screen.matchAll(rewind)];
+    assert.ok(rewinds.length >= 3, `${rewinds.length} redraws in 3 s`);
+    const frames = screen.split(new RegExp(`${ESC}\\[\\d+F${ESC}\\[J`));
+    for (let i = 0; i < rewinds.length; i++) {
+      const drawn = frames[i].split("\n");
+      // Each rewind goes back over exactly what the previous frame drew: its header and table.
+      assert.equal(Number(rewinds[i][1]), drawn.length - 1, `frame ${i}`);
+      assert.match(frames[i + 1], /^simulated Kubernetes API: http:\/\/127\.0\.0\.1:\d+\n/);
+      assert.match(frames[i + 1], /^agent log: +\/\S+\.log\n\nautoscaler-agent demo {2}/m);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
