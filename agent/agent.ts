@@ -153,7 +153,9 @@ function listening<T>(key: string, host: string, port: number, serve: () => T): 
     return serve();
   } catch (err) {
     if (!(err instanceof Deno.errors.AddrInUse)) throw err;
-    throw new Error(`${key}: port ${port} on ${host} is already in use (${err.message})`);
+    throw new Deno.errors.AddrInUse(`${key}: port ${port} on ${host} is already in use`, {
+      cause: err,
+    });
   }
 }
 

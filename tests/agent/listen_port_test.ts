@@ -17,6 +17,7 @@ for (const key of ["listen.metricsPort", "listen.vmMetricsPort", "dumpState.port
           },
         }),
         (err: Error) => {
+          assert.ok(err instanceof Deno.errors.AddrInUse, String(err));
           assert.match(
             err.message,
             new RegExp(
