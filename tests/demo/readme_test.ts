@@ -49,7 +49,13 @@ Deno.test("README: the pinned Deno is the one CI installs and the tests run on",
   const ci = await Deno.readTextFile(`${root}.ci/run`);
   assert.equal(PINNED, ci.match(/^DENO_VERSION=(\S+)$/m)?.[1]);
   assert.equal(PINNED, Deno.version.deno);
-  assert.match(shBlocks(section("Quick start").body)[0], /^alias deno='npx -y deno@[\d.]+'/m);
+  const [start, alias] = shBlocks(section("Quick start").body);
+  // Exactly two commands in the quick start, the demo and the tests, each runnable with npm alone.
+  assert.deepEqual(
+    start.split("\n").filter((l) => l.trim() !== "").map((l) => l.replace(/\s+#.*$/, "")),
+    [`npx -y deno@${PINNED} task demo`, `npx -y deno@${PINNED} task test`],
+  );
+  assert.match(alias, /^alias deno='npx -y deno@[\d.]+'/m);
 });
 
 Deno.test("README: the tasks, files and pictures it names exist", async () => {
@@ -155,7 +161,7 @@ Deno.test("README: the replay walkthrough runs as written with only Node.js, npm
     }
     const repo = `${dir}/repo`;
     await copyRepo(root.replace(/\/$/, ""), repo);
-    const alias = shBlocks(section("Quick start").body)[0].split("\n")
+    const alias = shBlocks(section("Quick start").body)[1].split("\n")
       .find((line) => line.startsWith("alias deno="))!;
     const walkthrough = shBlocks(section("Replay").body).join("\n")
       .replace(/^PROM=\S+/m, `PROM=http://127.0.0.1:${prometheus.addr.port}`);
