@@ -2,6 +2,10 @@
  * The autoscaler-agent daemon: reads its environment and config, then runs the agent until
  * SIGTERM or SIGINT. Start-up failures are logged once at fatal level and exit with status 2.
  *
+ * Shutdown is bounded: the process exits within {@link SHUTDOWN_LIMIT_MS} of the signal whatever
+ * the agent's stop is waiting for (the DaemonSet's grace period is 30 s), with status 1 if the
+ * stop did not finish; a second signal exits at once.
+ *
  * @module
  */
 
@@ -10,14 +14,20 @@ import { loadConfig } from "./agent/config/config.ts";
 import { readEnv } from "./agent/config/env.ts";
 import { loadKubeConfig } from "./agent/k8s/client.ts";
 import { agentLog, setupLogging } from "./lib/log.ts";
+import { systemClock } from "./lib/clock.ts";
 
 /** Exit status of a failed start, as the reference's panic. */
 const EXIT_STARTUP_FAILURE = 2;
+/** Exit status of a shutdown that did not finish, or of a bug that escaped `main`. */
+const EXIT_FAILURE = 1;
+/** Within the DaemonSet's 30 s grace period, with room for the process to exit. */
+const SHUTDOWN_LIMIT_MS = 25_000;
 
 async function main(): Promise<number> {
   await setupLogging();
   const log = agentLog();
   // The last line of defence: a stray rejection is logged, never a process exit (agent.md 7.4).
+  // `main`'s own result is handled below, so a failed `main` never comes through here.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
     log.error("unhandled promise rejection", { error: event.reason });
@@ -53,8 +63,13 @@ async function main(): Promise<number> {
   }
 
   const stop = Promise.withResolvers<string>();
+  let signals = 0;
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => stop.resolve(signal));
+    Deno.addSignalListener(signal, () => {
+      if (++signals === 1) return stop.resolve(signal);
+      log.error("second signal while shutting down, exiting now", { signal });
+      Deno.exit(EXIT_FAILURE);
+    });
   }
 
   let agent;
@@ -71,9 +86,23 @@ async function main(): Promise<number> {
   }
   const signal = await stop.promise;
   log.info("received signal, shutting down", { signal });
-  await agent.stop();
+  const stopped = await Promise.race([
+    agent.stop().then(() => true),
+    systemClock.sleep(SHUTDOWN_LIMIT_MS).then(() => false),
+  ]);
+  if (!stopped) {
+    log.error("shutdown did not finish in time, exiting anyway", { limitMs: SHUTDOWN_LIMIT_MS });
+    return EXIT_FAILURE;
+  }
   log.info("main loop returned without issue, exiting");
   return 0;
 }
 
-Deno.exit(await main());
+main().then(
+  (code) => Deno.exit(code),
+  (err) => {
+    // A bug: say so and exit, rather than leave a process that no longer does its work.
+    agentLog().error("main failed", { error: err });
+    Deno.exit(EXIT_FAILURE);
+  },
+);

@@ -28,12 +28,9 @@ import {
 import { VM_WATCHER_NAME, type VmMetricsObserver, VmWatcher } from "./k8s/vm_watcher.ts";
 import type { VirtualMachine } from "./k8s/vm.ts";
 import { agentLog, type Log } from "../lib/log.ts";
-import {
-  GlobalMetrics,
-  PerVmMetrics,
-  serveMetrics,
-  type WatcherMetrics,
-} from "./observability/metrics.ts";
+import { GlobalMetrics, PerVmMetrics, type WatcherMetrics } from "./observability/metrics.ts";
+import { serveMetrics, serverObserver } from "./observability/metrics_server.ts";
+import type { Server } from "./http/server.ts";
 import { serveDump } from "./observability/dump_server.ts";
 import { podJson } from "./observability/dump_format.ts";
 import { PerVmMetricsUpkeep } from "./observability/per_vm_metrics.ts";
@@ -141,7 +138,7 @@ function fanOut(...observers: VmMetricsObserver[]): VmMetricsObserver {
   };
 }
 
-function url(server: Deno.HttpServer<Deno.NetAddr>, path: string): string {
+function url(server: Server, path: string): string {
   const { hostname, port } = server.addr;
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
   return `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}${path}`;
@@ -187,7 +184,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   const statusWaiter = new VmStatusWaiter(clock);
   const perVm = new PerVmMetricsUpkeep(perVmMetrics, nodeName, config.scalingEvents.cuMultiplier);
-  const servers: Deno.HttpServer<Deno.NetAddr>[] = [];
+  const servers: Server[] = [];
   const hostname = options.hostname ?? Deno.hostname();
   storage.mkdir(options.stateDir);
   // The spools replay what an earlier run left before anything new is produced.
@@ -288,29 +285,37 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
     billingDone = collector.run(billingScope.signal);
 
-    const host = config.listen.host;
+    const { host, maxConnections, headerTimeoutSeconds, idleTimeoutSeconds } = config.listen;
+    const limits = {
+      maxConnections,
+      headerTimeoutMs: headerTimeoutSeconds * 1000,
+      idleTimeoutMs: idleTimeoutSeconds * 1000,
+    };
+    const serverOptions = (name: string, port: number) => ({
+      hostname: host,
+      port,
+      limits,
+      clock,
+      log: log.child("http").with({ server: name }),
+      observer: serverObserver(metrics, name),
+    });
     const serve = options.serve ?? true;
     const { metricsPort, vmMetricsPort } = config.listen;
     if (serve) {
       servers.push(
-        listening("listen.metricsPort", host, metricsPort, () =>
-          serveMetrics(metrics.registry, {
-            hostname: host,
-            port: metricsPort,
-            signal: root.signal,
-          })),
+        listening(
+          "listen.metricsPort",
+          host,
+          metricsPort,
+          () => serveMetrics(metrics.registry, serverOptions("metrics", metricsPort)),
+        ),
       );
       servers.push(
         listening(
           "listen.vmMetricsPort",
           host,
           vmMetricsPort,
-          () =>
-            serveMetrics(perVmMetrics.registry, {
-              hostname: host,
-              port: vmMetricsPort,
-              signal: root.signal,
-            }),
+          () => serveMetrics(perVmMetrics.registry, serverOptions("vm-metrics", vmMetricsPort)),
         ),
       );
     }
@@ -321,10 +326,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       ? null
       : listening("dumpState.port", host, dumpState.port, () =>
         serveDump({
-          hostname: host,
-          port: dumpState.port,
+          ...serverOptions("dump", dumpState.port),
           timeoutMs: timingsOf(config).dumpTimeoutMs!,
-          clock,
           collect: () => Promise.resolve({ stopped, pods: state.dump().map(podJson) }),
           log: log.child("dump-state"),
         }));
@@ -349,23 +352,37 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       addresses,
       async stop() {
         stopped = true;
-        // Billing first: its final collection reads the VM watch, which is still running.
-        await stopReporting();
-        root.abort();
-        state.stopAll();
-        await Promise.all(servers.map((s) => s.finished));
-        await Promise.allSettled([vms.stopped, schedulers.stopped]);
-        pluginHttp.close();
-        kube.close();
-        // The reference keeps the dump server up until exit (S-22); an in-process agent has to
-        // release its port, so it closes last.
-        await dumpServer?.shutdown();
+        // Every step runs even when one before it failed, so a stop always releases everything.
+        const steps: [string, () => unknown][] = [
+          // Billing first: its final collection reads the VM watch, which is still running.
+          ["billing", stopReporting],
+          ["runners", () => {
+            root.abort();
+            state.stopAll();
+          }],
+          ["servers", () => Promise.all(servers.map((s) => s.close()))],
+          ["watchers", () => Promise.allSettled([vms.stopped, schedulers.stopped])],
+          ["clients", () => {
+            pluginHttp.close();
+            kube.close();
+          }],
+          // The reference keeps the dump server up until exit (S-22); an in-process agent has
+          // to release its port, so it closes last.
+          ["dump server", () => dumpServer?.close()],
+        ];
+        for (const [what, step] of steps) {
+          try {
+            await step();
+          } catch (err) {
+            log.error(`stopping the agent: ${what} failed`, { error: err });
+          }
+        }
       },
     };
   } catch (err) {
     root.abort();
     runners?.stopAll();
-    await Promise.all(servers.map((s) => s.finished));
+    await Promise.all(servers.map((s) => s.close()));
     await stopReporting();
     pluginHttp.close();
     kube.close();

@@ -141,7 +141,12 @@ async function run(count: number): Promise<Result> {
   const cluster = await Cluster.start({ vms: specs, pluginPort: 0 });
   const config = JSON.parse(await Deno.readTextFile(`${root}deploy/config.json`));
   const ports = { metrics: freePort(), vmMetrics: freePort(), dump: freePort() };
-  config.listen = { host: "127.0.0.1", metricsPort: ports.metrics, vmMetricsPort: ports.vmMetrics };
+  config.listen = {
+    ...config.listen,
+    host: "127.0.0.1",
+    metricsPort: ports.metrics,
+    vmMetricsPort: ports.vmMetrics,
+  };
   config.dumpState = { port: ports.dump, timeoutSeconds: 5 };
   config.scheduler.requestPort = cluster.plugin.port;
   // BENCH_PATCH_RATE=<n>: lift the client-side NeonVM token bucket (5/s by default, S-33), to

@@ -147,7 +147,12 @@ function choosePorts(config: AgentConfig, asked: Partial<Ports>): Ports {
 function demoConfig(config: AgentConfig, cluster: Cluster, ports: Ports): AgentConfig {
   return {
     ...config,
-    listen: { host: "127.0.0.1", metricsPort: ports.metrics, vmMetricsPort: ports.vmMetrics },
+    listen: {
+      ...config.listen,
+      host: "127.0.0.1",
+      metricsPort: ports.metrics,
+      vmMetricsPort: ports.vmMetrics,
+    },
     dumpState: { port: ports.dump, timeoutSeconds: config.dumpState?.timeoutSeconds ?? 5 },
     scheduler: { ...config.scheduler, requestPort: cluster.plugin.port },
   };

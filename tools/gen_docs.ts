@@ -214,6 +214,13 @@ const CONFIG_DESCRIPTIONS: Record<string, string> = {
   "listen.host": "Address every HTTP server of the agent binds.",
   "listen.metricsPort": "Port of the global metrics (`/metrics`); 0 lets the OS choose.",
   "listen.vmMetricsPort": "Port of the per-VM metrics (`/metrics`); 0 lets the OS choose.",
+  "listen.maxConnections": "Connections each of the agent's HTTP servers (metrics, per-VM " +
+    "metrics, dump) holds at once; one more is answered 503 and closed at once.",
+  "listen.headerTimeoutSeconds": "How long a request's head may take to arrive (from the " +
+    "connection's start, or from the first byte of a later request), and how long a client " +
+    "may take to read a response; past it, the connection is closed.",
+  "listen.idleTimeoutSeconds": "How long a kept-alive connection may wait for its next " +
+    "request before it is closed.",
 };
 
 type Json = Record<string, unknown>;

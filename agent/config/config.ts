@@ -222,6 +222,12 @@ const listen = z
     host: string("0.0.0.0"),
     metricsPort: port({ allowZero: true, absent: 9100 }),
     vmMetricsPort: port({ allowZero: true, absent: 9101 }),
+    /** Connections each server holds at once; one more is refused. */
+    maxConnections: uint({ nonZero: true, absent: 256 }),
+    /** How long a request head may take to arrive, and a response to be taken. */
+    headerTimeoutSeconds: uint({ nonZero: true, absent: 10 }),
+    /** How long a kept-alive connection may wait for its next request. */
+    idleTimeoutSeconds: uint({ nonZero: true, absent: 60 }),
   })
   .prefault({});
 

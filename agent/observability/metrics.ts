@@ -282,6 +282,27 @@ export class GlobalMetrics {
     "Failed scrapes of VM metrics endpoints, by kind (system or LFC)",
     ["kind"],
   );
+  /** Beyond the reference: what the agent's own HTTP servers refused or cut short. */
+  readonly httpServer = {
+    refused: counter(
+      this.registry,
+      `${PREFIX}_http_server_connections_refused_total`,
+      "Connections to the agent's own HTTP servers refused for being over the limit, by server",
+      ["server"],
+    ),
+    acceptErrors: counter(
+      this.registry,
+      `${PREFIX}_http_server_accept_errors_total`,
+      "Failed accepts (out of descriptors and the like) of the agent's own HTTP servers",
+      ["server"],
+    ),
+    limited: counter(
+      this.registry,
+      `${PREFIX}_http_server_connections_limited_total`,
+      "Connections to the agent's own HTTP servers closed for a timeout or a size limit",
+      ["server", "limit"],
+    ),
+  };
   /** Beyond the reference: negative or non-finite values in VM metrics, read as 0. */
   readonly vmMetricsInvalidValues = counter(
     this.registry,
@@ -443,26 +464,4 @@ function handlerErrors(registry: Registry): void {
   );
   c.inc({ cause: "encoding" }, 0);
   c.inc({ cause: "gathering" }, 0);
-}
-
-/** Serves `registry` at `/metrics` only, until `signal` aborts. */
-export function serveMetrics(
-  registry: Registry,
-  options: { hostname: string; port: number; signal: AbortSignal },
-): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({
-    hostname: options.hostname,
-    port: options.port,
-    signal: options.signal,
-    onListen: () => {},
-  }, async (req) => {
-    if (new URL(req.url).pathname !== "/metrics") {
-      return new Response("not found\n", { status: 404 });
-    }
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      return new Response("method not allowed\n", { status: 405 });
-    }
-    const body = await registry.metrics();
-    return new Response(body, { headers: { "content-type": registry.contentType } });
-  });
 }

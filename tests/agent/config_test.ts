@@ -119,14 +119,28 @@ Deno.test("the deployed config parses to the documented values", async () => {
       patchRateLimit: { perSecond: 5, burst: 10 },
     },
     dumpState: { port: 10300, timeoutSeconds: 5 },
-    listen: { host: "0.0.0.0", metricsPort: 9100, vmMetricsPort: 9101 },
+    listen: {
+      host: "0.0.0.0",
+      metricsPort: 9100,
+      vmMetricsPort: 9101,
+      maxConnections: 256,
+      headerTimeoutSeconds: 10,
+      idleTimeoutSeconds: 60,
+    },
   });
 });
 
 Deno.test("the simulation config loads, with the agent's ports clear of the VMs'", async () => {
   const cfg = await loadConfig(SIM);
   assert.equal(cfg.metrics.system.port, 9100);
-  assert.deepEqual(cfg.listen, { host: "127.0.0.1", metricsPort: 19100, vmMetricsPort: 19101 });
+  assert.deepEqual(cfg.listen, {
+    host: "127.0.0.1",
+    metricsPort: 19100,
+    vmMetricsPort: 19101,
+    maxConnections: 256,
+    headerTimeoutSeconds: 10,
+    idleTimeoutSeconds: 60,
+  });
   assert.equal(cfg.dumpState?.port, 20300);
   assert.deepEqual(cfg.billing.clients, {});
   assert.deepEqual(cfg.scalingEvents.clients, {});
@@ -140,7 +154,14 @@ Deno.test("our optional keys take their defaults when absent", () => {
   const cfg = parse(obj);
   assert.equal(cfg.neonvm.statusWaitSeconds, 10);
   assert.deepEqual(cfg.neonvm.patchRateLimit, { perSecond: 5, burst: 3 });
-  assert.deepEqual(cfg.listen, { host: "0.0.0.0", metricsPort: 9100, vmMetricsPort: 9101 });
+  assert.deepEqual(cfg.listen, {
+    host: "0.0.0.0",
+    metricsPort: 9100,
+    vmMetricsPort: 9101,
+    maxConnections: 256,
+    headerTimeoutSeconds: 10,
+    idleTimeoutSeconds: 60,
+  });
   delete at(obj, "neonvm").patchRateLimit;
   assert.deepEqual(parse(obj).neonvm.patchRateLimit, { perSecond: 5, burst: 10 });
 });
