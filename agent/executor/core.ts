@@ -20,7 +20,7 @@ import {
 } from "../../core/mod.ts";
 import { type Log, logEnabled, silentLog } from "../../lib/log.ts";
 import { type Clock, systemClock } from "../../lib/clock.ts";
-import { Broadcaster, type Receiver } from "./broadcast.ts";
+import { Broadcaster, type Receiver } from "../../lib/broadcast.ts";
 
 /** An action set together with the id that {@link ExecutorCore.updateIfActionsUnchanged} checks. */
 export interface ActionsWithId {

@@ -3,8 +3,8 @@
  * current action set, marks it started (only if no newer set was computed meanwhile), makes the
  * request outside every lock, and records the outcome. Retries and spacing are the core's job.
  *
- * Each loop stops when its scope's signal aborts; it fails the scope only when a client throws (a
- * programming error, see `clients.ts`) or the core rejects a call.
+ * Each loop returns when its signal aborts; it throws only when a client throws (a programming
+ * error, see `clients.ts`) or the core rejects a call.
  *
  * @module
  */
@@ -30,54 +30,6 @@ import type {
   PluginClient,
 } from "./clients.ts";
 import type { ExecutorCore } from "./core.ts";
-import type { Receiver } from "./broadcast.ts";
-import { onAbort } from "../../lib/abort.ts";
-import type { TaskScope } from "../../lib/async.ts";
-
-/**
- * What a loop does with one change: the promise of the work it started, or `undefined` when the
- * change held nothing for it.
- */
-export type Step = () => Promise<void> | undefined;
-
-/**
- * Runs `step` for every change `receiver` sees, one step at a time, until the scope's signal
- * aborts; the first error a step throws ends it through `scope.fail`.
- *
- * An idle loop is one armed waiter: no suspended async call, nothing allocated per wait. A Runner
- * has five loops that are idle nearly all the time.
- */
-export function eachChange<T>(receiver: Receiver<T>, scope: TaskScope, step: Step): void {
-  const { signal } = scope;
-  if (signal.aborted) return;
-  const fail = (err: unknown) => {
-    receiver.disarm();
-    removeAbort();
-    scope.fail(err);
-  };
-  const turn = () => {
-    try {
-      while (!signal.aborted) {
-        if (!receiver.pending) {
-          receiver.arm(wake);
-          return;
-        }
-        receiver.awake();
-        const work = step();
-        if (work !== undefined) {
-          work.then(turn, fail);
-          return;
-        }
-      }
-    } catch (err) {
-      fail(err);
-    }
-  };
-  // Broadcasts come from inside an update: the step runs after it, never within it.
-  const wake = () => queueMicrotask(turn);
-  const removeAbort = onAbort(signal, () => receiver.disarm());
-  wake();
-}
 
 function seconds(fromMs: number, toMs: number): number {
   return (toMs - fromMs) / 1000;
@@ -88,44 +40,46 @@ function seconds(fromMs: number, toMs: number): number {
  * action set and, if no newer set was computed meanwhile, marks it started with `start` (inside the
  * lock; it returns what the request needs from that moment), then runs `request` outside it.
  */
-function runActionLoop<A, S>(
-  scope: TaskScope,
+async function runActionLoop<A, S>(
+  signal: AbortSignal,
   core: ExecutorCore,
   pick: (actions: ActionSet) => A | undefined,
   start: (state: State, action: A, startTime: number) => S,
   request: (action: A, started: S, startTime: number) => Promise<void>,
-): void {
+): Promise<void> {
+  // Sleeps through the updates that hold no action for this loop.
   const receiver = core.newReceiver((actions) => pick(actions) !== undefined);
-  eachChange(receiver, scope, () => {
+  while (await receiver.wait(signal)) {
+    receiver.awake();
     const last = core.getActions();
     const action = pick(last.actions);
-    if (action === undefined) return undefined;
+    if (action === undefined) continue;
     let startTime = 0;
     let started: { value: S } | undefined;
     core.updateIfActionsUnchanged(last, (state) => {
       startTime = core.now();
       started = { value: start(state, action, startTime) };
     });
-    return started === undefined ? undefined : request(action, started.value, startTime);
-  });
+    if (started !== undefined) await request(action, started.value, startTime);
+  }
 }
 
 /** Sends the plugin requests the core asks for (`DoPluginRequests`). */
 export function runPluginLoop(
-  scope: TaskScope,
+  signal: AbortSignal,
   core: ExecutorCore,
   client: PluginClient,
   log: Log = silentLog,
-): void {
-  runActionLoop(
-    scope,
+): Promise<void> {
+  return runActionLoop(
+    signal,
     core,
     (actions) => actions.pluginRequest,
     (state, action, startTime) => {
       log.info("starting plugin request", { action });
       state.plugin().startingRequest(startTime, action.target);
     },
-    (action, _, startTime) => pluginRequest(scope.signal, core, client, log, action, startTime),
+    (action, _, startTime) => pluginRequest(signal, core, client, log, action, startTime),
   );
 }
 
@@ -164,20 +118,20 @@ async function pluginRequest(
 
 /** Sends the VM patches the core asks for (`DoNeonVMRequests`). */
 export function runNeonVMLoop(
-  scope: TaskScope,
+  signal: AbortSignal,
   core: ExecutorCore,
   client: NeonVMClient,
   log: Log = silentLog,
-): void {
-  runActionLoop(
-    scope,
+): Promise<void> {
+  return runActionLoop(
+    signal,
     core,
     (actions) => actions.neonvmRequest,
     (state, action, startTime) => {
       log.info("starting NeonVM request", { action });
       state.neonvm().startingRequest(startTime, action.target);
     },
-    (action, _, startTime) => neonvmRequest(scope.signal, core, client, log, action, startTime),
+    (action, _, startTime) => neonvmRequest(signal, core, client, log, action, startTime),
   );
 }
 
@@ -258,33 +212,33 @@ const UPSCALE: MonitorLoopSpec<void> = {
 
 /** Asks the vm-monitor for the downscales the core wants (`DoMonitorDownscales`). */
 export function runMonitorDownscaleLoop(
-  scope: TaskScope,
+  signal: AbortSignal,
   core: ExecutorCore,
   client: MonitorClient,
   log: Log = silentLog,
-): void {
-  runMonitorLoop(scope, core, client, log, DOWNSCALE);
+): Promise<void> {
+  return runMonitorLoop(signal, core, client, log, DOWNSCALE);
 }
 
 /** Tells the vm-monitor about the upscales the core made (`DoMonitorUpscales`). */
 export function runMonitorUpscaleLoop(
-  scope: TaskScope,
+  signal: AbortSignal,
   core: ExecutorCore,
   client: MonitorClient,
   log: Log = silentLog,
-): void {
-  runMonitorLoop(scope, core, client, log, UPSCALE);
+): Promise<void> {
+  return runMonitorLoop(signal, core, client, log, UPSCALE);
 }
 
 function runMonitorLoop<R>(
-  scope: TaskScope,
+  signal: AbortSignal,
   core: ExecutorCore,
   client: MonitorClient,
   log: Log,
   spec: MonitorLoopSpec<R>,
-): void {
-  runActionLoop(
-    scope,
+): Promise<void> {
+  return runActionLoop(
+    signal,
     core,
     spec.action,
     (state, action, startTime) => {

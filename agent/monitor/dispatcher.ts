@@ -1,13 +1,9 @@
 /**
  * One websocket connection to a VM's vm-monitor (agent.md §3.9.4, protocols.md §1): version
  * handshake, request/reply pairing by even ids, the inbound message handler and the periodic
- * health checks. Every failure ends the connection through {@linkcode Dispatcher.exit}; nothing
- * is thrown out of the socket's event handlers or the health-check timer.
- *
- * An idle connection holds no suspended async call: the agent keeps one per VM, thousands per
- * process, and each parked async chain (with the promises and closures of every re-armed wait)
- * cost kilobytes of heap. Frames arrive by callback from the socket, and the health checks
- * (`health.ts`) are a timer-driven state machine.
+ * health checks. Two loops run for the life of a connection, the frame reader and the health
+ * checks (`health.ts`); {@linkcode Dispatcher.exit} ends both, and every failure ends the
+ * connection through it, so nothing is thrown out of either.
  *
  * @module
  */
@@ -20,7 +16,7 @@ import { errorText, toError } from "../../lib/result.ts";
 import { type MonitorDialer, type MonitorSocket, SocketState } from "../ports.ts";
 import { CloseCode, closeSocket } from "./close.ts";
 import { abortedWith, handshake, HandshakeError } from "./handshake.ts";
-import { DEFAULT_HEALTH_CHECK_INTERVAL_MS, HealthChecks } from "./health.ts";
+import { DEFAULT_HEALTH_CHECK_INTERVAL_MS, runHealthChecks } from "./health.ts";
 import { type Frame, Inbox } from "./inbox.ts";
 import {
   type DecodedFrame,
@@ -124,7 +120,8 @@ export class Dispatcher {
   #lastId = 0;
   #exitError: Error | null | undefined;
   #removeAbort: (() => void) | undefined;
-  readonly #health: HealthChecks;
+  /** Aborted by {@linkcode exit}: stops the frame reader and the health checks. */
+  readonly #stop = new AbortController();
 
   /**
    * Dials `addr`, negotiates the protocol version and starts the message handler and the health
@@ -175,7 +172,6 @@ export class Dispatcher {
   ) {
     this.version = version;
     this.#socket = socket;
-    this.closed = inbox.closed;
     this.#clock = opts.clock ?? systemClock;
     this.#hooks = opts.hooks ?? {};
     this.#log = opts.log ?? silent;
@@ -183,25 +179,21 @@ export class Dispatcher {
     const exited = Promise.withResolvers<Error | null>();
     this.exited = exited.promise;
     this.#resolveExited = exited.resolve;
-    this.#health = new HealthChecks({
+    if (opts.signal.aborted) this.exit(CloseCode.normal, null);
+    else this.#removeAbort = onAbort(opts.signal, () => this.exit(CloseCode.normal, null));
+    const stopped = this.#stop.signal;
+    runHealthChecks(stopped, {
       clock: this.#clock,
       intervalMs: opts.healthCheckIntervalMs ?? DEFAULT_HEALTH_CHECK_INTERVAL_MS,
       maxSequentialFailuresMs: opts.maxHealthCheckSequentialFailuresMs,
       log: this.#log,
       probe: () => this.healthCheck(),
-      ended: () => this.hasExited,
       onSuccess: () => this.#hooks.onHealthCheckSuccess?.(),
-      fail: (error) => this.exit(CloseCode.internalError, error),
-    });
-    // A plain callback instead of a child AbortController, which would cost more than the rest
-    // of an idle connection's state; nothing here needs a signal of its own.
-    if (opts.signal.aborted) this.exit(CloseCode.normal, null);
-    else this.#removeAbort = onAbort(opts.signal, () => this.exit(CloseCode.normal, null));
-    if (!this.hasExited) this.#health.start();
-    inbox.deliverTo({
-      frame: (frame) => this.#onFrame(frame),
-      closed: (reason) => this.#onClosed(reason),
-    });
+    }).then(
+      (error) => error !== null && this.exit(CloseCode.internalError, error),
+      (bug) => this.exit(CloseCode.internalError, toError(bug)),
+    );
+    this.closed = this.#read(inbox, stopped).then(() => inbox.closed);
   }
 
   /** Pending requests (for the state dump). */
@@ -223,7 +215,7 @@ export class Dispatcher {
     this.#exitError = error;
     this.#resolveExited(error);
     this.#removeAbort?.();
-    this.#health.stop();
+    this.#stop.abort();
     // S-8 lets pending calls run to their timeout; failing them now is equivalent, only sooner.
     const closing = new Error(
       `vm-monitor connection ended: ${error === null ? "normal exit" : error.message}`,
@@ -309,18 +301,26 @@ export class Dispatcher {
     this.#socket.send(text);
   }
 
-  #onFrame(frame: Frame): void {
-    // Frames still arriving while the socket closes after an exit are not handled.
-    if (this.hasExited) return;
-    try {
-      this.#handleFrame(frame);
-    } catch (err) {
-      this.#stopHandling(err);
+  /**
+   * Handles the frames in the order they came until the socket closes or the connection ends;
+   * frames still arriving while the socket closes after an exit are not handled.
+   */
+  async #read(inbox: Inbox, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      let frame: Frame;
+      try {
+        frame = await inbox.next(signal);
+      } catch (closed) {
+        if (!this.hasExited) this.#stopHandling(closed);
+        return;
+      }
+      try {
+        this.#handleFrame(frame);
+      } catch (err) {
+        this.#stopHandling(err);
+        return;
+      }
     }
-  }
-
-  #onClosed(reason: Error): void {
-    if (!this.hasExited) this.#stopHandling(reason);
   }
 
   /** Ends the connection after a handler error, or when the socket closed under the handler. */
@@ -335,7 +335,7 @@ export class Dispatcher {
       const reason = err instanceof HandlerError ? err.rootCause : errorText(err);
       this.exit(code, new Error(`error handling vm-monitor message: ${errorText(err)}`), reason);
     } catch (bug) {
-      // A throw out of the socket's event handler would be uncaught and end the process.
+      // A throw out of the reader would leave the connection open with nobody reading it.
       this.exit(CloseCode.internalError, toError(bug));
     }
   }

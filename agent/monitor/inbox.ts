@@ -1,6 +1,6 @@
 /**
- * The frames of one vm-monitor websocket, from the moment the socket is created: buffered while
- * the handshake reads them one at a time, then handed to the message handler as they arrive.
+ * The frames of one vm-monitor websocket, from the moment the socket is created, read one at a
+ * time: first by the handshake, then by the message handler.
  *
  * @module
  */
@@ -11,13 +11,6 @@ import type { MonitorSocket } from "../ports.ts";
 /** One websocket message as the socket delivers it. */
 export type Frame = string | ArrayBuffer;
 
-/** Where the inbox hands frames once the message handler runs. */
-export interface FrameSink {
-  frame(frame: Frame): void;
-  /** After the last frame, with the reason the socket closed. */
-  closed(reason: Error): void;
-}
-
 /**
  * Buffers frames from the moment the socket is created, so nothing sent right after the
  * handshake (an early `UpscaleRequest`) is lost before the message handler starts.
@@ -26,7 +19,6 @@ export class Inbox {
   readonly opened: Promise<void>;
   readonly closed: Promise<void>;
   #frames: Frame[] = [];
-  #sink: FrameSink | undefined;
   #closedBecause: Error | undefined;
   #wake: (() => void) | undefined;
   #lastError = "";
@@ -40,7 +32,6 @@ export class Inbox {
     this.opened.catch(() => {});
     socket.onopen = () => opened.resolve();
     socket.onmessage = (e: MessageEvent) => {
-      if (this.#sink !== undefined) return this.#sink.frame(e.data);
       this.#frames.push(e.data);
       this.#wake?.();
     };
@@ -51,8 +42,6 @@ export class Inbox {
       this.#closedBecause = new Error(describeClose(e, this.#lastError));
       opened.reject(this.#closedBecause);
       this.#wake?.();
-      // Before `closed` resolves, so whoever awaits it finds the connection already ended.
-      this.#sink?.closed(this.#closedBecause);
       closed.resolve();
     };
   }
@@ -65,19 +54,6 @@ export class Inbox {
       await wakeOrAbort(signal, (wake) => this.#wake = wake);
     }
     return this.#frames.shift()!;
-  }
-
-  /**
-   * Hands the buffered frames to `sink` at once, then each new frame as it arrives; ends with
-   * `sink.closed`. Replaces {@linkcode next}.
-   */
-  deliverTo(sink: FrameSink): void {
-    const buffered = this.#frames;
-    this.#frames = [];
-    // Synchronous, so no newer frame can be delivered in between.
-    for (const frame of buffered) sink.frame(frame);
-    if (this.#closedBecause !== undefined) sink.closed(this.#closedBecause);
-    else this.#sink = sink;
   }
 }
 

@@ -13,7 +13,7 @@ import type { Log } from "../../lib/log.ts";
 import { timingsOf } from "../config/timings.ts";
 import { type EndState, PodStatus, type StuckLimits } from "./pod_status.ts";
 import { type NamespacedName, Runner, type RunnerDeps, type RunnerDump } from "./runner.ts";
-import { CoalescingSignal } from "../../lib/signal.ts";
+import { Broadcaster } from "../../lib/broadcast.ts";
 
 /** Options of {@link GlobalState}. */
 export interface GlobalStateOptions {
@@ -33,7 +33,8 @@ interface PodRecord {
   status: PodStatus;
   scope: AbortController;
   runner: Runner;
-  vmInfoUpdated: CoalescingSignal;
+  /** Broadcasts each VM update to the Runner's VmInfo updater. */
+  vmUpdates: Broadcaster;
 }
 
 /** One pod of the state dump (agent.md 5.3). */
@@ -118,7 +119,7 @@ export class GlobalState {
           // S-12: every update restarts the endpoint's grace period, as in the reference.
           s.endpointAssignedAt = this.#deps.clock.now();
         });
-        record!.vmInfoUpdated.notify();
+        record!.vmUpdates.broadcast();
         return;
       case "added":
         this.#add(event, vm, pod);
@@ -150,7 +151,7 @@ export class GlobalState {
       status,
       scope: new AbortController(),
       runner: undefined as unknown as Runner,
-      vmInfoUpdated: new CoalescingSignal(),
+      vmUpdates: new Broadcaster(),
     };
     this.#pods.set(podKey(pod), record);
     metrics.runnerStarts.inc();
@@ -167,7 +168,7 @@ export class GlobalState {
       this.#deps,
       { vm: record.vm, pod: record.pod, podIP: record.podIP, memSlotSize: record.memSlotSize },
       record.status,
-      record.vmInfoUpdated,
+      record.vmUpdates,
       log,
     );
     record.runner = runner;
@@ -228,7 +229,6 @@ export class GlobalState {
       return;
     }
     this.#deps.metrics.runnerRestarts.inc();
-    record.vmInfoUpdated = new CoalescingSignal();
     this.#start(record, restarts);
   }
 

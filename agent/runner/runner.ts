@@ -45,11 +45,11 @@ import { flagsDirection, type GlobalMetrics } from "../observability/metrics.ts"
 import { runMonitorConnection } from "../monitor/connection.ts";
 import { SchedulerPluginClient } from "../plugin/request.ts";
 import type { PodStatus } from "./pod_status.ts";
-import { aborted, childScope, onAbort } from "../../lib/abort.ts";
-import { repeat, type TaskScope } from "../../lib/async.ts";
+import { aborted, childScope } from "../../lib/abort.ts";
+import type { Broadcaster } from "../../lib/broadcast.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Random } from "../../lib/random.ts";
-import type { CoalescingSignal } from "../../lib/signal.ts";
+import { toError } from "../../lib/result.ts";
 import { metricsURL, runMetricsLoop } from "../vm_metrics/scrape.ts";
 import type { VmStatusWaiter } from "../k8s/vm_status_waiter.ts";
 
@@ -100,11 +100,8 @@ export interface RunnerDump {
   backgroundWorkerCount: number;
 }
 
-/**
- * Starts a task in the scope it is given and returns at once, or returns the promise of a task
- * that is a sequence of steps (the vm-monitor reconnection loop).
- */
-type Worker = (scope: TaskScope, log: Log) => void | Promise<void>;
+/** A loop that runs until `signal` aborts; a rejection is a failure of the Runner. */
+type Worker = (signal: AbortSignal, log: Log) => Promise<void>;
 
 /**
  * The random part taken off a Runner's plugin request tick, in ms: up to a tenth of the tick, and
@@ -128,7 +125,7 @@ export class Runner {
   readonly #deps: RunnerDeps;
   readonly #pod: RunnerPod;
   readonly #status: PodStatus;
-  readonly #vmInfoUpdated: CoalescingSignal;
+  readonly #vmUpdates: Broadcaster;
   readonly #log: Log;
   #core: ExecutorCore | null = null;
   #monitor: MonitorSlot = { current: null };
@@ -140,30 +137,40 @@ export class Runner {
     deps: RunnerDeps,
     pod: RunnerPod,
     status: PodStatus,
-    vmInfoUpdated: CoalescingSignal,
+    vmUpdates: Broadcaster,
     log: Log,
   ) {
     this.#deps = deps;
     this.#pod = pod;
     this.#status = status;
-    this.#vmInfoUpdated = vmInfoUpdated;
+    this.#vmUpdates = vmUpdates;
     this.#log = log;
   }
 
-  /** Resolves when `signal` aborts; rejects with the first worker failure. */
+  /**
+   * Starts the workers; resolves when `signal` aborts, or rejects with the first worker failure.
+   * Either way every worker is told to stop; none is waited for.
+   */
   async run(signal: AbortSignal): Promise<void> {
     const shutdown = childScope(signal);
     // Deliberate deviation (S-19): the first worker failure is latched, never dropped.
     const failure = Promise.withResolvers<Error>();
     let failed = false;
-    const onPanic = (name: string, error: Error) => {
-      if (!failed) {
-        failed = true;
-        failure.resolve(new Error(`background worker "${name}" panicked: ${error.message}`));
-      }
-    };
     const spawn = (name: string, worker: Worker, log: Log = this.#log) => {
-      this.#spawn(name, worker, log.with({ taskName: name }), shutdown.signal, onPanic);
+      const wlog = log.with({ taskName: name });
+      this.#workers++;
+      wlog.debug("background worker started");
+      worker(shutdown.signal, wlog).then(
+        () => wlog.debug("background worker ended normally"),
+        (err) => {
+          this.#deps.metrics.runnerThreadPanics.inc();
+          const error = toError(err);
+          wlog.error("background worker panicked", { error, stack: error.stack });
+          if (failed) return;
+          failed = true;
+          failure.resolve(new Error(`background worker "${name}" panicked: ${error.message}`));
+        },
+      ).finally(() => this.#workers--);
     };
     try {
       const core = this.#createCore();
@@ -174,45 +181,6 @@ export class Runner {
       if (error !== null) throw error;
     } finally {
       shutdown.abort();
-    }
-  }
-
-  /**
-   * Starts one worker and counts it until it ends. Nothing waits on it: a worker reports its
-   * failure through its scope, so an idle Runner holds no promise or suspended call per worker.
-   */
-  #spawn(
-    name: string,
-    worker: Worker,
-    log: Log,
-    signal: AbortSignal,
-    onPanic: (name: string, error: Error) => void,
-  ): void {
-    this.#workers++;
-    log.debug("background worker started");
-    let running = true;
-    const stop = () => {
-      if (!running) return false;
-      running = false;
-      this.#workers--;
-      removeAbort();
-      return true;
-    };
-    const ended = () => {
-      if (stop()) log.debug("background worker ended normally");
-    };
-    const fail = (err: unknown) => {
-      if (!stop()) return;
-      this.#deps.metrics.runnerThreadPanics.inc();
-      const error = err instanceof Error ? err : new Error(String(err));
-      log.error("background worker panicked", { error, stack: error.stack });
-      onPanic(name, error);
-    };
-    const removeAbort = onAbort(signal, ended);
-    try {
-      worker({ signal, fail }, log)?.then(ended, fail);
-    } catch (err) {
-      fail(err);
     }
   }
 
@@ -279,9 +247,8 @@ export class Runner {
     const pod = this.#pod;
     const log = this.#log;
 
-    spawn("podStatus updater", (scope, wlog) => {
-      const period = t.refreshStateMs;
-      repeat(scope, clock, period, period, () => {
+    spawn("podStatus updater", async (signal, wlog) => {
+      while (await clock.sleep(t.refreshStateMs, signal)) {
         status.update();
         const reasons = status.stuckReasons();
         if (reasons.length > 0 && status.state !== "panicked") {
@@ -292,21 +259,25 @@ export class Runner {
             { reasons: reasons.join(","), endpointID: status.endpointID || undefined },
           );
         }
-      });
+      }
     });
 
-    spawn("VmInfo updater", (scope, wlog) =>
-      this.#vmInfoUpdated.each(scope, () => {
+    // Sees only the VM updates made from now on: the core starts from the VmInfo of this moment.
+    const vmUpdates = this.#vmUpdates.newReceiver();
+    spawn("VmInfo updater", async (signal, wlog) => {
+      while (await vmUpdates.wait(signal)) {
+        vmUpdates.awake();
         const vmInfo = status.vmInfo;
         core.updatedVM(vmInfo, () => wlog.info("VmInfo updated", { vmInfo }));
-      }));
+      }
+    });
 
-    spawn("get system metrics", (scope, wlog) =>
-      runMetricsLoop(scope, {
+    spawn("get system metrics", (signal, wlog) =>
+      runMetricsLoop(signal, {
         kind: "system",
         url: metricsURL(pod.podIP, config.metrics.system.port),
-        secondsBetweenRequests: config.metrics.system.secondsBetweenRequests,
-        requestTimeoutSeconds: config.metrics.system.requestTimeoutSeconds,
+        everyMs: t.metrics.system.everyMs,
+        requestTimeoutMs: t.metrics.system.requestTimeoutMs,
         isActive: () => true,
         parse: systemMetricsSteps,
         maxBodyBytes: config.metrics.maxBodyBytes,
@@ -322,12 +293,12 @@ export class Runner {
         log: wlog,
       }));
 
-    spawn("get LFC metrics", (scope, wlog) =>
-      runMetricsLoop(scope, {
+    spawn("get LFC metrics", (signal, wlog) =>
+      runMetricsLoop(signal, {
         kind: "LFC",
         url: metricsURL(pod.podIP, config.metrics.lfc.port),
-        secondsBetweenRequests: config.metrics.lfc.secondsBetweenRequests,
-        requestTimeoutSeconds: config.metrics.lfc.requestTimeoutSeconds,
+        everyMs: t.metrics.lfc.everyMs,
+        requestTimeoutMs: t.metrics.lfc.requestTimeoutMs,
         isActive: () =>
           withOverrides(config.scaling.defaultConfig, status.vmInfo.config.scalingConfig)
             .enableLFCMetrics === true,
@@ -347,7 +318,7 @@ export class Runner {
 
     const generation = new GenerationCounter();
     const monitorLog = log.child("vm-monitor");
-    spawn("vm-monitor reconnection loop", ({ signal }, wlog) =>
+    spawn("vm-monitor reconnection loop", (signal, wlog) =>
       runMonitorConnection({
         addr: `ws://${hostPort(pod.podIP, config.monitor.serverPort)}/monitor`,
         signal,
@@ -415,27 +386,27 @@ export class Runner {
 
     spawn(
       "executor: sleeper",
-      (scope, wlog) => runSleeper(scope, core, wlog),
+      (signal, wlog) => runSleeper(signal, core, wlog),
       exec.child("sleeper"),
     );
     spawn(
       "executor: plugin",
-      (scope, wlog) => runPluginLoop(scope, core, pluginClient, wlog),
+      (signal, wlog) => runPluginLoop(signal, core, pluginClient, wlog),
       exec.child("plugin"),
     );
     spawn(
       "executor: neonvm",
-      (scope, wlog) => runNeonVMLoop(scope, core, neonvmClient, wlog),
+      (signal, wlog) => runNeonVMLoop(signal, core, neonvmClient, wlog),
       exec.child("neonvm"),
     );
     spawn(
       "executor: vm-monitor downscale",
-      (scope, wlog) => runMonitorDownscaleLoop(scope, core, monitorClient, wlog),
+      (signal, wlog) => runMonitorDownscaleLoop(signal, core, monitorClient, wlog),
       exec.child("vm-monitor-downscale"),
     );
     spawn(
       "executor: vm-monitor upscale",
-      (scope, wlog) => runMonitorUpscaleLoop(scope, core, monitorClient, wlog),
+      (signal, wlog) => runMonitorUpscaleLoop(signal, core, monitorClient, wlog),
       exec.child("vm-monitor-upscale"),
     );
   }

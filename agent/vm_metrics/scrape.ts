@@ -5,13 +5,11 @@
  * @module
  */
 
-import type { Outcome } from "../executor/clients.ts";
 import { HttpClient } from "../http/client.ts";
 import type { MetricsEndpoint, MetricsTransport } from "../ports.ts";
 import { hostPort } from "../http/outcome.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
-import { onAbort } from "../../lib/abort.ts";
-import { repeat, type TaskScope } from "../../lib/async.ts";
+import { err, type Result } from "../../lib/result.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Random } from "../../lib/random.ts";
 import { Allowance } from "../../lib/allowance.ts";
@@ -61,7 +59,7 @@ export async function scrapeMetrics<T>(
   parse: (text: string) => T,
   timeoutMs: number,
   signal: AbortSignal,
-): Promise<Outcome<T>> {
+): Promise<Result<T>> {
   const page = await fetchMetrics(client, timeoutMs, signal);
   if (!page.ok) return page;
   try {
@@ -80,7 +78,7 @@ async function fetchMetrics(
   client: MetricsEndpoint,
   timeoutMs: number,
   signal: AbortSignal,
-): Promise<Outcome<string> & { bytes: number }> {
+): Promise<Result<string> & { bytes: number }> {
   const outcome = await client.get(timeoutMs, signal);
   const url = client.url;
   if (!outcome.ok) {
@@ -108,7 +106,7 @@ async function parseInSteps<T>(
   text: string,
   clock: Clock,
   signal: AbortSignal,
-): Promise<Outcome<T> | undefined> {
+): Promise<Result<T> | undefined> {
   try {
     const steps = parse(text, PARSE_SLICE_CHARS);
     for (;;) {
@@ -125,10 +123,10 @@ export interface MetricsLoopOptions<T> {
   /** For logs: `system` or `LFC`. */
   kind: string;
   url: string;
-  /** `metrics.<kind>.secondsBetweenRequests`. */
-  secondsBetweenRequests: number;
+  /** The pause after each scrape (`metrics.<kind>.secondsBetweenRequests`), whole seconds. */
+  everyMs: number;
   /** `metrics.<kind>.requestTimeoutSeconds`. */
-  requestTimeoutSeconds: number;
+  requestTimeoutMs: number;
   /** Evaluated before every scrape (LFC: the VM's effective `enableLFCMetrics`). */
   isActive: () => boolean;
   parse: MetricsParser<T>;
@@ -155,69 +153,73 @@ export interface MetricsLoopOptions<T> {
   transport?: MetricsTransport;
 }
 
-/**
- * Scrapes every `secondsBetweenRequests` (after a random initial delay) until the scope's signal
- * aborts. A large page is parsed in slices, with other work in between, and an endpoint that
- * sends more bytes than its allowance is skipped until the allowance has refilled: what the
- * VM's exporter sends is the tenant's to choose.
- */
-export function runMetricsLoop<T>(scope: TaskScope, opts: MetricsLoopOptions<T>): void {
-  const { signal } = scope;
-  if (signal.aborted) return;
-  const log = opts.log ?? silentLog;
-  const interval = opts.secondsBetweenRequests;
-  const timeoutMs = opts.requestTimeoutSeconds * 1000;
+const SECOND_MS = 1000;
 
-  const initialDelay = opts.random.int(0, interval);
+/**
+ * Scrapes after a random delay of whole seconds below the pause, then again `everyMs` after each
+ * scrape has ended, until `signal` aborts. A large page is parsed in slices, with other work in
+ * between, and an endpoint that sends more bytes than its allowance is skipped until the
+ * allowance has refilled: what the VM's exporter sends is the tenant's to choose.
+ */
+export async function runMetricsLoop<T>(
+  signal: AbortSignal,
+  opts: MetricsLoopOptions<T>,
+): Promise<void> {
+  const { clock, kind, url } = opts;
+  const log = opts.log ?? silentLog;
+  const initialDelayMs = opts.random.int(0, Math.floor(opts.everyMs / SECOND_MS)) * SECOND_MS;
   let wasActive = opts.isActive();
   if (wasActive) {
-    log.info(`sleeping for random delay before making first ${opts.kind} metrics request`, {
-      delay: initialDelay,
+    log.info(`sleeping for random delay before making first ${kind} metrics request`, {
+      delay: initialDelayMs / SECOND_MS,
     });
   }
   const maxBodyBytes = opts.maxBodyBytes ?? MAX_METRICS_BODY_BYTES;
   const bytes = new Allowance({
     perSecond: opts.bytesPerSecond ?? METRICS_BYTES_PER_SECOND,
     burst: maxBodyBytes,
-    clock: opts.clock,
+    clock,
   });
   // Connects at the first scrape, then keeps the connection alive in between.
-  const client = opts.transport?.(opts.url) ?? metricsClient(opts.url, opts.clock, maxBodyBytes);
-  const failed = (error: Error) => {
-    log.error(`error getting ${opts.kind} metrics`, { url: opts.url, error: error.message });
-    opts.onError?.(error);
-  };
-  const scrape = async () => {
+  const client = opts.transport?.(url) ?? metricsClient(url, clock, maxBodyBytes);
+  const scrape = async (): Promise<Result<T> | undefined> => {
     if (bytes.tokens < 0) {
-      return failed(
+      return err(
         new Error(
-          `scrape skipped: ${opts.url} sent more than ${bytes.perSecond} bytes/s on average; ` +
-            `scraping again in ${Math.ceil(bytes.msUntil(0) / 1000)} s`,
+          `scrape skipped: ${url} sent more than ${bytes.perSecond} bytes/s on average; ` +
+            `scraping again in ${Math.ceil(bytes.msUntil(0) / SECOND_MS)} s`,
         ),
       );
     }
-    const page = await fetchMetrics(client, timeoutMs, signal);
+    const page = await fetchMetrics(client, opts.requestTimeoutMs, signal);
     bytes.spend(Math.min(page.bytes, maxBodyBytes));
-    if (!page.ok) return failed(page.error);
-    const result = await parseInSteps(opts.parse, page.value, opts.clock, signal);
-    if (result === undefined) return;
-    if (!result.ok) return failed(result.error);
-    const metrics = result.value;
-    // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
-    opts.apply(metrics, () => log.debug("updated metrics", { kind: opts.kind, metrics }));
+    if (!page.ok) return page;
+    return await parseInSteps(opts.parse, page.value, clock, signal);
   };
-  const attempt = () => {
-    const active = opts.isActive();
-    if (!active && wasActive) {
-      log.info(`${opts.kind} metrics no longer active`);
-      // No idle connection held open for a scrape that may never come.
-      client.close();
+  try {
+    let pauseMs = initialDelayMs;
+    while (await clock.sleep(pauseMs, signal)) {
+      pauseMs = opts.everyMs;
+      const active = opts.isActive();
+      if (active !== wasActive) {
+        log.info(`${kind} metrics ${active ? "now" : "no longer"} active`);
+        // No idle connection held open for a scrape that may never come.
+        if (!active) client.close();
+        wasActive = active;
+      }
+      if (!active) continue;
+      const result = await scrape();
+      if (result === undefined) continue;
+      if (result.ok) {
+        const metrics = result.value;
+        // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
+        opts.apply(metrics, () => log.debug("updated metrics", { kind, metrics }));
+      } else {
+        log.error(`error getting ${kind} metrics`, { url, error: result.error.message });
+        opts.onError?.(result.error);
+      }
     }
-    if (active && !wasActive) log.info(`${opts.kind} metrics now active`);
-    wasActive = active;
-    return active ? scrape() : undefined;
-  };
-  // The pause is measured from the end of the scrape, not on a fixed schedule.
-  onAbort(signal, () => client.close());
-  repeat(scope, opts.clock, initialDelay * 1000, interval * 1000, attempt);
+  } finally {
+    client.close();
+  }
 }

@@ -9,7 +9,7 @@ import { GlobalMetrics } from "../../agent/observability/metrics.ts";
 import { PodStatus } from "../../agent/runner/pod_status.ts";
 import { systemClock } from "../../lib/clock.ts";
 import { VmStatusWaiter } from "../../agent/k8s/vm_status_waiter.ts";
-import { recordingLog } from "./executor_helpers.ts";
+import { recordingLog } from "../support/log.ts";
 import { withFakeApi } from "./k8s_test_helpers.ts";
 
 const GiB = 1024 ** 3;

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { ExecutorCore } from "../../agent/executor/core.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor } from "../core/helpers.ts";
-import { ManualClock, recordingLog, waitForChange } from "./executor_helpers.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
+import { recordingLog } from "../support/log.ts";
+import { NEVER } from "../support/wait.ts";
 
-function executor(clock = new ManualClock()) {
+function executor(clock = new VirtualClock({ startMs: 1000 })) {
   let computed = 0;
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), {
@@ -20,7 +22,7 @@ Deno.test("executor core: actions are cached and numbered per computation", () =
   assert.equal(a.id, 1);
   assert.equal(computed(), 1);
   // The injected clock stamps what the core computes.
-  assert.equal(a.actions.pluginRequest?.targetRevision.updatedAt, clock.t);
+  assert.equal(a.actions.pluginRequest?.targetRevision.updatedAt, clock.now());
   assert.equal(core.getActions(), a);
   assert.equal(computed(), 1);
 
@@ -71,7 +73,7 @@ Deno.test("executor core: every update broadcasts, to receivers created before i
   assert.equal(late.pending, true);
 });
 
-Deno.test("executor core: updaters mutate first, then run withLock", () => {
+Deno.test("executor core: updaters mutate first, then run withLock", async () => {
   const { core, clock } = executor();
   const metrics = metricsFor(loadForCU(2));
   let seen: unknown = null;
@@ -94,7 +96,7 @@ Deno.test("executor core: updaters mutate first, then run withLock", () => {
   core.monitorActive(true, () => seen = core.dump().monitor.approved);
   assert.deepEqual(seen, cu(1));
 
-  clock.t = 4321;
+  await clock.runUntil(4321);
   assert.equal(core.upscaleRequested({ cpu: false, memory: true }), true);
   assert.deepEqual(core.dump().monitor.requestedUpscale, {
     at: 4321,
@@ -152,7 +154,7 @@ Deno.test("executor core: a receiver with an interest sleeps through updates tha
   });
   const stop = new AbortController();
   let woke = false;
-  const waiting = waitForChange(receiver, stop.signal).then((v) => woke = v);
+  const waiting = receiver.wait(stop.signal).then((v) => woke = v);
   // Three updates in one turn: one action set is computed for them, after the last.
   core.update(() => {});
   core.update(() => {});
@@ -171,7 +173,7 @@ Deno.test("executor core: a receiver with an interest sleeps through updates tha
 Deno.test("executor core: a receiver with an interest wakes once the actions meet it", async () => {
   const { core } = executor();
   const receiver = core.newReceiver((actions) => actions.pluginRequest !== undefined);
-  const woke = waitForChange(receiver);
+  const woke = receiver.wait(NEVER);
   core.update(() => {});
   assert.equal(await woke, true);
 });

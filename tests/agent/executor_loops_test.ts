@@ -17,8 +17,9 @@ import {
 } from "../../agent/executor/loops.ts";
 import type { ApiMetrics, PluginResponse, Resources, RevisionWithTime } from "../../core/mod.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
-import { ManualClock, recordingLog, runTask, settle, until } from "./executor_helpers.ts";
-import type { TaskScope } from "../../lib/async.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
+import { recordingLog } from "../support/log.ts";
+import { settle, until } from "../support/wait.ts";
 
 // The executor's ports, implemented here: each call waits until the test answers it.
 
@@ -89,15 +90,16 @@ class FakeMonitor implements MonitorClient {
 }
 
 /** Moves one millisecond per reading, so the order of timestamps shows. */
-class SteppingClock extends ManualClock {
+class SteppingClock extends VirtualClock {
+  #readings = 0;
   override now(): number {
-    return this.t++;
+    return super.now() + this.#readings++;
   }
 }
 
-function start(loop: (scope: TaskScope) => void) {
+function start(loop: (signal: AbortSignal) => Promise<void>) {
   const stop = new AbortController();
-  const done = runTask(stop.signal, loop);
+  const done = loop(stop.signal);
   return {
     signal: stop.signal,
     async stop() {
@@ -108,11 +110,11 @@ function start(loop: (scope: TaskScope) => void) {
 }
 
 Deno.test("plugin loop: waits for a change, then requests and records success and failure", async () => {
-  const clock = new ManualClock(1000);
+  const clock = new VirtualClock({ startMs: 1000 });
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const plugin = new FakePlugin();
-  const loop = start((scope) => runPluginLoop(scope, core, plugin, log));
+  const loop = start((signal) => runPluginLoop(signal, core, plugin, log));
 
   // S-3: the core wants a request from the start, but the loop only looks after a change.
   assert.ok(core.getActions().actions.pluginRequest);
@@ -131,7 +133,7 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
   assert.equal(core.dump().plugin.ongoingRequest, true);
   assert.deepEqual(core.dump().plugin.lastRequest, { at: 1000, resources: cu(1) });
 
-  clock.t = 1300;
+  await clock.runUntil(1300);
   plugin.calls[0].answer({ ok: true, value: { permit: cu(1) } });
   // Its own update wakes the loop: the permit is known now, so it asks for the goal.
   await until(() => plugin.calls.length === 2);
@@ -141,7 +143,7 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
   assert.deepEqual(plugin.calls[1].args.target, cu(2));
   assert.deepEqual(core.dump().plugin.lastRequest, { at: 1300, resources: cu(2) });
 
-  clock.t = 1500;
+  await clock.runUntil(1500);
   plugin.calls[1].answer({ ok: false, error: new Error("connection refused") });
   await until(() => !core.dump().plugin.ongoingRequest);
   assert.equal(core.dump().plugin.lastFailureAt, 1500);
@@ -162,14 +164,14 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
 });
 
 Deno.test("plugin loop: a response the core rejects is logged and counts as a failure", async () => {
-  const clock = new ManualClock(1000);
+  const clock = new VirtualClock({ startMs: 1000 });
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const plugin = new FakePlugin();
-  const loop = start((scope) => runPluginLoop(scope, core, plugin, log));
+  const loop = start((signal) => runPluginLoop(signal, core, plugin, log));
   core.update(() => {});
   await until(() => plugin.calls.length === 1);
-  clock.t = 1100;
+  await clock.runUntil(1100);
   plugin.calls[0].answer({ ok: true, value: { permit: cu(3) } });
   await until(() => log.messages("error").length === 1);
   await loop.stop();
@@ -181,7 +183,7 @@ Deno.test("plugin loop: a response the core rejects is logged and counts as a fa
 
 Deno.test("plugin loop: returns when the scope ends, also before any change", async () => {
   const core = new ExecutorCore(makeVm(), baselineConfig());
-  const loop = start((scope) => runPluginLoop(scope, core, new FakePlugin()));
+  const loop = start((signal) => runPluginLoop(signal, core, new FakePlugin()));
   await settle();
   await loop.stop();
 });
@@ -195,11 +197,11 @@ function wantsUpscalePatch(core: ExecutorCore): void {
 }
 
 Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", async () => {
-  const clock = new SteppingClock(2000);
+  const clock = new SteppingClock({ startMs: 2000 });
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const neonvm = new FakeNeonVM();
-  const loop = start((scope) => runNeonVMLoop(scope, core, neonvm, log));
+  const loop = start((signal) => runNeonVMLoop(signal, core, neonvm, log));
   wantsUpscalePatch(core);
   await until(() => neonvm.calls.length === 1);
   const { current, target, targetRevision } = neonvm.calls[0].args;
@@ -207,7 +209,7 @@ Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", 
   assert.deepEqual(core.dump().neonvm.ongoingRequested, cu(2));
 
   // The patch takes long; its outcome is still stamped with the moment it was sent.
-  clock.t = 9000;
+  await clock.runUntil(9000);
   neonvm.calls[0].answer({ ok: false, error: new Error("409 conflict") });
   await until(() => core.dump().neonvm.ongoingRequested === null);
   await loop.stop();
@@ -225,9 +227,11 @@ Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", 
 
 Deno.test("NeonVM loop: success makes the core assume the new size", async () => {
   const log = recordingLog();
-  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(2000) });
+  const core = new ExecutorCore(makeVm(), baselineConfig(), {
+    clock: new VirtualClock({ startMs: 2000 }),
+  });
   const neonvm = new FakeNeonVM();
-  const loop = start((scope) => runNeonVMLoop(scope, core, neonvm, log));
+  const loop = start((signal) => runNeonVMLoop(signal, core, neonvm, log));
   wantsUpscalePatch(core);
   await until(() => neonvm.calls.length === 1);
   neonvm.calls[0].answer({ ok: true, value: undefined });
@@ -241,7 +245,7 @@ Deno.test("NeonVM loop: success makes the core assume the new size", async () =>
 
 // A VM at 2 CU whose metrics want 1 CU, with the monitor connected: the core asks to downscale.
 function downscaleSetup(monitor: FakeMonitor) {
-  const clock = new ManualClock(1000);
+  const clock = new VirtualClock({ startMs: 1000 });
   const core = new ExecutorCore(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
     baselineConfig(),
@@ -285,7 +289,7 @@ Deno.test("monitor downscale loop: approval, denial and failure reach the core",
       const monitor = new FakeMonitor();
       const log = recordingLog();
       const { core, clock, handle, trigger } = downscaleSetup(monitor);
-      const loop = start((scope) => runMonitorDownscaleLoop(scope, core, monitor, log));
+      const loop = start((signal) => runMonitorDownscaleLoop(signal, core, monitor, log));
       trigger();
       await until(() => handle.downscales.length === 1);
       assert.deepEqual(handle.downscales[0].args, { current: cu(2), target: cu(1) });
@@ -293,7 +297,7 @@ Deno.test("monitor downscale loop: approval, denial and failure reach the core",
         kind: "downscale",
         requested: cu(1),
       });
-      clock.t = 1400;
+      await clock.runUntil(1400);
       handle.downscales[0].answer(outcome);
       await until(() => core.dump().monitor.ongoingRequest === null);
       await loop.stop();
@@ -308,7 +312,7 @@ Deno.test("monitor downscale loop: S-1 a result from a replaced connection is di
   const monitor = new FakeMonitor();
   const log = recordingLog();
   const { core, handle, trigger } = downscaleSetup(monitor);
-  const loop = start((scope) => runMonitorDownscaleLoop(scope, core, monitor, log));
+  const loop = start((signal) => runMonitorDownscaleLoop(signal, core, monitor, log));
   trigger();
   await until(() => handle.downscales.length === 1);
 
@@ -344,7 +348,7 @@ Deno.test("monitor downscale loop: a request without a connection is a programmi
   const { core, trigger } = downscaleSetup(monitor);
   monitor.handle = null;
   const stop = new AbortController();
-  const loop = runTask(stop.signal, (scope) => runMonitorDownscaleLoop(scope, core, monitor));
+  const loop = runMonitorDownscaleLoop(stop.signal, core, monitor);
   trigger();
   await assert.rejects(loop, /no vm-monitor connection/);
 });
@@ -353,10 +357,10 @@ Deno.test("monitor upscale loop: notification success and failure reach the core
   for (const ok of [true, false]) {
     const monitor = new FakeMonitor();
     const handle = monitor.connect();
-    const clock = new ManualClock(1000);
+    const clock = new VirtualClock({ startMs: 1000 });
     const log = recordingLog();
     const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
-    const loop = start((scope) => runMonitorUpscaleLoop(scope, core, monitor, log));
+    const loop = start((signal) => runMonitorUpscaleLoop(signal, core, monitor, log));
     core.update((s) => {
       s.updateSystemMetrics(metricsFor(loadForCU(2)));
       s.monitor().active(true);
@@ -367,7 +371,7 @@ Deno.test("monitor upscale loop: notification success and failure reach the core
     });
     await until(() => handle.upscales.length === 1);
     assert.deepEqual(handle.upscales[0].args, { current: cu(1), target: cu(2) });
-    clock.t = 1250;
+    await clock.runUntil(1250);
     handle.upscales[0].answer(
       ok ? { ok: true, value: undefined } : { ok: false, error: new Error("send failed") },
     );
@@ -388,7 +392,9 @@ Deno.test("monitor upscale loop: notification success and failure reach the core
 });
 
 Deno.test("loops: an executor that lost the race to a newer action set re-plans", async () => {
-  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
+  const core = new ExecutorCore(makeVm(), baselineConfig(), {
+    clock: new VirtualClock({ startMs: 1000 }),
+  });
   const plugin = new FakePlugin();
   // Every time the plugin loop looks, someone else recomputes first: it must never start.
   const original = core.getActions.bind(core);
@@ -401,7 +407,7 @@ Deno.test("loops: an executor that lost the race to a newer action set re-plans"
     }
     return mine;
   };
-  const loop = start((scope) => runPluginLoop(scope, core, plugin));
+  const loop = start((signal) => runPluginLoop(signal, core, plugin));
   core.update(() => {});
   await until(() => plugin.calls.length === 1);
   assert.equal(looks, 4);

@@ -4,23 +4,20 @@ import { ExecutorCore } from "../../agent/executor/core.ts";
 import { runPluginLoop } from "../../agent/executor/loops.ts";
 import { runSleeper } from "../../agent/executor/sleeper.ts";
 import type { PluginResponse, Resources } from "../../core/mod.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
-import { ManualClock, recordingLog, runTask, settle, until } from "./executor_helpers.ts";
+import { recordingLog } from "../support/log.ts";
+import { settle, until } from "../support/wait.ts";
 
-/** Timers the test fires by hand; a cancelled one no longer fires. */
-class FakeTimers {
-  calls: { ms: number; cancelled: boolean; fire(): void }[] = [];
-  timer = (ms: number, fire: () => void): () => void => {
-    const call = {
-      ms,
-      cancelled: false,
-      fire: () => {
-        if (!call.cancelled) fire();
-      },
-    };
-    this.calls.push(call);
-    return () => call.cancelled = true;
+/** A virtual clock that also lists the delay of every timer set on it. */
+function countingClock(startMs = 1000): VirtualClock & { set: number[] } {
+  const clock = Object.assign(new VirtualClock({ startMs }), { set: [] as number[] });
+  const timer = clock.timer.bind(clock);
+  clock.timer = (ms, fire) => {
+    clock.set.push(ms);
+    return timer(ms, fire);
   };
+  return clock;
 }
 
 /** Counts the updates the sleeper makes (the test's own are subtracted by the caller). */
@@ -44,24 +41,32 @@ function settled(core: ExecutorCore): void {
 }
 
 Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself", async () => {
-  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
+  const clock = countingClock();
+  const core = new ExecutorCore(makeVm(), baselineConfig({ neonVMRetryWait: 2000 }), { clock });
   const updates = countUpdates(core);
-  const timers = new FakeTimers();
-  (core.clock as ManualClock).timerHook = timers.timer;
   const log = recordingLog();
   const stop = new AbortController();
-  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, log));
+  const sleeper = runSleeper(stop.signal, core, log);
 
-  settled(core);
-  await until(() => timers.calls.length === 1);
+  // A failed patch waits to be retried at 2900, the plugin tick comes at 5900.
+  core.update((s) => {
+    s.updateSystemMetrics(metricsFor(loadForCU(2)));
+    s.plugin().startingRequest(900, cu(2));
+    s.plugin().requestSuccessful(900, rev0(900), { permit: cu(2) });
+    s.neonvm().startingRequest(900, cu(2));
+    s.neonvm().requestFailed(900);
+  });
+  await until(() => clock.set.length === 1);
   const wait = core.getActions();
   assert.deepEqual(Object.keys(wait.actions), ["wait"]);
-  assert.equal(timers.calls[0].ms, wait.actions.wait!.duration);
+  assert.equal(clock.nextDue(), 2900);
 
   const watcher = core.newReceiver();
-  timers.calls[0].fire();
+  await clock.runUntil(2900);
   // The deliberate S-4 deviation: a second timer with no outside change in between.
-  await until(() => timers.calls.length === 2);
+  assert.deepEqual(Object.keys(core.getActions().actions).sort(), ["neonvmRequest", "wait"]);
+  assert.equal(clock.set.length, 2);
+  assert.equal(clock.nextDue(), 5900);
   assert.equal(updates(), 2, "one refresh by the sleeper");
   assert.equal(watcher.pending, true, "the refresh reached the other loops");
   assert.equal(core.getActions().id, wait.id + 1, "and the actions were recomputed");
@@ -69,28 +74,26 @@ Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself
 
   stop.abort();
   await sleeper;
-  assert.equal(timers.calls[1].cancelled, true);
+  assert.equal(clock.pendingTimers, 0, "its timer is cancelled");
 });
 
 Deno.test("sleeper: an outside change keeps a timer whose end stands, replaces one that moved", async () => {
-  const clock = new ManualClock(1000);
+  const clock = countingClock();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const updates = countUpdates(core);
-  const timers = new FakeTimers();
-  (core.clock as ManualClock).timerHook = timers.timer;
   const stop = new AbortController();
-  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined));
+  const sleeper = runSleeper(stop.signal, core);
 
   settled(core);
-  await until(() => timers.calls.length === 1);
-  const end = clock.now() + timers.calls[0].ms;
+  await until(() => clock.set.length === 1);
+  const end = clock.nextDue()!;
 
   // Time passes and something unrelated changes: the wait still ends at the same moment.
-  clock.t += 250;
+  await clock.advance(250);
   core.update(() => {});
   await settle();
-  assert.equal(timers.calls.length, 1, "no new timer");
-  assert.equal(timers.calls[0].cancelled, false, "the armed one stays");
+  assert.equal(clock.set.length, 1, "no new timer");
+  assert.equal(clock.nextDue(), end, "the armed one stays");
   assert.equal(updates(), 2, "only the test's own updates");
 
   // A later plugin answer moves the next tick: the timer is replaced.
@@ -98,57 +101,56 @@ Deno.test("sleeper: an outside change keeps a timer whose end stands, replaces o
     s.plugin().startingRequest(clock.now(), cu(1));
     s.plugin().requestSuccessful(clock.now(), rev0(clock.now()), { permit: cu(1) });
   });
-  await until(() => timers.calls.length === 2);
-  assert.equal(timers.calls[0].cancelled, true);
-  assert.ok(clock.now() + timers.calls[1].ms > end, "the new timer ends later");
+  await until(() => clock.set.length === 2);
+  assert.equal(clock.pendingTimers, 1, "the first one is cancelled");
+  assert.equal(clock.nextDue(), 1250 + end - 900, "the new one ends a tick after the answer");
   assert.equal(updates(), 3);
 
-  // The timer fires together with a change: the change wins, still no refresh, and the wait
-  // (which has not ended on the core's clock) gets a timer again.
-  timers.calls[1].fire();
+  // The timer fires together with a change: the change wins, so no refresh of the sleeper's
+  // own; the actions it then finds hold the plugin request and no wait.
+  assert.equal(clock.fireNext(), true);
   core.update(() => {});
-  await until(() => timers.calls.length === 3);
   await settle();
-  assert.equal(updates(), 4);
-  assert.equal(timers.calls[2].cancelled, false);
+  assert.equal(updates(), 4, "only the test's own updates");
+  assert.ok(core.getActions().actions.pluginRequest);
+  assert.equal(clock.set.length, 2);
+  assert.equal(clock.pendingTimers, 0);
 
   stop.abort();
   await sleeper;
-  assert.equal(timers.calls[2].cancelled, true);
 });
 
-Deno.test("sleeper: sets no timer while the actions hold no wait, and ends with its scope", async () => {
-  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock: new ManualClock(1000) });
-  const timers = new FakeTimers();
-  (core.clock as ManualClock).timerHook = timers.timer;
+Deno.test("sleeper: sets no timer while the actions hold no wait, and ends with its signal", async () => {
+  const clock = new VirtualClock({ startMs: 1000 });
+  const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
   const stop = new AbortController();
-  const sleeper = runTask(stop.signal, (scope) => runSleeper(scope, core, undefined));
+  const sleeper = runSleeper(stop.signal, core);
   core.update(() => {});
   await settle();
   assert.equal(core.getActions().actions.wait, undefined);
-  assert.equal(timers.calls.length, 0);
+  assert.equal(clock.pendingTimers, 0);
   stop.abort();
   await sleeper;
 });
 
-Deno.test("sleeper: with real timers, keeps the plugin ticking without outside changes", async () => {
-  const core = new ExecutorCore(makeVm(), baselineConfig({ pluginRequestTick: 50 }));
+Deno.test("sleeper: keeps the plugin ticking without outside changes", async () => {
+  const clock = new VirtualClock({ startMs: 1000 });
+  const core = new ExecutorCore(makeVm(), baselineConfig({ pluginRequestTick: 50 }), { clock });
   const requests: number[] = [];
   const plugin: PluginClient = {
     request(_lastPermit, target: Resources): Promise<Outcome<PluginResponse>> {
-      requests.push(Date.now());
+      requests.push(clock.now());
       return Promise.resolve({ ok: true, value: { permit: target } });
     },
   };
   const stop = new AbortController();
   const loops = Promise.all([
-    runTask(stop.signal, (scope) => runSleeper(scope, core)),
-    runTask(stop.signal, (scope) => runPluginLoop(scope, core, plugin)),
+    runSleeper(stop.signal, core),
+    runPluginLoop(stop.signal, core, plugin),
   ]);
   core.updateSystemMetrics(metricsFor(loadForCU(1)));
-  await until(() => requests.length >= 4, 3000, "four plugin requests");
+  await clock.advance(160);
   stop.abort();
   await loops;
-  const gaps = requests.slice(1).map((t, i) => t - requests[i]);
-  assert.ok(gaps.every((gap) => gap >= 40), `requests spaced by the tick: ${gaps}`);
+  assert.deepEqual(requests, [1000, 1050, 1100, 1150], "one request per tick, on the tick");
 });

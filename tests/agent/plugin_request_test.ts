@@ -18,7 +18,8 @@ import {
 } from "../../agent/plugin/request.ts";
 import { SchedulerPlugin } from "../../sim/plugin/scheduler_plugin.ts";
 import { cu, GiB } from "../core/helpers.ts";
-import { recordingLog, until } from "./executor_helpers.ts";
+import { recordingLog } from "../support/log.ts";
+import { until } from "../support/wait.ts";
 
 const POD = { namespace: "default", name: "example-x7k2p" };
 

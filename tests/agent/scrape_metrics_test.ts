@@ -17,7 +17,9 @@ import {
   SystemMetricsServer,
   type SystemMetricsValues,
 } from "../../sim/vm/metrics_server.ts";
-import { ManualClock, recordingLog, runTask, until } from "./executor_helpers.ts";
+import { recordingLog } from "../support/log.ts";
+import { until } from "../support/wait.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { systemClock } from "../../lib/clock.ts";
 import { systemRandom } from "../../lib/random.ts";
 
@@ -146,26 +148,23 @@ Deno.test("scrape: metrics URLs bracket IPv6 pod IPs", () => {
 });
 
 /**
- * Timers that are recorded and fire at once, until the `limit`th: that one never fires.
- * `onTimer` runs as each one starts, before the loop can go on.
+ * Lets the loop go through `n` of its waits on virtual time: waits for it to sleep, calls
+ * `before(i)`, then ends the sleep (all but the last). Returns the length of each wait.
  */
-function recordedTimers(limit: number, onTimer: (n: number) => void = () => {}) {
-  const calls: number[] = [];
-  let cancelled = 0;
-  const timer = (ms: number, fire: () => void): () => void => {
-    calls.push(ms);
-    onTimer(calls.length);
-    let live = true;
-    if (calls.length < limit) queueMicrotask(() => live && fire());
-    return () => {
-      if (live) cancelled++;
-      live = false;
-    };
-  };
-  // The loop's waits go to `timer`; the scrapes' own deadlines stay on real time.
-  const clock = new ManualClock();
-  clock.timerHook = timer;
-  return { calls, clock, cancelled: () => cancelled };
+async function driveWaits(
+  clock: VirtualClock,
+  n: number,
+  before: (i: number) => void = () => {},
+): Promise<number[]> {
+  const waits: number[] = [];
+  for (let i = 1; i <= n; i++) {
+    await until(() => clock.pendingTimers === 1, 5000, `wait ${i}`);
+    const ms = clock.nextDue()! - clock.now();
+    waits.push(ms);
+    before(i);
+    if (i < n) await clock.advance(ms);
+  }
+  return waits;
 }
 
 function loopOptions(
@@ -175,8 +174,8 @@ function loopOptions(
   return {
     kind: "system",
     url: metricsURL("127.0.0.1", server.port),
-    secondsBetweenRequests: 5,
-    requestTimeoutSeconds: 2,
+    everyMs: 5000,
+    requestTimeoutMs: 2000,
     isActive: () => true,
     parse: systemMetricsSteps,
     apply: (_m, withLock) => withLock(),
@@ -187,7 +186,8 @@ function loopOptions(
         return 3;
       },
     },
-    clock: systemClock,
+    clock: new VirtualClock(),
+    // The scrapes' own deadlines stay on real time: the servers answer in real time.
     transport: (url) => metricsClient(url, systemClock),
     ...overrides,
   };
@@ -195,31 +195,30 @@ function loopOptions(
 
 Deno.test("scrape loop: random first delay, then a pause after every attempt", async () => {
   await withSystemServer(async (server) => {
-    const { calls, clock } = recordedTimers(4, (n) => {
-      if (n === 2) server.setFault({ kind: "status", status: 503 });
-    });
+    const clock = new VirtualClock();
     const applied: SystemMetrics[] = [];
     const errors: string[] = [];
     const log = recordingLog();
     const stop = new AbortController();
-    const loop = runTask(stop.signal, (scope) =>
-      runMetricsLoop(
-        scope,
-        loopOptions(server, {
-          clock,
-          log,
-          apply: (m, withLock) => {
-            applied.push(m);
-            withLock();
-          },
-          onError: (e) => errors.push(e.message),
-        }),
-      ));
-    await until(() => calls.length === 4);
+    const loop = runMetricsLoop(
+      stop.signal,
+      loopOptions(server, {
+        clock,
+        log,
+        apply: (m, withLock) => {
+          applied.push(m);
+          withLock();
+        },
+        onError: (e) => errors.push(e.message),
+      }),
+    );
+    const waits = await driveWaits(clock, 4, (i) => {
+      if (i === 2) server.setFault({ kind: "status", status: 503 });
+    });
     stop.abort();
     await loop;
 
-    assert.deepEqual(calls, [3000, 5000, 5000, 5000]);
+    assert.deepEqual(waits, [3000, 5000, 5000, 5000]);
     assert.deepEqual(applied, [EXPECTED]);
     assert.deepEqual(errors, [
       "unsuccessful response status 503",
@@ -241,14 +240,14 @@ Deno.test("scrape loop: the active predicate is checked before every attempt", a
     const pattern = [false, true, true, false, false, true];
     let i = 0;
     const isActive = () => pattern[Math.min(i++, pattern.length - 1)];
-    const { calls, clock } = recordedTimers(pattern.length);
+    const clock = new VirtualClock();
     const log = recordingLog();
     const stop = new AbortController();
-    const loop = runTask(
+    const loop = runMetricsLoop(
       stop.signal,
-      (scope) => runMetricsLoop(scope, loopOptions(server, { isActive, clock, log, kind: "LFC" })),
+      loopOptions(server, { isActive, clock, log, kind: "LFC" }),
     );
-    await until(() => calls.length === pattern.length);
+    await driveWaits(clock, pattern.length);
     stop.abort();
     await loop;
     // The first evaluation is at start (inactive: no delay log), then one per iteration.
@@ -264,16 +263,14 @@ Deno.test("scrape loop: the active predicate is checked before every attempt", a
   });
 });
 
-Deno.test("scrape loop: ends during the first delay when the scope ends", async () => {
+Deno.test("scrape loop: ends during the first delay when its signal aborts", async () => {
   const stop = new AbortController();
-  const { clock, cancelled } = recordedTimers(1);
-  const loop = runTask(
-    stop.signal,
-    (scope) => runMetricsLoop(scope, loopOptions({ port: 9 }, { clock })),
-  );
+  const clock = new VirtualClock();
+  const loop = runMetricsLoop(stop.signal, loopOptions({ port: 9 }, { clock }));
+  assert.equal(clock.pendingTimers, 1, "the first delay");
   stop.abort();
   await loop;
-  assert.equal(cancelled(), 1, "the first delay's timer is cancelled");
+  assert.equal(clock.pendingTimers, 0, "its timer is cancelled");
 });
 
 /** An endpoint that answers every GET with `body`, counting the GETs. */
@@ -301,44 +298,45 @@ function paddedPage(bytes: number): string {
   return page;
 }
 
-/** Timers that move the clock to their due time and fire, until the `limit`th. */
-function advancingTimers(clock: ManualClock, limit: number) {
-  const calls: number[] = [];
-  clock.timerHook = (ms, fire) => {
-    calls.push(ms);
-    let live = calls.length < limit;
-    if (live) {
-      queueMicrotask(() => {
-        if (!live) return;
-        clock.t += ms;
-        fire();
-      });
-    }
-    return () => live = false;
+/** A virtual clock that lists the delay of every timer set on it. */
+function recordingClock(): { clock: VirtualClock; set: number[] } {
+  const clock = new VirtualClock();
+  const set: number[] = [];
+  const timer = clock.timer.bind(clock);
+  clock.timer = (ms, fire) => {
+    set.push(ms);
+    return timer(ms, fire);
   };
-  return calls;
+  return { clock, set };
+}
+
+/** Fires the timers as they come due, moving virtual time, until `count` have been set. */
+async function runTimers(clock: VirtualClock, set: number[], count: number): Promise<void> {
+  for (;;) {
+    await until(() => clock.pendingTimers > 0 || set.length >= count);
+    if (set.length >= count) return;
+    await clock.runUntil(clock.nextDue()!);
+  }
 }
 
 Deno.test("scrape loop: a large page is parsed in slices, with a turn of the event loop between them", async () => {
   const page = paddedPage(1024 * 1024);
   const endpoint = fixedEndpoint(page);
-  const clock = new ManualClock();
-  const calls = advancingTimers(clock, 10);
+  const { clock, set: calls } = recordingClock();
   const applied: SystemMetrics[] = [];
   const stop = new AbortController();
-  const loop = runTask(stop.signal, (scope) =>
-    runMetricsLoop(
-      scope,
-      loopOptions({ port: 1 }, {
-        clock,
-        transport: endpoint.transport,
-        apply: (m, withLock) => {
-          applied.push(m);
-          withLock();
-        },
-      }),
-    ));
-  await until(() => calls.length === 10);
+  const loop = runMetricsLoop(
+    stop.signal,
+    loopOptions({ port: 1 }, {
+      clock,
+      transport: endpoint.transport,
+      apply: (m, withLock) => {
+        applied.push(m);
+        withLock();
+      },
+    }),
+  );
+  await runTimers(clock, calls, 10);
   stop.abort();
   await loop;
   // One pause after each 256 KiB slice of the page, then the pause between scrapes.
@@ -353,26 +351,24 @@ Deno.test("scrape loop: a large page is parsed in slices, with a turn of the eve
 Deno.test("scrape loop: an endpoint that sends more than its byte allowance is skipped until it refilled", async () => {
   const page = paddedPage(100_000);
   const endpoint = fixedEndpoint(page);
-  const clock = new ManualClock();
-  const calls = advancingTimers(clock, 40);
+  const { clock, set: calls } = recordingClock();
   const errors: string[] = [];
   const stop = new AbortController();
-  const start = clock.t;
-  const loop = runTask(stop.signal, (scope) =>
-    runMetricsLoop(
-      scope,
-      loopOptions({ port: 1 }, {
-        clock,
-        transport: endpoint.transport,
-        maxBodyBytes: 200_000,
-        bytesPerSecond: 5_000,
-        onError: (e) => errors.push(e.message),
-      }),
-    ));
-  await until(() => calls.length === 40);
+  const start = clock.now();
+  const loop = runMetricsLoop(
+    stop.signal,
+    loopOptions({ port: 1 }, {
+      clock,
+      transport: endpoint.transport,
+      maxBodyBytes: 200_000,
+      bytesPerSecond: 5_000,
+      onError: (e) => errors.push(e.message),
+    }),
+  );
+  await runTimers(clock, calls, 40);
   stop.abort();
   await loop;
-  const elapsedS = (clock.t - start) / 1000;
+  const elapsedS = (clock.now() - start) / 1000;
   // The burst, then the refill: 5 KB/s over the run, and one page of debt at most.
   assert.ok(
     endpoint.gets * page.length <= 200_000 + 5_000 * elapsedS + page.length,

@@ -6,7 +6,7 @@ import type { ReportingClient, ReportingPipeline } from "../../billing/reporting
 import type { OutgoingBatch, Transport } from "../../billing/reporting/transport.ts";
 import type { Registry } from "prom-client";
 
-export { recordingLog } from "../agent/executor_helpers.ts";
+export { recordingLog } from "../support/log.ts";
 
 /** Virtual time, starting where the reporting tests' expected object keys do. */
 export class FakeScheduler extends VirtualClock {

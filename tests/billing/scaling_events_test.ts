@@ -6,7 +6,7 @@ import { scalingEventsTotal } from "../../billing/metrics.ts";
 import { ScalingEventsReporter } from "../../billing/scaling_events.ts";
 import type { EventSink } from "../../billing/sink.ts";
 import type { ScalingGoalParts } from "../../core/mod.ts";
-import { recordingLog } from "../agent/executor_helpers.ts";
+import { recordingLog } from "../support/log.ts";
 
 const T0 = BigInt(Date.parse("2024-10-31T23:00:00Z")) * 1_000_000n;
 

@@ -1,86 +1,75 @@
 import assert from "node:assert/strict";
-import { repeat } from "../../lib/async.ts";
-import { CoalescingSignal } from "../../lib/signal.ts";
-import { ManualClock, runTask, settle } from "../agent/executor_helpers.ts";
+import { wakeOrAbort } from "../../lib/async.ts";
+import { Alarm } from "../../lib/alarm.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
+import { settle } from "../support/wait.ts";
 
-/** Timers the test fires by hand. */
-function manualTimers() {
-  const calls: { ms: number; live: boolean; fire: () => void }[] = [];
-  const timer = (ms: number, fire: () => void) => {
-    const call = { ms, live: true, fire: () => call.live && (call.live = false, fire()) };
-    calls.push(call);
-    return () => call.live = false;
-  };
-  const clock = new ManualClock();
-  clock.timerHook = timer;
-  return { calls, clock };
-}
+Deno.test("wakeOrAbort: resolves on the wake, then takes the wake back", async () => {
+  let armed: (() => void) | undefined;
+  const arms: string[] = [];
+  const waiting = wakeOrAbort(new AbortController().signal, (wake) => {
+    arms.push(wake === undefined ? "disarm" : "arm");
+    armed = wake;
+  });
+  let done = false;
+  waiting.then(() => done = true);
+  await settle();
+  assert.equal(done, false);
+  armed!();
+  await waiting;
+  assert.deepEqual(arms, ["arm", "disarm"]);
+  assert.equal(armed, undefined, "a stale wake is not kept");
+});
 
-Deno.test("repeat: first delay, then the period after each run has ended", async () => {
-  const { calls, clock } = manualTimers();
+Deno.test("wakeOrAbort: resolves on abort, and at once for an aborted signal", async () => {
   const stop = new AbortController();
-  const finish: (() => void)[] = [];
-  let runs = 0;
-  const loop = runTask(stop.signal, (scope) =>
-    repeat(scope, clock, 30, 100, () => {
-      runs++;
-      return new Promise<void>((resolve) => finish.push(resolve));
-    }));
-  assert.deepEqual(calls.map((c) => c.ms), [30]);
-  calls[0].fire();
-  assert.equal(runs, 1);
-  await settle();
-  assert.equal(calls.length, 1, "no timer while the run is in flight");
-  finish[0]();
-  await settle();
-  assert.deepEqual(calls.map((c) => c.ms), [30, 100]);
+  const arms: string[] = [];
+  const waiting = wakeOrAbort(stop.signal, (wake) => arms.push(wake ? "arm" : "disarm"));
   stop.abort();
-  await loop;
-  assert.equal(calls[1].live, false, "the pending timer is cancelled");
-  assert.equal(runs, 1);
+  await waiting;
+  assert.deepEqual(arms, ["arm", "disarm"]);
+  await wakeOrAbort(stop.signal, () => arms.push("never"));
+  assert.deepEqual(arms, ["arm", "disarm"], "an aborted signal arms nothing");
 });
 
-Deno.test("repeat: synchronous runs re-arm at once, and a throwing run rejects", async () => {
-  const { calls, clock } = manualTimers();
-  let runs = 0;
-  const loop = runTask(new AbortController().signal, (scope) =>
-    repeat(scope, clock, 0, 5, () => {
-      if (++runs === 3) throw new Error("run 3 broke");
-    }));
-  calls[0].fire();
-  calls[1].fire();
-  calls[2].fire();
-  await assert.rejects(loop, /run 3 broke/);
-  assert.equal(calls.length, 3, "no timer after the failure");
+Deno.test("alarm: rings at its time on the clock, once", async () => {
+  const clock = new VirtualClock({ startMs: 0 });
+  const alarm = new Alarm(clock);
+  let rings = 0;
+  alarm.onRing(() => rings++);
+  alarm.setAt(100);
+  await clock.advance(99);
+  assert.equal(alarm.rang, false);
+  await clock.advance(1);
+  assert.equal(alarm.rang, true);
+  assert.equal(rings, 1);
+  await clock.advance(1000);
+  assert.equal(rings, 1);
 });
 
-Deno.test("coalescing signal: notifications before a call count once, a pending one at once", async () => {
-  const s = new CoalescingSignal();
-  s.notify();
-  const stop = new AbortController();
-  let calls = 0;
-  const listening = runTask(stop.signal, (scope) => s.each(scope, () => calls++));
-  await settle();
-  assert.equal(calls, 1, "the notification from before the listener");
-  s.notify();
-  s.notify();
-  s.notify();
-  assert.equal(calls, 1, "never inside the notifier");
-  await settle();
-  assert.equal(calls, 2, "three notifications, one call");
-  stop.abort();
-  await listening;
-  s.notify();
-  await settle();
-  assert.equal(calls, 2, "nothing after the abort");
-});
-
-Deno.test("coalescing signal: a throwing listener rejects and stops listening", async () => {
-  const s = new CoalescingSignal();
-  const listening = runTask(new AbortController().signal, (scope) =>
-    s.each(scope, () => {
-      throw new Error("listener broke");
-    }));
-  s.notify();
-  await assert.rejects(listening, /listener broke/);
+Deno.test("alarm: re-aimed at the same time it keeps its timer, elsewhere it replaces it", async () => {
+  const clock = new VirtualClock({ startMs: 0 });
+  const set: number[] = [];
+  const timer = clock.timer.bind(clock);
+  clock.timer = (ms, fire) => (set.push(ms), timer(ms, fire));
+  const alarm = new Alarm(clock);
+  alarm.setAt(100);
+  await clock.advance(40);
+  alarm.setAt(100);
+  assert.deepEqual(set, [100], "kept");
+  alarm.setAt(120);
+  assert.deepEqual(set, [100, 80], "replaced");
+  assert.equal(clock.pendingTimers, 1);
+  alarm.setAt(undefined);
+  assert.equal(clock.pendingTimers, 0, "off");
+  await clock.advance(200);
+  assert.equal(alarm.rang, false);
+  // After it rang, aiming it at the same (past) time sets it again: it rings at once.
+  alarm.setAt(300);
+  await clock.advance(100);
+  assert.equal(alarm.rang, true);
+  alarm.setAt(300);
+  assert.equal(alarm.rang, false);
+  await clock.advance(0);
+  assert.equal(alarm.rang, true);
 });

@@ -1,14 +1,35 @@
 /**
- * Counter-based change notifications (agent.md 3.5): every state update bumps a counter, and each
- * receiver wakes when the counter has moved past what it last saw.
+ * Counter-based change notifications: every `broadcast()` bumps a counter, and each receiver wakes
+ * when the counter has moved past what it last saw. Any number of broadcasts between two looks
+ * count as one, so a slow listener never falls behind.
  *
  * A receiver may also declare an interest: while it waits, a broadcast wakes it only once
  * {@link Broadcaster.wakeInterested} finds its interest met. The executor loops use this to sleep
  * through the many updates that carry no action for them: with thousands of Runners, waking every
  * loop on every update and re-arming its wait was a large share of the agent's allocations.
  *
+ * @example
+ * ```ts
+ * import { Broadcaster } from "./broadcast.ts";
+ * const changes = new Broadcaster();
+ * const receiver = changes.newReceiver();
+ * const stop = new AbortController();
+ * const listening = (async () => {
+ *   while (await receiver.wait(stop.signal)) {
+ *     receiver.awake();
+ *     console.log("something changed");
+ *     stop.abort();
+ *   }
+ * })();
+ * changes.broadcast();
+ * await listening;
+ * ```
+ *
  * @module
  */
+
+import { wakeOrAbort } from "./async.ts";
+import type { Alarm } from "./alarm.ts";
 
 /** @internal */
 export interface Waiter<T> {
@@ -123,4 +144,39 @@ export class Receiver<T = unknown> {
   awake(): void {
     this.#seen = this.#broadcaster.count;
   }
+
+  /**
+   * Resolves `true` once a broadcast is pending (at once if one already is; while waiting, only
+   * one that meets the receiver's interest), `false` as soon as `signal` aborts. Does not mark the
+   * broadcast seen: call {@link awake} before looking at what changed.
+   */
+  async wait(signal: AbortSignal): Promise<boolean> {
+    if (!this.pending && !signal.aborted) {
+      await wakeOrAbort(signal, (wake) => wake === undefined ? this.disarm() : this.arm(wake));
+    }
+    return !signal.aborted;
+  }
+}
+
+/** What ended a {@link changeOrAlarm}. */
+export type Woke = "change" | "alarm" | "abort";
+
+/**
+ * Waits for a broadcast `receiver` has not seen, for `alarm` to ring, or for `signal` to abort,
+ * whichever comes first; a change that comes with the alarm wins. Marks nothing seen.
+ */
+export async function changeOrAlarm<T>(
+  receiver: Receiver<T>,
+  alarm: Alarm,
+  signal: AbortSignal,
+): Promise<Woke> {
+  if (!receiver.pending && !alarm.rang && !signal.aborted) {
+    await wakeOrAbort(signal, (wake) => {
+      if (wake === undefined) receiver.disarm();
+      else receiver.arm(wake);
+      alarm.onRing(wake);
+    });
+  }
+  if (signal.aborted) return "abort";
+  return receiver.pending ? "change" : "alarm";
 }

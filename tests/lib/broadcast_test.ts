@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { Broadcaster } from "../../agent/executor/broadcast.ts";
-import { settle, waitForChange } from "./executor_helpers.ts";
+import { Alarm } from "../../lib/alarm.ts";
+import { Broadcaster, changeOrAlarm } from "../../lib/broadcast.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
+import { NEVER, settle } from "../support/wait.ts";
 
 Deno.test("broadcast: a receiver sees only broadcasts made after its creation", async () => {
   const b = new Broadcaster();
@@ -9,7 +11,7 @@ Deno.test("broadcast: a receiver sees only broadcasts made after its creation", 
   const r = b.newReceiver();
   assert.equal(r.pending, false);
   const stop = new AbortController();
-  const waiting = waitForChange(r, stop.signal);
+  const waiting = r.wait(stop.signal);
   await settle();
   stop.abort();
   assert.equal(await waiting, false);
@@ -20,9 +22,9 @@ Deno.test("broadcast: wait resolves at once while a broadcast is unseen, until a
   const r = b.newReceiver();
   b.broadcast();
   assert.equal(r.pending, true);
-  assert.equal(await waitForChange(r), true);
+  assert.equal(await r.wait(NEVER), true);
   // Waiting does not consume the broadcast.
-  assert.equal(await waitForChange(r), true);
+  assert.equal(await r.wait(NEVER), true);
   r.awake();
   assert.equal(r.pending, false);
 });
@@ -31,7 +33,7 @@ Deno.test("broadcast: a pending wait resolves on the next broadcast", async () =
   const b = new Broadcaster();
   const r = b.newReceiver();
   let woke = false;
-  const waiting = waitForChange(r).then((v) => {
+  const waiting = r.wait(NEVER).then((v) => {
     woke = true;
     return v;
   });
@@ -47,7 +49,7 @@ Deno.test("broadcast: several broadcasts before a wait coalesce into one wake-up
   b.broadcast();
   b.broadcast();
   b.broadcast();
-  assert.equal(await waitForChange(r), true);
+  assert.equal(await r.wait(NEVER), true);
   r.awake();
   assert.equal(r.pending, false);
   assert.equal(b.count, 3);
@@ -57,7 +59,7 @@ Deno.test("broadcast: receivers are independent", async () => {
   const b = new Broadcaster();
   const r1 = b.newReceiver();
   const r2 = b.newReceiver();
-  const both = Promise.all([waitForChange(r1), waitForChange(r2)]);
+  const both = Promise.all([r1.wait(NEVER), r2.wait(NEVER)]);
   b.broadcast();
   assert.deepEqual(await both, [true, true]);
   r1.awake();
@@ -69,13 +71,13 @@ Deno.test("broadcast: an aborted wait resolves false and is not woken later", as
   const b = new Broadcaster();
   const r = b.newReceiver();
   const stop = new AbortController();
-  const waiting = waitForChange(r, stop.signal);
+  const waiting = r.wait(stop.signal);
   stop.abort();
   assert.equal(await waiting, false);
   // Already aborted: false without waiting, even with a broadcast pending.
   b.broadcast();
-  assert.equal(await waitForChange(r, stop.signal), false);
-  assert.equal(await waitForChange(r), true);
+  assert.equal(await r.wait(stop.signal), false);
+  assert.equal(await r.wait(NEVER), true);
 });
 
 Deno.test("broadcast: a waiting receiver with an interest wakes only when it is met", async () => {
@@ -84,8 +86,8 @@ Deno.test("broadcast: a waiting receiver with an interest wakes only when it is 
   const all = b.newReceiver();
   let evenWoke = false;
   let allWoke = false;
-  const waitingEven = waitForChange(evens).then(() => evenWoke = true);
-  const waitingAll = waitForChange(all).then(() => allWoke = true);
+  const waitingEven = evens.wait(NEVER).then(() => evenWoke = true);
+  const waitingAll = all.wait(NEVER).then(() => allWoke = true);
   assert.equal(b.hasInterestedWaiters, true);
   b.broadcast();
   await waitingAll;
@@ -102,10 +104,10 @@ Deno.test("broadcast: a broadcast missed while busy ends the next wait whatever 
   const b = new Broadcaster<number>();
   const r = b.newReceiver(() => false);
   b.broadcast();
-  assert.equal(await waitForChange(r), true);
+  assert.equal(await r.wait(NEVER), true);
   r.awake();
   const stop = new AbortController();
-  const waiting = waitForChange(r, stop.signal);
+  const waiting = r.wait(stop.signal);
   b.broadcast();
   b.wakeInterested(0);
   await settle();
@@ -147,4 +149,52 @@ Deno.test("broadcast: a receiver without an interest is woken by every broadcast
   b.broadcast();
   assert.equal(wakes, 1);
   assert.equal(r.pending, true, "waking does not mark the broadcast seen");
+});
+
+Deno.test("changeOrAlarm: a change, the alarm, or the abort, whichever comes first", async () => {
+  const clock = new VirtualClock({ startMs: 0 });
+  const b = new Broadcaster();
+  const r = b.newReceiver();
+  const alarm = new Alarm(clock);
+  const stop = new AbortController();
+
+  alarm.setAt(100);
+  const first = changeOrAlarm(r, alarm, stop.signal);
+  await clock.advance(50);
+  b.broadcast();
+  assert.equal(await first, "change");
+  assert.equal(r.pending, true, "nothing is marked seen");
+  r.awake();
+
+  const second = changeOrAlarm(r, alarm, stop.signal);
+  await clock.advance(50);
+  assert.equal(await second, "alarm");
+
+  // Ringing and a change in the same turn: the change wins.
+  alarm.setAt(200);
+  const third = changeOrAlarm(r, alarm, stop.signal);
+  assert.equal(clock.fireNext(), true);
+  b.broadcast();
+  assert.equal(await third, "change");
+  r.awake();
+  assert.equal(alarm.rang, true);
+
+  alarm.setAt(undefined);
+  const fourth = changeOrAlarm(r, alarm, stop.signal);
+  stop.abort();
+  assert.equal(await fourth, "abort");
+  assert.equal(b.hasInterestedWaiters, false);
+});
+
+Deno.test("changeOrAlarm: returns at once for a pending change or an alarm that rang", async () => {
+  const clock = new VirtualClock({ startMs: 0 });
+  const b = new Broadcaster();
+  const r = b.newReceiver();
+  const alarm = new Alarm(clock);
+  b.broadcast();
+  assert.equal(await changeOrAlarm(r, alarm, NEVER), "change");
+  r.awake();
+  alarm.setAt(0);
+  await clock.advance(0);
+  assert.equal(await changeOrAlarm(r, alarm, NEVER), "alarm");
 });
