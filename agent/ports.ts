@@ -13,6 +13,7 @@ import type { ListWatchSource } from "./k8s/list_watch.ts";
 import type { JsonPatchOperation } from "./k8s/patch.ts";
 import type { TokenPriority } from "./k8s/rate_limit.ts";
 import type { HttpOutcome } from "./http/outcome.ts";
+import type { Result } from "../lib/result.ts";
 
 /** A failed Kubernetes API call, reduced to what logs and metrics show. */
 export interface KubeError {
@@ -25,7 +26,7 @@ export interface KubeError {
 }
 
 /** The outcome of a JSON Patch. */
-export type PatchResult = { ok: true } | ({ ok: false } & KubeError);
+export type PatchResult = Result<void, KubeError>;
 
 /** Options of one JSON Patch call. */
 export interface PatchOptions {

@@ -27,6 +27,7 @@ export type {
   MilliCPU,
   Millis,
   MoreResources,
+  NeonVMPriority,
   ObservabilityCallbacks,
   ObserveCallback,
   PluginResponse,

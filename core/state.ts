@@ -35,6 +35,7 @@ import {
   type LFCMetrics,
   type Millis,
   type MoreResources,
+  type NeonVMPriority,
   type PluginResponse,
   type ResolvedScalingConfig,
   type Resources,
@@ -70,6 +71,8 @@ export interface PluginHandle {
 export interface MonitorHandle {
   reset(): void;
   active(isActive: boolean): void;
+  /** Whether the connection is active: only then may it ask for an upscale. */
+  isActive(): boolean;
   upscaleRequested(now: Millis, resources: MoreResources): void;
   startingUpscaleRequest(now: Millis, resources: Resources): void;
   upscaleRequestSuccessful(now: Millis): void;
@@ -503,6 +506,7 @@ export class State {
           current: copyRes(using),
           target,
           targetRevision: { ...this.#neonvm.targetRevision },
+          priority: this.#neonvmPriority(now, using, target),
         },
       };
     }
@@ -515,6 +519,24 @@ export class State {
       );
     }
     return {};
+  }
+
+  /**
+   * A patch that grows the VM is urgent while a vm-monitor upscale request is in force and not
+   * yet met: the VM is, in some resource the monitor asked for, no larger than when it asked. The
+   * request stays recorded until the connection resets and is never marked met, so both are
+   * checked here.
+   */
+  #neonvmPriority(now: Millis, using: Resources, target: Resources): NeonVMPriority {
+    if (!hasFieldGreaterThan(target, using)) return "normal";
+    const request = this.#monitor.requestedUpscale;
+    if (request === null || request.at + this.#config.monitorRequestedUpscaleValidPeriod <= now) {
+      return "upscale";
+    }
+    const { requested, base } = request;
+    const unmet = (requested.cpu && using.vCPU <= base.vCPU) ||
+      (requested.memory && using.mem <= base.mem);
+    return unmet ? "urgent" : "upscale";
   }
 
   #monitorUpscaleAction(
@@ -812,6 +834,7 @@ export class State {
       active: (isActive) => {
         this.#monitor.approved = isActive ? vmUsing(this.#vm) : null;
       },
+      isActive: () => this.#monitor.approved !== null,
       upscaleRequested: (now, resources) => {
         const approved = this.#monitor.approved;
         if (approved === null) {

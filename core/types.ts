@@ -154,11 +154,19 @@ export interface ActionPluginRequest {
   targetRevision: RevisionWithTime;
 }
 
+/**
+ * How soon a patch must go out when patches queue for the API server's rate limit: `urgent` for
+ * growth the vm-monitor asked for (the VM is short of memory) and has not got yet, `upscale` for
+ * any other growth, `normal` for a shrink or a patch that only moves one resource down.
+ */
+export type NeonVMPriority = "urgent" | "upscale" | "normal";
+
 /** Patch the VirtualMachine object from `current` to `target`. */
 export interface ActionNeonVMRequest {
   current: Resources;
   target: Resources;
   targetRevision: RevisionWithTime;
+  priority: NeonVMPriority;
 }
 
 /** Ask the vm-monitor whether the VM may shrink to `target`. */

@@ -28,6 +28,7 @@
  * @module
  */
 
+import { onAbort } from "./abort.ts";
 import { wakeOrAbort } from "./async.ts";
 import type { Alarm } from "./alarm.ts";
 
@@ -148,13 +149,32 @@ export class Receiver<T = unknown> {
   /**
    * Resolves `true` once a broadcast is pending (at once if one already is; while waiting, only
    * one that meets the receiver's interest), `false` as soon as `signal` aborts. Does not mark the
-   * broadcast seen: call {@link awake} before looking at what changed.
+   * broadcast seen: call {@link awake} before looking at what changed. One wait at a time.
    */
-  async wait(signal: AbortSignal): Promise<boolean> {
-    if (!this.pending && !signal.aborted) {
-      await wakeOrAbort(signal, (wake) => wake === undefined ? this.disarm() : this.arm(wake));
-    }
-    return !signal.aborted;
+  wait(signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false);
+    if (this.pending) return Promise.resolve(true);
+    // The wake and abort callbacks are the receiver's own, so a wait allocates only its promise.
+    return new Promise((resolve) => {
+      this.#resolve = resolve;
+      this.#removeAbort = onAbort(signal, this.#aborted);
+      this.arm(this.#woken);
+    });
+  }
+
+  #resolve: ((woke: boolean) => void) | null = null;
+  #removeAbort: (() => void) | null = null;
+  readonly #woken = () => this.#endWait(true);
+  readonly #aborted = () => this.#endWait(false);
+
+  #endWait(woke: boolean): void {
+    const resolve = this.#resolve;
+    if (resolve === null) return;
+    this.#resolve = null;
+    this.#removeAbort?.();
+    this.#removeAbort = null;
+    this.disarm();
+    resolve(woke);
   }
 }
 

@@ -17,7 +17,7 @@ import {
   type ScalingConfig,
   validateScalingConfig,
 } from "../../core/mod.ts";
-import { parseQuantity, quantityToBytes, quantityToMilli } from "../k8s/quantity.ts";
+import { parseQuantity, quantityToBytes, quantityToMilli } from "../../lib/quantity.ts";
 import { estimatorProblems } from "../k8s/vm.ts";
 import { MAX_METRICS_BODY_BYTES, METRICS_BYTES_PER_SECOND } from "../vm_metrics/scrape.ts";
 import { billingConfigSchema, scalingEventsConfigSchema } from "../../billing/config.ts";

@@ -5,15 +5,9 @@
  * @module
  */
 
-import type { Millis, Resources, RevisionWithTime, StateDump } from "../../core/mod.ts";
+import type { Resources } from "../../core/mod.ts";
 import { type Change, monitorAccounting, pluginAccounting, resourceChanges } from "./accounting.ts";
-import type {
-  MonitorClient,
-  MonitorHandle,
-  NeonVMClient,
-  Outcome,
-  PluginClient,
-} from "./clients.ts";
+import type { MonitorClient, MonitorHandle, NeonVMClient, PluginClient } from "./clients.ts";
 import type { GenerationCounter } from "./clients.ts";
 import type { KubeApi } from "../ports.ts";
 import { buildNeonVMPatch } from "../k8s/patch.ts";
@@ -25,6 +19,7 @@ import type { PodStatus } from "../runner/pod_status.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { VmStatusWaiter } from "../k8s/vm_status_waiter.ts";
 import type { Counter } from "prom-client";
+import { err, ok, type Result, toError } from "../../lib/result.ts";
 
 function count(changes: Change[], cpu: Counter<"direction">, mem: Counter<"direction">): void {
   for (const change of changes) {
@@ -52,7 +47,7 @@ export function pluginBridge(
       if (accounting.partialApproval) metrics.partialApprovals.inc({ direction: "inc" });
       if (accounting.fullDenial) metrics.fullDenials.inc({ direction: "inc" });
       if (accounting.schedulerFailure) status.update((s) => s.failedSchedulerRequests.inc());
-      return result.ok ? { ok: true, value: result.value } : { ok: false, error: result.error };
+      return result.ok ? ok(result.value) : err(result.error);
     },
   };
 }
@@ -69,35 +64,6 @@ export interface NeonVMBridgeOptions {
   log: Log;
   /** Called as each patch is sent, for latency tracking. */
   onPatchSent?: (current: Resources, target: Resources) => void;
-  /**
-   * Whether a vm-monitor upscale request (the VM is short of memory) is in force and not yet met
-   * by `current`: a patch that grows the VM then goes ahead of every other NeonVM call, the
-   * load-driven upscales included. Asked only for patches that grow the VM. Absent: never.
-   */
-  monitorRequestedUpscale?: (current: Resources) => boolean;
-}
-
-/**
- * Whether the core's recorded vm-monitor upscale request is still in force at `now` and not yet
- * met: the VM at `current` is, in some resource the monitor asked for, no larger than when it
- * asked. The core keeps the record until the monitor connection resets (it merely stops counting
- * it after `monitorRequestedUpscaleValidPeriod`) and never marks it met, so both are checked here.
- */
-export function monitorUpscalePending(
-  state: {
-    monitor: Pick<StateDump["monitor"], "requestedUpscale">;
-    config: Pick<StateDump["config"], "monitorRequestedUpscaleValidPeriod">;
-  },
-  now: Millis,
-  current: Resources,
-): boolean {
-  const request = state.monitor.requestedUpscale;
-  if (request === null || request.at + state.config.monitorRequestedUpscaleValidPeriod <= now) {
-    return false;
-  }
-  const { requested, base } = request;
-  return (requested.cpu && current.vCPU <= base.vCPU) ||
-    (requested.memory && current.mem <= base.mem);
 }
 
 /** The `result` label: the root cause, with the VM's name masked so it does not explode. */
@@ -118,7 +84,7 @@ export function neonvmBridge(
   const { vm, log } = options;
   const key = `${vm.namespace}/${vm.name}`;
   return {
-    async request(current, target, targetRevision: RevisionWithTime, signal) {
+    async request({ current, target, targetRevision, priority }, signal) {
       count(
         resourceChanges(current, target),
         metrics.neonvmRequestedCpu,
@@ -131,23 +97,18 @@ export function neonvmBridge(
         now: targetRevision.updatedAt,
       });
       options.onPatchSent?.(current, target);
-      // A VM short of CPU or memory must not wait behind the other VMs' resizes, nor one close
-      // to running out of memory behind the other VMs' upscales.
-      const grows = target.vCPU > current.vCPU || target.mem > current.mem;
-      const priority = !grows
-        ? "normal"
-        : options.monitorRequestedUpscale?.(current)
-        ? "urgent"
-        : "upscale";
       const result = await options.kube.patchVirtualMachine(vm.namespace, vm.name, patch, {
         signal,
         timeoutMs: options.timeoutMs,
+        // A VM short of memory must not wait behind the other VMs' resizes, nor one that needs
+        // to grow behind their shrinks.
         priority,
       });
       if (!result.ok) {
-        metrics.neonvmOutbound.inc({ result: neonvmResultLabel(result.message, vm.name) });
+        const { message } = result.error;
+        metrics.neonvmOutbound.inc({ result: neonvmResultLabel(message, vm.name) });
         status.update((s) => s.failedNeonVMRequests.inc());
-        return { ok: false, error: new Error(`error making VM patch request: ${result.message}`) };
+        return err(new Error(`error making VM patch request: ${message}`));
       }
       metrics.neonvmOutbound.inc({ result: "ok" });
       const expected = {
@@ -167,17 +128,17 @@ export function neonvmBridge(
           target,
         });
       }
-      return { ok: true, value: undefined };
+      return ok(undefined);
     },
   };
 }
 
 /** The dispatcher's calls reject on failure; the executor wants failures as values. */
-async function outcomeOf<T>(call: () => Promise<T>): Promise<Outcome<T>> {
+async function outcomeOf<T>(call: () => Promise<T>): Promise<Result<T>> {
   try {
-    return { ok: true, value: await call() };
-  } catch (err) {
-    return { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
+    return ok(await call());
+  } catch (thrown) {
+    return err(toError(thrown));
   }
 }
 

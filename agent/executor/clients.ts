@@ -9,10 +9,8 @@
  * @module
  */
 
-import type { ApiMetrics, PluginResponse, Resources, RevisionWithTime } from "../../core/mod.ts";
-
-/** The result of one request to a peer. */
-export type Outcome<T> = { ok: true; value: T } | { ok: false; error: Error };
+import type { ActionNeonVMRequest, ApiMetrics, PluginResponse, Resources } from "../../core/mod.ts";
+import type { Result } from "../../lib/result.ts";
 
 /** Asks the scheduler plugin for a permit (§3.9.2). */
 export interface PluginClient {
@@ -21,21 +19,17 @@ export interface PluginClient {
     target: Resources,
     metrics: ApiMetrics | null,
     signal: AbortSignal,
-  ): Promise<Outcome<PluginResponse>>;
+  ): Promise<Result<PluginResponse>>;
 }
 
 /** Patches the VM (§3.9.3). */
 export interface NeonVMClient {
   /**
-   * Resolves once the core may treat the VM as resized to `target`: after the patch *and* after
-   * the VM status shows the new size or the status wait ran out (DECISIONS.md).
+   * Resolves once the core may treat the VM as resized to `patch.target`: after the patch *and*
+   * after the VM status shows the new size or the status wait ran out (DECISIONS.md). The
+   * revision is stamped with the send time.
    */
-  request(
-    current: Resources,
-    target: Resources,
-    targetRevision: RevisionWithTime,
-    signal: AbortSignal,
-  ): Promise<Outcome<void>>;
+  request(patch: ActionNeonVMRequest, signal: AbortSignal): Promise<Result<void>>;
 }
 
 /** The vm-monitor's answer to a `DownscaleRequest`. */
@@ -51,8 +45,8 @@ export interface DownscaleResult {
 export interface MonitorHandle {
   /** The generation of the connection this handle belongs to (§3.6). */
   readonly generation: number;
-  downscale(current: Resources, target: Resources): Promise<Outcome<DownscaleResult>>;
-  upscale(current: Resources, target: Resources): Promise<Outcome<void>>;
+  downscale(current: Resources, target: Resources): Promise<Result<DownscaleResult>>;
+  upscale(current: Resources, target: Resources): Promise<Result<void>>;
 }
 
 /** The Runner's current vm-monitor connection. */

@@ -162,7 +162,7 @@ export class ExecutorCore {
   upscaleRequested(resources: MoreResources, withLock?: (recorded: boolean) => void): boolean {
     // Replaces the reference's crash on a request from a not-yet-active or reset connection
     // (S-9): the core has no approved size to grow from, so the request is dropped.
-    if (this.#state.dump().monitor.approved === null) {
+    if (!this.#state.monitor().isActive()) {
       withLock?.(false);
       return false;
     }

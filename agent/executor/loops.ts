@@ -26,10 +26,10 @@ import type {
   MonitorClient,
   MonitorHandle,
   NeonVMClient,
-  Outcome,
   PluginClient,
 } from "./clients.ts";
 import type { ExecutorCore } from "./core.ts";
+import type { Result } from "../../lib/result.ts";
 
 function seconds(fromMs: number, toMs: number): number {
   return (toMs - fromMs) / 1000;
@@ -147,7 +147,7 @@ async function neonvmRequest(
   // outcome, so a failure's retry wait counts from when the patch was sent.
   const endTime = core.now();
   const targetRevision = { ...action.targetRevision, updatedAt: endTime };
-  const result = await client.request(action.current, action.target, targetRevision, signal);
+  const result = await client.request({ ...action, targetRevision }, signal);
   core.update((state) => {
     const fields = { action, duration: seconds(startTime, endTime) };
     if (!result.ok) {
@@ -165,10 +165,10 @@ interface MonitorLoopSpec<R> {
   kind: "downscale" | "upscale";
   action(actions: ActionSet): ActionMonitorDownscale | ActionMonitorUpscale | undefined;
   starting(monitor: CoreMonitorHandle, now: number, target: Resources): void;
-  call(handle: MonitorHandle, current: Resources, target: Resources): Promise<Outcome<R>>;
+  call(handle: MonitorHandle, current: Resources, target: Resources): Promise<Result<R>>;
   /** Logs the outcome and returns the state change to make if the connection is unchanged. */
   outcome(
-    result: Outcome<R>,
+    result: Result<R>,
     endTime: number,
     targetRevision: RevisionWithTime,
     log: Log,

@@ -10,6 +10,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { type Clock, type Deadline, systemClock } from "../../lib/clock.ts";
 import { USER_AGENT } from "../http/user_agent.ts";
+import { err, ok } from "../../lib/result.ts";
 import type { KubeApi, KubeError, PatchOptions, PatchResult } from "../ports.ts";
 import { describeKubeError, KubeApiError, retryAfterMs } from "./errors.ts";
 import { TokenBucket, type TokenPriority } from "./rate_limit.ts";
@@ -239,13 +240,11 @@ export class KubeClient implements KubeApi {
             callOptions(this.#fetch, deadline.signal, k8s.PatchStrategy.JsonPatch),
           ),
       );
-      return { ok: true };
+      return ok(undefined);
     } catch (e) {
-      if (deadline.expired) {
-        return { ok: false, message: `request timed out after ${timeoutMs} ms` };
-      }
-      if (deadline.signal.aborted) return { ok: false, message: "request aborted" };
-      return { ok: false, ...describeKubeError(e) };
+      if (deadline.expired) return err({ message: `request timed out after ${timeoutMs} ms` });
+      if (deadline.signal.aborted) return err({ message: "request aborted" });
+      return err(describeKubeError(e));
     } finally {
       deadline.dispose();
     }

@@ -5,7 +5,7 @@
  */
 
 import type { Bytes, Millis, Resources, Revision } from "../../core/mod.ts";
-import { formatCpuQuantity, formatK8sTime } from "./quantity.ts";
+import { formatCpuQuantity, formatK8sTime } from "../../lib/quantity.ts";
 
 /** One RFC 6902 operation. */
 export interface JsonPatchOperation {

@@ -9,7 +9,7 @@ import { z } from "zod";
 import type { Clock } from "../../lib/clock.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
 import type { Random } from "../../lib/random.ts";
-import { parseK8sTime } from "./quantity.ts";
+import { parseK8sTime } from "../../lib/quantity.ts";
 import {
   type ListWatchSource,
   Reflector,

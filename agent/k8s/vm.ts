@@ -19,7 +19,8 @@ import {
   formatBytesQuantity,
   formatCpuQuantity,
   parseK8sTime,
-} from "./quantity.ts";
+} from "../../lib/quantity.ts";
+import { err, ok, type Result } from "../../lib/result.ts";
 
 export const LABEL_ENABLED = "autoscaling.neon.tech/enabled";
 export const LABEL_AUTO_MIGRATION = "autoscaling.neon.tech/auto-migration-enabled";
@@ -36,8 +37,8 @@ export const MAX_CPU_BOUND = 512_000;
 /** Phases in which the VM is alive and not being migrated away. */
 const RESPONSIBLE_PHASES: ReadonlySet<string> = new Set(["Running", "PreMigrating", "Scaling"]);
 
-/** The result of decoding untrusted input. */
-export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
+/** The result of decoding untrusted input: the value, or what was wrong with it. */
+export type Decoded<T> = Result<T, string>;
 
 // An absent quantity reads as the Go zero value (0), or as null where the Go field is a pointer.
 function quantityField<A extends number | null>(decode: (json: unknown) => number, absent: A) {
@@ -265,7 +266,6 @@ export function estimatorProblems(cfg: ScalingConfig): string[] {
 
 /** A successful extraction, with what the runner registry needs next to the VmInfo. */
 export interface ExtractedVm {
-  ok: true;
   vmInfo: VmInfo;
   podName: string;
   podIP: string;
@@ -275,8 +275,6 @@ export interface ExtractedVm {
   warnings: string[];
 }
 
-export type ExtractResult = ExtractedVm | { ok: false; error: string };
-
 // The reference stores slot counts as uint16.
 const toUint16 = (n: number) => n & 0xffff;
 
@@ -284,8 +282,8 @@ const toUint16 = (n: number) => n & 0xffff;
 export function extractVmInfo(
   vm: VirtualMachine,
   defaults: ScalingConfig = {},
-): ExtractResult {
-  const fail = (error: string): ExtractResult => ({ ok: false, error });
+): Decoded<ExtractedVm> {
+  const fail = (error: string): Decoded<ExtractedVm> => err(error);
   const { guest } = vm.spec;
   const slotSize = guest.memorySlotSize;
   if (slotSize === 0) return fail("spec.guest.memorySlotSize is zero");
@@ -374,8 +372,7 @@ export function extractVmInfo(
   }
 
   const labels = vm.metadata.labels;
-  return {
-    ok: true,
+  return ok({
     vmInfo: {
       name: vm.metadata.name,
       namespace: vm.metadata.namespace,
@@ -393,5 +390,5 @@ export function extractVmInfo(
     podIP: vm.status.podIP,
     endpointID: labels[LABEL_ENDPOINT_ID] ?? "",
     warnings,
-  };
+  });
 }

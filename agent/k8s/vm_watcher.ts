@@ -188,8 +188,8 @@ export class VmWatcher {
       this.#log.error("invalid VirtualMachine; event dropped", { ...fields, error: result.error });
       return undefined;
     }
-    for (const warning of result.warnings) this.#log.warn(warning, fields);
-    return result;
+    for (const warning of result.value.warnings) this.#log.warn(warning, fields);
+    return result.value;
   }
 
   #target(vm: VirtualMachine): VmEventTarget {

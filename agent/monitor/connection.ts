@@ -8,7 +8,8 @@
 
 import { type Clock, systemClock } from "../../lib/clock.ts";
 import { CloseCode } from "./close.ts";
-import { Dispatcher, type DispatcherOptions, type MonitorLog } from "./dispatcher.ts";
+import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
 
 export interface MonitorConnectionOptions {
   /** `ws://<podIP>:<port>/monitor`. */
@@ -27,7 +28,7 @@ export interface MonitorConnectionOptions {
   /** After a successful handshake: the owner marks the monitor active and stores `dispatcher`. */
   onConnected(dispatcher: Dispatcher): void;
   clock?: Clock;
-  log?: MonitorLog;
+  log?: Log;
 }
 
 /**
@@ -37,7 +38,7 @@ export interface MonitorConnectionOptions {
 export async function runMonitorConnection(opts: MonitorConnectionOptions): Promise<void> {
   const { addr, signal } = opts;
   const clock = opts.clock ?? systemClock;
-  const log = opts.log ?? { debug() {}, info() {}, warn() {}, error() {} };
+  const log = opts.log ?? silentLog;
   const minWait = opts.connectionRetryMinWaitMs;
   let lastStart = 0;
   for (let i = 0;; i++) {

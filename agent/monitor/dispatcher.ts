@@ -9,7 +9,7 @@
  */
 
 import type { Resources } from "../../core/mod.ts";
-import type { Log } from "../../lib/log.ts";
+import { type Log, silentLog } from "../../lib/log.ts";
 import { childScope, onAbort } from "../../lib/abort.ts";
 import { type Clock, systemClock } from "../../lib/clock.ts";
 import { errorText, toError } from "../../lib/result.ts";
@@ -33,11 +33,6 @@ import {
   type RequestType,
   upscaleContent,
 } from "./messages.ts";
-
-/** The logging surface the monitor modules use. */
-export type MonitorLog = Pick<Log, "debug" | "info" | "warn" | "error">;
-
-const silent: MonitorLog = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** The error a request fails with when the monitor answers `InternalError`. */
 export const INTERNAL_ERROR_MESSAGE = "monitor experienced an internal error";
@@ -81,7 +76,7 @@ export interface DispatcherOptions {
   /** Opens the websocket (default: the native `WebSocket`). */
   dial?: MonitorDialer;
   hooks?: DispatcherHooks;
-  log?: MonitorLog;
+  log?: Log;
 }
 
 type WaiterResult =
@@ -113,7 +108,7 @@ export class Dispatcher {
   readonly #socket: MonitorSocket;
   readonly #clock: Clock;
   readonly #hooks: DispatcherHooks;
-  readonly #log: MonitorLog;
+  readonly #log: Log;
   readonly #responseTimeoutMs: number;
   readonly #waiters = new Map<number, Waiter>();
   readonly #resolveExited: (error: Error | null) => void;
@@ -128,7 +123,7 @@ export class Dispatcher {
    * checks. Rejects if any of that fails or takes longer than `connectTimeoutMs`.
    */
   static async connect(addr: string, opts: DispatcherOptions): Promise<Dispatcher> {
-    const log = opts.log ?? silent;
+    const log = opts.log ?? silentLog;
     const attempt = childScope(opts.signal);
     const cancelTimer = (opts.clock ?? systemClock).timer(
       opts.connectTimeoutMs,
@@ -174,7 +169,7 @@ export class Dispatcher {
     this.#socket = socket;
     this.#clock = opts.clock ?? systemClock;
     this.#hooks = opts.hooks ?? {};
-    this.#log = opts.log ?? silent;
+    this.#log = opts.log ?? silentLog;
     this.#responseTimeoutMs = opts.responseTimeoutMs;
     const exited = Promise.withResolvers<Error | null>();
     this.exited = exited.promise;

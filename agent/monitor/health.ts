@@ -7,7 +7,7 @@
 
 import type { Clock } from "../../lib/clock.ts";
 import { errorText } from "../../lib/result.ts";
-import type { MonitorLog } from "./dispatcher.ts";
+import type { Log } from "../../lib/log.ts";
 
 /** The reference's hard-coded health-check period (protocols.md §1.8). */
 export const DEFAULT_HEALTH_CHECK_INTERVAL_MS = 5000;
@@ -17,7 +17,7 @@ export interface HealthCheckOptions {
   intervalMs: number;
   /** `monitor.maxHealthCheckSequentialFailuresSeconds`. */
   maxSequentialFailuresMs: number;
-  log: MonitorLog;
+  log: Log;
   /** One probe; rejects when it fails. */
   probe(): Promise<void>;
   /** A probe succeeded (feeds "last successful monitor communication"). */

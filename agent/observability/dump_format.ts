@@ -15,7 +15,7 @@ import type {
   SystemMetrics,
   VmInfo,
 } from "../../core/mod.ts";
-import { encodeBytes, encodeMilliCPU, formatK8sTime } from "../k8s/quantity.ts";
+import { encodeBytes, encodeMilliCPU, formatK8sTime } from "../../lib/quantity.ts";
 import type { PodDump } from "../runner/global_state.ts";
 import type { RunnerDump } from "../runner/runner.ts";
 

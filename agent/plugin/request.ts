@@ -9,9 +9,10 @@
 import { z } from "zod";
 import type { ApiMetrics, PluginResponse, Resources } from "../../core/mod.ts";
 import { hostPort, type HttpOutcome } from "../http/outcome.ts";
-import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../k8s/quantity.ts";
+import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../../lib/quantity.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
 import type { PluginTransport } from "../ports.ts";
+import type { Result } from "../../lib/result.ts";
 
 /** Protocol v5.0, the only version the agent speaks. */
 export const PLUGIN_PROTO_VERSION = 7;
@@ -105,9 +106,7 @@ export function decodePluginResponse(body: string): { response: PluginResponse; 
 }
 
 /** One request's result; `code` is the `scheduler_plugin_requests_total` label to count. */
-export type PluginRequestResult =
-  & { code: string }
-  & ({ ok: true; value: PluginResponse } | { ok: false; error: Error });
+export type PluginRequestResult = Result<PluginResponse> & { code: string };
 
 /** Sends an encoded body to `url` and decodes the answer (the transport half of a request). */
 export async function postAgentRequest(

@@ -21,13 +21,7 @@ import {
 } from "../../core/mod.ts";
 import type { AgentConfig } from "../config/config.ts";
 import { coreConfigOf, timingsOf } from "../config/timings.ts";
-import {
-  monitorBridge,
-  type MonitorSlot,
-  monitorUpscalePending,
-  neonvmBridge,
-  pluginBridge,
-} from "../executor/bridge.ts";
+import { monitorBridge, type MonitorSlot, neonvmBridge, pluginBridge } from "../executor/bridge.ts";
 import { GenerationCounter } from "../executor/clients.ts";
 import { ExecutorCore } from "../executor/core.ts";
 import {
@@ -375,9 +369,6 @@ export class Runner {
         clock,
         log: exec.child("neonvm").child("client"),
         onPatchSent: (current, target) => this.#onPatchSent(current.mem, target.mem),
-        // A deep copy of the core state, but only for patches that grow the VM: rare enough.
-        monitorRequestedUpscale: (current) =>
-          monitorUpscalePending(core.dump(), core.now(), current),
       },
       metrics,
       status,

@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { makeVirtualMachine } from "../../sim/k8s/mod.ts";
-import type { Resources, VmInfo } from "../../core/mod.ts";
-import { monitorUpscalePending, neonvmBridge } from "../../agent/executor/bridge.ts";
+import type { NeonVMPriority, Resources, VmInfo } from "../../core/mod.ts";
+import { neonvmBridge } from "../../agent/executor/bridge.ts";
 import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
 import { buildNeonVMPatch, type JsonPatchOperation } from "../../agent/k8s/patch.ts";
 import { TokenBucket, type TokenPriority } from "../../agent/k8s/rate_limit.ts";
 import { GlobalMetrics } from "../../agent/observability/metrics.ts";
 import { PodStatus } from "../../agent/runner/pod_status.ts";
 import { systemClock } from "../../lib/clock.ts";
+import { ok } from "../../lib/result.ts";
 import { VmStatusWaiter } from "../../agent/k8s/vm_status_waiter.ts";
 import { recordingLog } from "../support/log.ts";
 import { withFakeApi } from "./k8s_test_helpers.ts";
@@ -40,8 +41,8 @@ const limits = {
   schedulerFailureWindowMs: 1,
 };
 
-/** A NeonVM bridge for the VM "example" over `kube`, with the given monitor-request check. */
-function bridgeOn(kube: KubeClient, monitorRequestedUpscale?: (current: Resources) => boolean) {
+/** A NeonVM bridge for the VM "example" over `kube`. */
+function bridgeOn(kube: KubeClient) {
   const status = new PodStatus({} as VmInfo, "", limits, systemClock, () => {});
   const bridge = neonvmBridge(
     {
@@ -53,12 +54,21 @@ function bridgeOn(kube: KubeClient, monitorRequestedUpscale?: (current: Resource
       statusWaiter: new VmStatusWaiter(systemClock),
       clock: systemClock,
       log: recordingLog(),
-      monitorRequestedUpscale,
     },
     new GlobalMetrics(),
     status,
   );
   return { bridge, status };
+}
+
+/** One patch through the bridge, from `current` to `target`. */
+function patchOf(
+  current: Resources,
+  target: Resources,
+  revisionValue: number,
+  priority: NeonVMPriority,
+) {
+  return { current, target, targetRevision: revision(revisionValue), priority };
 }
 
 /** Another VM's patch straight through the client, told apart by its revision. */
@@ -100,11 +110,17 @@ Deno.test("neonvm bridge: an upscale patch goes ahead of a backlog in the token 
     const signal = new AbortController().signal;
     // Other VMs' patches: the first takes the last unreserved token, the others queue.
     const backlog = [1, 2, 3].map((value) => otherPatch(kube, value));
-    const upscale = await bridge.request(size(500, 2), size(750, 3), revision(10), signal);
+    const upscale = await bridge.request(
+      patchOf(size(500, 2), size(750, 3), 10, "upscale"),
+      signal,
+    );
     assert.deepEqual(upscale, { ok: true, value: undefined });
-    const downscale = await bridge.request(size(750, 3), size(250, 1), revision(11), signal);
+    const downscale = await bridge.request(
+      patchOf(size(750, 3), size(250, 1), 11, "normal"),
+      signal,
+    );
     assert.deepEqual(downscale, { ok: true, value: undefined });
-    assert.deepEqual(await Promise.all(backlog), [{ ok: true }, { ok: true }, { ok: true }]);
+    assert.deepEqual(await Promise.all(backlog), [ok(undefined), ok(undefined), ok(undefined)]);
     const order = api.patches.map((p) => revisionOf(p.body));
     assert.deepEqual(order.slice(0, 2).sort((a, b) => a - b), [1, 10], "both went at once");
     assert.deepEqual(order.slice(2), [2, 3, 11], "the downscale queued behind the backlog");
@@ -117,48 +133,23 @@ Deno.test("neonvm bridge: an upscale the vm-monitor asked for goes ahead of queu
     api.create("virtualmachines", exampleVM());
     // Upscales leave the one urgent token; 250 ms per token, as above.
     const kube = slowBucketClient(api.kubeconfig(), 1);
-    let pending = true;
-    const asked: Resources[] = [];
-    const { bridge, status } = bridgeOn(kube, (current) => {
-      asked.push(current);
-      return pending;
-    });
+    const { bridge, status } = bridgeOn(kube);
     const signal = new AbortController().signal;
     // A surge of other VMs' load-driven upscales: the first takes the last unreserved token.
     const backlog = [1, 2, 3].map((value) => otherPatch(kube, value, "upscale"));
-    const urgent = await bridge.request(size(500, 2), size(750, 3), revision(10), signal);
+    const urgent = await bridge.request(patchOf(size(500, 2), size(750, 3), 10, "urgent"), signal);
     assert.deepEqual(urgent, { ok: true, value: undefined });
     // Once the request is met, the next growth is load-driven and queues like the others.
-    pending = false;
-    const upscale = await bridge.request(size(750, 3), size(1000, 4), revision(11), signal);
+    const upscale = await bridge.request(
+      patchOf(size(750, 3), size(1000, 4), 11, "upscale"),
+      signal,
+    );
     assert.deepEqual(upscale, { ok: true, value: undefined });
-    // A downscale does not ask.
-    await bridge.request(size(1000, 4), size(750, 3), revision(12), signal);
-    assert.deepEqual(await Promise.all(backlog), [{ ok: true }, { ok: true }, { ok: true }]);
+    await bridge.request(patchOf(size(1000, 4), size(750, 3), 12, "normal"), signal);
+    assert.deepEqual(await Promise.all(backlog), [ok(undefined), ok(undefined), ok(undefined)]);
     const order = api.patches.map((p) => revisionOf(p.body));
     assert.deepEqual(order.slice(0, 2).sort((a, b) => a - b), [1, 10], "both went at once");
     assert.deepEqual(order.slice(2), [2, 3, 11, 12], "the load-driven upscale queued");
-    assert.deepEqual(asked, [size(500, 2), size(750, 3)], "asked with the current size");
     assert.equal(status.failedNeonVMRequests.get(), 0);
   });
-});
-
-Deno.test("neonvm bridge: a vm-monitor upscale request is pending while in force and not met", () => {
-  const at = 1_000_000;
-  const state = (requested: { cpu: boolean; memory: boolean } | null) => ({
-    monitor: {
-      requestedUpscale: requested === null ? null : { at, base: size(500, 2), requested },
-    },
-    config: { monitorRequestedUpscaleValidPeriod: 10_000 },
-  });
-  const memory = state({ cpu: false, memory: true });
-  assert.equal(monitorUpscalePending(state(null), at, size(500, 2)), false, "none recorded");
-  assert.equal(monitorUpscalePending(memory, at, size(500, 2)), true);
-  assert.equal(monitorUpscalePending(memory, at + 9_999, size(750, 2)), true, "CPU not asked");
-  assert.equal(monitorUpscalePending(memory, at + 10_000, size(500, 2)), false, "expired");
-  assert.equal(monitorUpscalePending(memory, at, size(500, 3)), false, "met: memory grew");
-  const both = state({ cpu: true, memory: true });
-  assert.equal(monitorUpscalePending(both, at, size(500, 3)), true, "CPU not grown yet");
-  assert.equal(monitorUpscalePending(both, at, size(750, 3)), false);
-  assert.equal(monitorUpscalePending(state({ cpu: false, memory: false }), at, size(1, 1)), false);
 });

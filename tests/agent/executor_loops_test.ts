@@ -5,7 +5,6 @@ import {
   type MonitorClient,
   type MonitorHandle,
   type NeonVMClient,
-  type Outcome,
   type PluginClient,
 } from "../../agent/executor/clients.ts";
 import { ExecutorCore } from "../../agent/executor/core.ts";
@@ -15,21 +14,28 @@ import {
   runNeonVMLoop,
   runPluginLoop,
 } from "../../agent/executor/loops.ts";
-import type { ApiMetrics, PluginResponse, Resources, RevisionWithTime } from "../../core/mod.ts";
+import type {
+  ActionNeonVMRequest,
+  ApiMetrics,
+  PluginResponse,
+  Resources,
+  RevisionWithTime,
+} from "../../core/mod.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { recordingLog } from "../support/log.ts";
 import { settle, until } from "../support/wait.ts";
+import type { Result } from "../../lib/result.ts";
 
 // The executor's ports, implemented here: each call waits until the test answers it.
 
 interface Call<A, R> {
   args: A;
-  answer(outcome: Outcome<R>): void;
+  answer(outcome: Result<R>): void;
 }
 
-function pending<A, R>(calls: Call<A, R>[], args: A): Promise<Outcome<R>> {
-  const { promise, resolve } = Promise.withResolvers<Outcome<R>>();
+function pending<A, R>(calls: Call<A, R>[], args: A): Promise<Result<R>> {
+  const { promise, resolve } = Promise.withResolvers<Result<R>>();
   calls.push({ args, answer: resolve });
   return promise;
 }
@@ -55,10 +61,9 @@ class FakePlugin implements PluginClient {
 }
 
 class FakeNeonVM implements NeonVMClient {
-  calls: Call<{ current: Resources; target: Resources; targetRevision: RevisionWithTime }, void>[] =
-    [];
-  request(current: Resources, target: Resources, targetRevision: RevisionWithTime) {
-    return pending(this.calls, { current, target, targetRevision });
+  calls: Call<ActionNeonVMRequest, void>[] = [];
+  request(patch: ActionNeonVMRequest) {
+    return pending(this.calls, patch);
   }
 }
 
@@ -204,8 +209,12 @@ Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", 
   const loop = start((signal) => runNeonVMLoop(signal, core, neonvm, log));
   wantsUpscalePatch(core);
   await until(() => neonvm.calls.length === 1);
-  const { current, target, targetRevision } = neonvm.calls[0].args;
-  assert.deepEqual({ current, target }, { current: cu(1), target: cu(2) });
+  const { current, target, targetRevision, priority } = neonvm.calls[0].args;
+  assert.deepEqual({ current, target, priority }, {
+    current: cu(1),
+    target: cu(2),
+    priority: "upscale",
+  });
   assert.deepEqual(core.dump().neonvm.ongoingRequested, cu(2));
 
   // The patch takes long; its outcome is still stamped with the moment it was sent.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Outcome, PluginClient } from "../../agent/executor/clients.ts";
+import type { PluginClient } from "../../agent/executor/clients.ts";
 import { ExecutorCore } from "../../agent/executor/core.ts";
 import { runPluginLoop } from "../../agent/executor/loops.ts";
 import { runSleeper } from "../../agent/executor/sleeper.ts";
@@ -8,6 +8,7 @@ import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
 import { recordingLog } from "../support/log.ts";
 import { settle, until } from "../support/wait.ts";
+import type { Result } from "../../lib/result.ts";
 
 /** A virtual clock that also lists the delay of every timer set on it. */
 function countingClock(startMs = 1000): VirtualClock & { set: number[] } {
@@ -138,7 +139,7 @@ Deno.test("sleeper: keeps the plugin ticking without outside changes", async () 
   const core = new ExecutorCore(makeVm(), baselineConfig({ pluginRequestTick: 50 }), { clock });
   const requests: number[] = [];
   const plugin: PluginClient = {
-    request(_lastPermit, target: Resources): Promise<Outcome<PluginResponse>> {
+    request(_lastPermit, target: Resources): Promise<Result<PluginResponse>> {
       requests.push(clock.now());
       return Promise.resolve({ ok: true, value: { permit: target } });
     },

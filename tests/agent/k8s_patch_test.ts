@@ -71,7 +71,10 @@ Deno.test("patch: sent as application/json-patch+json and applied by the fake", 
       revision: { value: 124, flags: 1 },
       now: Date.UTC(2025, 8, 23, 12, 5, 10, 500),
     });
-    assert.deepEqual(await client.patchVirtualMachine("default", "example", ops), { ok: true });
+    assert.deepEqual(await client.patchVirtualMachine("default", "example", ops), {
+      ok: true,
+      value: undefined,
+    });
 
     const [record] = api.patches;
     assert.equal(record.contentType, "application/json-patch+json");
@@ -101,7 +104,10 @@ Deno.test("patch: replace of an absent targetRevision works", async () => {
       revision: { value: 1, flags: 1 },
       now: Date.UTC(2025, 0, 1),
     });
-    assert.deepEqual(await client.patchVirtualMachine("default", "example", ops), { ok: true });
+    assert.deepEqual(await client.patchVirtualMachine("default", "example", ops), {
+      ok: true,
+      value: undefined,
+    });
     const vm = spec(api.get("virtualmachines", "default", "example"));
     assert.equal(((vm.guest as JsonObject).cpus as JsonObject).use, "1");
     assert.deepEqual(vm.targetRevision, {
@@ -128,39 +134,43 @@ Deno.test("patch: failures carry the status, reason and Status message", async (
 
     assert.deepEqual(await patch("nope", 500, GiB), {
       ok: false,
-      status: 404,
-      reason: "NotFound",
-      message: 'virtualmachines.vm.neon.tech "nope" not found',
+      error: {
+        status: 404,
+        reason: "NotFound",
+        message: 'virtualmachines.vm.neon.tech "nope" not found',
+      },
     });
 
     const forbidden = await patch("example", 2000, GiB);
     assert.equal(forbidden.ok, false);
     assert.ok(!forbidden.ok);
-    assert.equal(forbidden.status, 403);
-    assert.equal(forbidden.reason, "Forbidden");
-    assert.match(forbidden.message, /admission webhook "vvirtualmachine\.kb\.io" denied/);
+    assert.equal(forbidden.error.status, 403);
+    assert.equal(forbidden.error.reason, "Forbidden");
+    assert.match(forbidden.error.message, /admission webhook "vvirtualmachine\.kb\.io" denied/);
 
     const invalid = await patch("example", 500, 0);
     assert.ok(!invalid.ok);
-    assert.equal(invalid.status, 422);
-    assert.equal(invalid.reason, "Invalid");
-    assert.match(invalid.message, /memorySlots/);
+    assert.equal(invalid.error.status, 422);
+    assert.equal(invalid.error.reason, "Invalid");
+    assert.match(invalid.error.message, /memorySlots/);
 
     api.failRequests("patch", { status: 409, count: 1, message: "the object has been modified" });
     assert.deepEqual(await patch("example", 500, GiB), {
       ok: false,
-      status: 409,
-      reason: "Conflict",
-      message: "the object has been modified",
+      error: { status: 409, reason: "Conflict", message: "the object has been modified" },
     });
 
     api.failRequests("patch", { status: 503, count: 1, message: "etcd is sad" });
     const unavailable = await patch("example", 500, GiB);
     assert.ok(!unavailable.ok);
-    assert.equal(unavailable.status, 503);
-    assert.equal(unavailable.message, "etcd is sad");
+    assert.equal(unavailable.error.status, 503);
+    assert.equal(unavailable.error.message, "etcd is sad");
 
-    assert.deepEqual(await patch("example", 1000, 2 * GiB), { ok: true }, "recovers");
+    assert.deepEqual(
+      await patch("example", 1000, 2 * GiB),
+      { ok: true, value: undefined },
+      "recovers",
+    );
   });
 });
 
@@ -176,14 +186,14 @@ Deno.test("patch: timeout, abort and transport errors", async () => {
     api.latencyMs = 300;
     assert.deepEqual(
       await client.patchVirtualMachine("default", "example", ops, { timeoutMs: 50 }),
-      { ok: false, message: "request timed out after 50 ms" },
+      { ok: false, error: { message: "request timed out after 50 ms" } },
     );
     const controller = new AbortController();
     const pending = client.patchVirtualMachine("default", "example", ops, {
       signal: controller.signal,
     });
     controller.abort();
-    assert.deepEqual(await pending, { ok: false, message: "request aborted" });
+    assert.deepEqual(await pending, { ok: false, error: { message: "request aborted" } });
     api.latencyMs = 0;
     // Let the requests the fake is still sleeping on finish before it shuts down.
     await new Promise((r) => setTimeout(r, 350));
@@ -204,8 +214,8 @@ Deno.test("patch: timeout, abort and transport errors", async () => {
   const offline = new KubeClient(kubeConfigFromString(kubeconfig));
   const result = await offline.patchVirtualMachine("default", "example", [], { timeoutMs: 2000 });
   assert.ok(!result.ok);
-  assert.equal(result.status, undefined);
-  assert.match(result.message, /refused|ECONNREFUSED/i);
+  assert.equal(result.error.status, undefined);
+  assert.match(result.error.message, /refused|ECONNREFUSED/i);
 });
 
 Deno.test("patch: throttled by the client's token bucket", async () => {
@@ -225,7 +235,10 @@ Deno.test("patch: throttled by the client's token bucket", async () => {
       [1, 2, 3].map(() => client.patchVirtualMachine("default", "example", ops)),
     );
     const elapsed = performance.now() - started;
-    assert.deepEqual(results, [{ ok: true }, { ok: true }, { ok: true }]);
+    assert.deepEqual(results, [{ ok: true, value: undefined }, { ok: true, value: undefined }, {
+      ok: true,
+      value: undefined,
+    }]);
     assert.ok(elapsed >= 190, `three patches at 10/s with burst 1 took ${elapsed} ms`);
     const times = api.patches.map((p) => p.at);
     assert.ok(times[2] - times[0] >= 100, "the fake saw them spaced out");

@@ -66,7 +66,7 @@ for (const transport of ["fetch", "client-node"] as const) {
     await withClient(transport, async (api, client, clock) => {
       api.failRequests("patch", { status: 503, count: 1, retryAfterSeconds: 1 });
       const result = await driven(clock, client.patchVirtualMachine("default", "v", PATCH));
-      assert.deepEqual(result, { ok: true });
+      assert.deepEqual(result, { ok: true, value: undefined });
       assert.deepEqual(statuses(api, "PATCH"), [503, 200]);
       assert.equal(api.patches.filter((p) => p.status === 200).length, 1, "applied once");
     });
@@ -98,9 +98,11 @@ for (const transport of ["fetch", "client-node"] as const) {
       );
       assert.deepEqual(result, {
         ok: false,
-        status: 429,
-        reason: "TooManyRequests",
-        message: "Too many requests, please try again later.",
+        error: {
+          status: 429,
+          reason: "TooManyRequests",
+          message: "Too many requests, please try again later.",
+        },
       });
       assert.deepEqual(statuses(api, "PATCH"), [429]);
       assert.ok(clock.now() - start < 200, "no wait that could not end in time");

@@ -112,7 +112,7 @@ for (const transport of ["fetch", "client-node"] as const) {
         try {
           assert.equal(kube.transport.split(" ")[0], transport);
           const result = await kube.patchVirtualMachine("default", "example", SLOTS_PATCH);
-          assert.deepEqual(result, { ok: true });
+          assert.deepEqual(result, { ok: true, value: undefined });
           const listed = await kube.virtualMachines().list(AbortSignal.timeout(5000));
           assert.equal(listed.items.length, 1);
           assert.equal(api.patches.length, 1, "the patch went through to the fake");
@@ -146,7 +146,7 @@ Deno.test("transport fetch: CA and client certificate read from files", async ()
         try {
           assert.equal(kube.transport, "fetch");
           const result = await kube.patchVirtualMachine("default", "example", SLOTS_PATCH);
-          assert.deepEqual(result, { ok: true });
+          assert.deepEqual(result, { ok: true, value: undefined });
           assert.equal(
             seen[0].clientCertificate,
             "system:serviceaccount:kube-system:autoscaler-agent",
@@ -174,7 +174,7 @@ Deno.test("transport fetch: a server certificate the kubeconfig's CA did not sig
           timeoutMs: 5000,
         });
         assert.ok(!result.ok);
-        assert.match(result.message, /certificate|UnknownIssuer/i);
+        assert.match(result.error.message, /certificate|UnknownIssuer/i);
         assert.equal(seen.length, 0, "no request reached the server");
         assert.equal(api.patches.length, 0);
       } finally {

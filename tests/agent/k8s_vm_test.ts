@@ -141,7 +141,7 @@ Deno.test("vm: extraction of the §4.6 example", () => {
     },
   })));
   assert.ok(result.ok);
-  assert.deepEqual(result.vmInfo, {
+  assert.deepEqual(result.value.vmInfo, {
     name: "example",
     namespace: "default",
     cpu: { min: 250, max: 1000, use: 500 },
@@ -154,10 +154,10 @@ Deno.test("vm: extraction of the §4.6 example", () => {
     },
     currentRevision: { value: 123, flags: 1, updatedAt: Date.UTC(2025, 8, 23, 12, 1, 3) },
   });
-  assert.equal(result.podName, "example-x7k2p");
-  assert.equal(result.podIP, "10.0.0.5");
-  assert.equal(result.endpointID, "ep-example-123456");
-  assert.deepEqual(result.warnings, []);
+  assert.equal(result.value.podName, "example-x7k2p");
+  assert.equal(result.value.podIP, "10.0.0.5");
+  assert.equal(result.value.endpointID, "ep-example-123456");
+  assert.deepEqual(result.value.warnings, []);
 });
 
 Deno.test("vm: extraction without annotations uses the spec bounds", () => {
@@ -168,11 +168,11 @@ Deno.test("vm: extraction without annotations uses the spec bounds", () => {
     labels: { "neon/endpoint-id": "" },
   })));
   assert.ok(result.ok);
-  assert.deepEqual(result.vmInfo.cpu, { min: 250, max: 2000, use: 1000 });
-  assert.deepEqual(result.vmInfo.mem, { min: 2, max: 8, use: 3, slotSize: 512 * 1024 ** 2 });
-  assert.equal(result.vmInfo.config.scalingConfig, null);
-  assert.equal(result.vmInfo.currentRevision, null);
-  assert.equal(result.endpointID, "");
+  assert.deepEqual(result.value.vmInfo.cpu, { min: 250, max: 2000, use: 1000 });
+  assert.deepEqual(result.value.vmInfo.mem, { min: 2, max: 8, use: 3, slotSize: 512 * 1024 ** 2 });
+  assert.equal(result.value.vmInfo.config.scalingConfig, null);
+  assert.equal(result.value.vmInfo.currentRevision, null);
+  assert.equal(result.value.endpointID, "");
 });
 
 function extractWith(
@@ -191,9 +191,9 @@ Deno.test("vm: bounds annotation replaces the spec bounds, including wider ones"
     { cpus: { min: 250, max: 1000, use: 500 }, memorySlots: { min: 1, max: 4, use: 2 } },
   );
   assert.ok(result.ok);
-  assert.deepEqual(result.vmInfo.cpu, { min: 500, max: 3000, use: 500 });
-  assert.deepEqual(result.vmInfo.mem, { min: 2, max: 8, use: 2, slotSize: GiB });
-  assert.deepEqual(result.warnings, []);
+  assert.deepEqual(result.value.vmInfo.cpu, { min: 500, max: 3000, use: 500 });
+  assert.deepEqual(result.value.vmInfo.mem, { min: 2, max: 8, use: 2, slotSize: GiB });
+  assert.deepEqual(result.value.warnings, []);
 });
 
 Deno.test("vm: invalid VMs, each error naming what was wrong", () => {
@@ -328,7 +328,7 @@ Deno.test("vm: config annotation keeps set keys, ignores unknown and null ones",
     }),
   });
   assert.ok(result.ok);
-  assert.deepEqual(result.vmInfo.config.scalingConfig, {
+  assert.deepEqual(result.value.vmInfo.config.scalingConfig, {
     loadAverageFractionTarget: 1.5,
     lfcToMemoryRatio: 0.75,
     lfcMinWaitBeforeDownscaleMinutes: 15,
@@ -342,7 +342,7 @@ Deno.test("vm: use outside the bounds is only a warning", () => {
     { cpus: { min: 250, max: 2000, use: 2000 }, memorySlots: { min: 1, max: 4, use: 4 } },
   );
   assert.ok(result.ok);
-  assert.deepEqual(result.warnings, [
+  assert.deepEqual(result.value.warnings, [
     "cpu use 2 is outside the bounds [250m, 1]",
     "memory use 4 slots is outside the bounds [1, 2] slots",
   ]);

@@ -20,6 +20,7 @@ import { GlobalState, type PodDump } from "../../agent/runner/global_state.ts";
 import { ScalingEventsReporter } from "../../billing/scaling_events.ts";
 import type { VmInfo } from "../../core/mod.ts";
 import { SeededRandom } from "../../lib/random.ts";
+import { ok } from "../../lib/result.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { makeVm } from "../core/helpers.ts";
 import { recordingLog } from "../support/log.ts";
@@ -112,7 +113,7 @@ async function node() {
     pods: () => {
       throw new Error("not watched here");
     },
-    patchVirtualMachine: () => Promise.resolve({ ok: true }),
+    patchVirtualMachine: () => Promise.resolve(ok(undefined)),
     transport: "fake",
     close() {},
   };

@@ -55,7 +55,12 @@ Deno.test("scenario: upscale goes plugin, then NeonVM, then monitor notification
 
   assert.deepStrictEqual(h.state.nextActions(300), {
     wait: { duration: 4900 },
-    neonvmRequest: { current: cu(1), target: cu(2), targetRevision: rev0(300) },
+    neonvmRequest: {
+      current: cu(1),
+      target: cu(2),
+      targetRevision: rev0(300),
+      priority: "upscale",
+    },
   });
   h.state.neonvm().startingRequest(300, cu(2));
   assert.deepStrictEqual(h.state.nextActions(350), { wait: { duration: 4850 } });
@@ -96,7 +101,12 @@ Deno.test("scenario: downscale asks the monitor first, one CU at a time, and tel
   // NeonVM may now shrink as far as the monitor approved; the next monitor step goes out too.
   assert.deepStrictEqual(h.state.nextActions(30), {
     wait: { duration: 4970 },
-    neonvmRequest: { current: cu(4), target: cu(3), targetRevision: rev0(30) },
+    neonvmRequest: {
+      current: cu(4),
+      target: cu(3),
+      targetRevision: rev0(30),
+      priority: "normal",
+    },
     monitorDownscale: { current: cu(3), target: cu(2), targetRevision: rev0(30) },
   });
   h.state.neonvm().startingRequest(30, cu(3));
@@ -195,7 +205,13 @@ Deno.test("scenario: a monitor UpscaleRequest raises the goal one CU above what 
   // Patch is proposed at once; the validity period (10 s from 1000) is one of the waits.
   assert.deepStrictEqual(h.state.nextActions(1010), {
     wait: { duration: 4990 },
-    neonvmRequest: { current: cu(1), target: cu(2), targetRevision: rev0(1010) },
+    // Growth the vm-monitor asked for and has not got yet goes ahead of other patches.
+    neonvmRequest: {
+      current: cu(1),
+      target: cu(2),
+      targetRevision: rev0(1010),
+      priority: "urgent",
+    },
   });
   h.state.neonvm().startingRequest(1010, cu(2));
   h.state.neonvm().requestSuccessful(1020);
@@ -244,7 +260,12 @@ Deno.test("scenario: the plugin granting less caps the patch and is re-asked aft
 
   assert.deepStrictEqual(h.state.nextActions(200), {
     wait: { duration: 1900 },
-    neonvmRequest: { current: cu(1), target: cu(2), targetRevision: rev0(200) },
+    neonvmRequest: {
+      current: cu(1),
+      target: cu(2),
+      targetRevision: rev0(200),
+      priority: "upscale",
+    },
   });
   assert.deepStrictEqual(h.takeWarnings(), ["pluginDeniedTooRecently"]);
   h.state.neonvm().startingRequest(200, cu(2));
@@ -290,7 +311,12 @@ Deno.test("scenario: shrinking bounds scale the VM down through the normal downs
   h.state.monitor().downscaleRequestAllowed(30, rev0(20));
   assert.deepStrictEqual(h.state.nextActions(30), {
     wait: { duration: 4970 },
-    neonvmRequest: { current: cu(4), target: cu(3), targetRevision: rev0(30) },
+    neonvmRequest: {
+      current: cu(4),
+      target: cu(3),
+      targetRevision: rev0(30),
+      priority: "normal",
+    },
     monitorDownscale: { current: cu(3), target: cu(2), targetRevision: rev0(30) },
   });
   assert.deepStrictEqual(h.takeWarnings(), []);
@@ -372,7 +398,12 @@ Deno.test("scenario: a failed NeonVM patch is retried after neonVMRetryWait", ()
   assert.deepStrictEqual(h.takeWarnings(), ["neonvmFailedTooRecently"]);
   assert.deepStrictEqual(h.state.nextActions(2400), {
     wait: { duration: 2800 },
-    neonvmRequest: { current: cu(1), target: cu(2), targetRevision: rev0(2400) },
+    neonvmRequest: {
+      current: cu(1),
+      target: cu(2),
+      targetRevision: rev0(2400),
+      priority: "upscale",
+    },
   });
 });
 
@@ -499,6 +530,7 @@ Deno.test("scenario: mixed-direction change (CPU up, memory down) runs both flow
       current: res(250, 4),
       target: res(500, 3),
       targetRevision: { value: 1, flags: both, updatedAt: 30 },
+      priority: "upscale",
     },
     monitorDownscale: {
       current: res(250, 3),

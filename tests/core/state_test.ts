@@ -414,7 +414,12 @@ Deno.test("neonvm: no monitor means no shrinking; growth still happens without n
   grantPlugin(h, 20);
   assert.deepStrictEqual(h.state.nextActions(30), {
     wait: { duration: 4990 },
-    neonvmRequest: { current: cu(2), target: cu(3), targetRevision: rev0(30) },
+    neonvmRequest: {
+      current: cu(2),
+      target: cu(3),
+      targetRevision: rev0(30),
+      priority: "upscale",
+    },
   });
 });
 
@@ -761,4 +766,56 @@ Deno.test("returned actions and callback arguments are copies (0, 16.5)", () => 
   s.updateSystemMetrics(metrics);
   metrics.loadAverage1Min = 100;
   assert.deepStrictEqual(s.desiredResourcesFromMetricsOrRequestedUpscaling(0).resources, cu(2));
+});
+
+Deno.test("neonvm: a patch is urgent while a vm-monitor upscale request is in force and not met", () => {
+  // The monitor asks at 0 from `vm`; the load wants 3 CU, the plugin grants it; the patch is
+  // proposed at `at`.
+  const priority = (
+    vm: { cpu: number; slots: number },
+    requested: { cpu: boolean; memory: boolean },
+    at: number,
+  ) => {
+    const h = harness(
+      makeVm({
+        cpu: { min: 250, max: 1000, use: vm.cpu },
+        mem: { min: 1, max: 4, use: vm.slots },
+      }),
+    );
+    h.state.monitor().active(true);
+    h.state.monitor().upscaleRequested(0, requested);
+    h.state.updateSystemMetrics(metricsFor(loadForCU(3)));
+    // The first request asks for the current size, the next one for the goal.
+    grantPlugin(h, at - 20);
+    grantPlugin(h, at - 10);
+    const patch = h.state.nextActions(at).neonvmRequest;
+    assert.ok(patch, "a patch is proposed");
+    return patch.priority;
+  };
+  const memory = { cpu: false, memory: true };
+  assert.equal(priority({ cpu: 250, slots: 1 }, memory, 100), "urgent");
+  assert.equal(priority({ cpu: 250, slots: 1 }, memory, 9_999), "urgent", "still in force");
+  assert.equal(priority({ cpu: 250, slots: 1 }, memory, 10_000), "upscale", "expired");
+  assert.equal(priority({ cpu: 500, slots: 1 }, memory, 100), "urgent", "CPU was not asked");
+  const both = { cpu: true, memory: true };
+  assert.equal(priority({ cpu: 250, slots: 2 }, both, 100), "urgent", "CPU not grown yet");
+});
+
+Deno.test("neonvm: growth after the vm-monitor's request was met is an ordinary upscale", () => {
+  const h = harness(makeVm());
+  h.state.monitor().active(true);
+  h.state.monitor().upscaleRequested(0, { cpu: false, memory: true });
+  assert.equal(h.state.monitor().isActive(), true);
+  // The patch the request asked for lands: memory is now above what the monitor had.
+  grantPlugin(h, 10);
+  h.state.neonvm().startingRequest(20, cu(2));
+  h.state.neonvm().requestSuccessful(30);
+  h.state.updatedVM(
+    makeVm({ mem: { min: 1, max: 4, use: 2 }, cpu: { min: 250, max: 1000, use: 500 } }),
+  );
+  h.state.updateSystemMetrics(metricsFor(loadForCU(3)));
+  grantPlugin(h, 40);
+  assert.equal(h.state.nextActions(50).neonvmRequest?.priority, "upscale");
+  h.state.monitor().reset();
+  assert.equal(h.state.monitor().isActive(), false);
 });

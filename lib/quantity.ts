@@ -1,6 +1,6 @@
 /**
- * Kubernetes `resource.Quantity` parsing and the JSON number encodings built on it
- * (protocols.md §0).
+ * Kubernetes `resource.Quantity` parsing and the JSON number encodings built on it, for the agent
+ * and the simulator alike (protocols.md §0).
  *
  * Values are exact decimals `mantissa × 10^exponent` with a bigint mantissa: the ceiling rules of
  * §0.1 need the exact value, and a float parse turns `"0.3"` × 1000 into 300.00000000000006.

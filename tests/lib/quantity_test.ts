@@ -12,7 +12,7 @@ import {
   QuantityError,
   quantityToBytes,
   quantityToMilli,
-} from "../../agent/k8s/quantity.ts";
+} from "../../lib/quantity.ts";
 
 Deno.test("quantity: parse to milli and bytes (ceiling, exact decimals)", () => {
   const cases: [string | number, number, number][] = [
@@ -48,6 +48,10 @@ Deno.test("quantity: parse to milli and bytes (ceiling, exact decimals)", () => 
     ["-1.5", -1500, -1],
     ["2T", 2e15, 2e12],
     ["1Pi", 1024 ** 5 * 1000, 1024 ** 5],
+    ["100n", 1, 1],
+    ["1500u", 2, 1],
+    ["-0.0001", 0, 0],
+    ["8Pi", 2 ** 53 * 1000, 2 ** 53],
   ];
   for (const [input, milli, bytes] of cases) {
     const q = parseQuantity(input);
@@ -71,7 +75,10 @@ Deno.test("quantity: exact arithmetic where floats go wrong", () => {
 
 Deno.test("quantity: parse errors", () => {
   for (
-    const bad of ["", "+", "-", ".", "abc", "1.5.5", "1x", "1 ", " 1", "1mi", "1KI", "Ki", "1e"]
+    const bad of [
+      ...["", "+", "-", ".", "abc", "1.5.5", "1x", "1 ", " 1", "1mi", "1KI", "Ki", "1e"],
+      ...["1Ki5", "1K", "1 Gi", "toString", "1e3.5"],
+    ]
   ) {
     assert.throws(() => parseQuantity(bad), QuantityError, JSON.stringify(bad));
   }
@@ -85,6 +92,8 @@ Deno.test("quantity: values beyond 2^53 are rejected, not rounded", () => {
   assert.throws(() => quantityToBytes(parseQuantity("9007199254740993")), /beyond 2\^53/);
   assert.throws(() => decodeBytes("16Ei"), /beyond 2\^53/);
   assert.throws(() => decodeMilliCPU("1P"), /beyond 2\^53/);
+  assert.throws(() => quantityToBytes(parseQuantity("2E")), /beyond 2\^53/);
+  assert.throws(() => quantityToBytes(parseQuantity("9Pi")), /beyond 2\^53/);
 });
 
 Deno.test("quantity: JSON decoders take strings, numbers and null", () => {
