@@ -35,13 +35,14 @@ export class BillingCollectorMetrics {
     const labelNames: VmLabel[] = ["is_endpoint", "autoscaling_enabled", "phase"];
     this.vmsProcessed = new Counter({
       name: "autoscaling_agent_billing_vms_processed_total",
-      help: "Total number of VMs processed for billing",
+      help: "Total number of times the autoscaler-agent's billing subsystem processes any VM",
       labelNames,
       registers,
     });
     this.vmsCurrent = new Gauge({
       name: "autoscaling_agent_billing_vms_current",
-      help: "Number of VMs seen by the billing collector at its latest collection",
+      help:
+        "Total current VMs visible to the autoscaler-agent's billing subsystem, labeled by some bits of metadata",
       labelNames,
       registers,
     });
@@ -79,7 +80,7 @@ export function scalingEventsTotal(registry: Registry): Gauge<"kind"> {
   }
   return new Gauge({
     name: SCALING_EVENTS_TOTAL,
-    help: "Number of scaling events submitted, by kind",
+    help: "Total number of scaling events generated",
     labelNames: ["kind"],
     registers: [registry],
   });

@@ -17,7 +17,11 @@ import { z } from "zod";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { agentConfigSchema, parseConfig } from "../agent/config/config.ts";
 import { DEFAULT_STATE_DIR, EnvError, readEnv } from "../agent/config/env.ts";
-import { GlobalMetrics, PerVmMetrics } from "../agent/observability/metrics.ts";
+import {
+  GlobalMetrics,
+  NODEJS_TOTAL_GAUGES,
+  PerVmMetrics,
+} from "../agent/observability/metrics.ts";
 
 const ROOT = new URL("../", import.meta.url);
 export const CONFIG_DOC = new URL("docs/configuration.md", ROOT);
@@ -624,6 +628,15 @@ export async function renderMetricsDoc(): Promise<string> {
     "",
     "prom-client's default collectors, in place of the reference's `go_*` metrics, as they",
     "appear on Linux under the permissions the Dockerfile compiles the agent with.",
+    "",
+    "Not reported, unlike the reference: `process_open_fds`, `process_max_fds` and",
+    "`process_virtual_memory_bytes`. They come from `/proc/self`, which Deno lets a process",
+    "read only when it runs with every permission (`--allow-all`), and the agent runs with",
+    "the few it needs; a wrong 0 would be worse than no series. `process_resident_memory_bytes`",
+    "and `process_heap_bytes` come from the runtime instead. prom-client's",
+    `${NODEJS_TOTAL_GAUGES.map((n) => `\`${n}\``).join(", ")} are left out:`,
+    "gauges named like counters, which `promtool check metrics` flags; the per-type gauges",
+    "beside them carry the same counts.",
     "",
     familyTable(runtime.sort((a, b) => a.name.localeCompare(b.name)), false),
     ...bucketNotes(runtime),

@@ -9,6 +9,7 @@
 
 import * as k8s from "@kubernetes/client-node";
 import { type Clock, type Deadline, systemClock } from "../../lib/clock.ts";
+import { CANCELED, DEADLINE } from "../http/outcome.ts";
 import { USER_AGENT } from "../http/user_agent.ts";
 import { err, ok } from "../../lib/result.ts";
 import type { KubeApi, KubeError, PatchOptions, PatchResult } from "../ports.ts";
@@ -242,8 +243,9 @@ export class KubeClient implements KubeApi {
       );
       return ok(undefined);
     } catch (e) {
-      if (deadline.expired) return err({ message: `request timed out after ${timeoutMs} ms` });
-      if (deadline.signal.aborted) return err({ message: "request aborted" });
+      // Go's words, as the reference's `result` label has them.
+      if (deadline.expired) return err({ message: DEADLINE });
+      if (deadline.signal.aborted) return err({ message: CANCELED });
       return err(describeKubeError(e));
     } finally {
       deadline.dispose();

@@ -7,6 +7,7 @@
  */
 
 import * as k8s from "@kubernetes/client-node";
+import { goRootCause } from "../http/go_errors.ts";
 import type { KubeError } from "../ports.ts";
 
 function rootCause(error: unknown): string {
@@ -52,7 +53,8 @@ export function describeKubeError(error: unknown): KubeError {
   if (typeof statusCode === "number") {
     return { status: statusCode, message: rootCause(error) };
   }
-  return { message: rootCause(error) };
+  // A transport error, worded as Go words it: the message goes into the `result` label.
+  return { message: goRootCause(rootCause(error)) };
 }
 
 /** An Error carrying a {@link KubeError}, thrown by the list transports. */

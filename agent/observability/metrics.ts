@@ -120,7 +120,7 @@ export class GlobalMetrics {
   readonly schedulerRequests = counter(
     this.registry,
     `${PREFIX}_scheduler_plugin_requests_total`,
-    "Number of attempted HTTP requests to the scheduler plugin by status code",
+    "Number of attempted HTTP requests to the scheduler plugin by autoscaler-agents",
     ["code"],
   );
   readonly schedulerRequestedCpu = changeCounter(
@@ -147,26 +147,26 @@ export class GlobalMetrics {
   readonly fullDenials = counter(
     this.registry,
     `${PREFIX}_scaling_full_denials_total`,
-    "Number of times scaling has been fully denied",
+    "Number of the scheduler or vmmon full denials responses",
     ["direction"],
   );
   readonly partialApprovals = counter(
     this.registry,
     `${PREFIX}_scaling_partial_approvals_total`,
-    "Number of times scaling has been partially approved",
+    "Number of the scheduler partially approved responses",
     ["direction"],
   );
 
   readonly monitorOutbound = counter(
     this.registry,
     `${PREFIX}_monitor_outbound_requests_total`,
-    "Number of attempted requests to the vm-monitor, by endpoint and result",
+    "Number of attempted HTTP requests to vm-monitors by autoscaler-agents",
     ["endpoint", "code"],
   );
   readonly monitorInbound = counter(
     this.registry,
     `${PREFIX}_monitor_inbound_requests_total`,
-    "Number of requests received from the vm-monitor, by endpoint and result",
+    "Number of HTTP requests from vm-monitors received by autoscaler-agents",
     ["endpoint", "code"],
   );
   readonly monitorRequestedCpu = changeCounter(
@@ -193,19 +193,19 @@ export class GlobalMetrics {
   readonly neonvmOutbound = counter(
     this.registry,
     `${PREFIX}_neonvm_outbound_requests_total`,
-    "Number of attempted requests to NeonVM API by result",
+    "Number of k8s patch requests to NeonVM objects",
     ["result"],
   );
   readonly neonvmRequestedCpu = changeCounter(
     this.registry,
     `${PREFIX}_neonvm_requested_cpu_change_total`,
-    "Total change in CPU requested from NeonVM",
+    "Total change in CPU requested for VMs",
   );
   readonly neonvmRequestedMem = changeCounter(
     this.registry,
     // The reference spells this family "changed"; dashboards read it under that name.
     `${PREFIX}_neonvm_requested_mem_changed_total`,
-    "Total change in memory (in MiB) requested from NeonVM",
+    "Total change in memory (in MiB) requested for VMs",
   );
 
   readonly runnersCurrent = gauge(
@@ -217,17 +217,17 @@ export class GlobalMetrics {
   readonly runnerThreadPanics = counter(
     this.registry,
     `${PREFIX}_runner_thread_panics_total`,
-    "Number of panics from runner threads",
+    "Number of panics from autoscaler-agent per-VM runner threads",
   );
   readonly runnerStarts = counter(
     this.registry,
     `${PREFIX}_runner_starts`,
-    "Number of new runners started",
+    "Number of new per-VM Runners started",
   );
   readonly runnerRestarts = counter(
     this.registry,
     `${PREFIX}_runner_restarts`,
-    "Number of existing runners restarted",
+    "Number of existing per-VM Runners restarted due to failure",
   );
   readonly runnerNextActions = counter(
     this.registry,
@@ -314,7 +314,7 @@ export class GlobalMetrics {
   readonly scalingEvents = gauge(
     this.registry,
     `${PREFIX}_scaling_events_total`,
-    "Number of scaling events submitted, by kind",
+    "Total number of scaling events generated",
     ["kind"],
   );
 
@@ -322,7 +322,7 @@ export class GlobalMetrics {
     clientCalls: counter(
       this.registry,
       `${PREFIX}_watchers_client_calls_total`,
-      "Number of calls to the Kubernetes client by watchers",
+      "Number of calls to k8s client.{Watch,List}, labeled by method",
       ["watcher_instance", "method"],
     ),
     relistRequests: counter(
@@ -334,25 +334,25 @@ export class GlobalMetrics {
     events: counter(
       this.registry,
       `${PREFIX}_watchers_events_total`,
-      "Number of watch events received, by type",
+      "Number of k8s watch.Events that have occurred, including errors, labeled by type",
       ["watcher_instance", "type"],
     ),
     errors: counter(
       this.registry,
       `${PREFIX}_watchers_errors_total`,
-      "Number of errors from watchers, by source",
+      "Number of errors, either error events or re-list errors, labeled by source",
       ["watcher_instance", "source"],
     ),
     alive: gauge(
       this.registry,
       `${PREFIX}_watchers_alive_current`,
-      "Whether the watcher is currently running",
+      "For each watcher, 1 iff the watcher is currently running or failing, else 0",
       ["watcher_instance"],
     ),
     failing: gauge(
       this.registry,
       `${PREFIX}_watchers_failing_current`,
-      "Whether the watcher's last call failed and a retry is pending",
+      "For each watcher, 1 iff the watcher's last request failed *and* it's waiting to retry, else 0",
       ["watcher_instance"],
     ),
   };
@@ -366,9 +366,19 @@ export class GlobalMetrics {
     handlerErrors(this.registry);
     // prom-client's process and event-loop collectors stand in for Go's runtime metrics.
     collectDefaultMetrics({ register: this.registry });
+    // Gauges whose names end in `_total`, which scrapers take for counters; the per-type
+    // `nodejs_active_*` gauges beside them carry the same counts.
+    for (const name of NODEJS_TOTAL_GAUGES) this.registry.removeSingleMetric(name);
     if (!procReadable()) replaceProcGauges(this.registry);
   }
 }
+
+/** prom-client's default gauges that are left out. */
+export const NODEJS_TOTAL_GAUGES = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
 
 /** Deno lets a process read its own /proc entries only with `--allow-all`. */
 function procReadable(): boolean {
@@ -422,13 +432,13 @@ export class PerVmMetrics {
   readonly cpuCores = gauge(
     this.registry,
     "autoscaling_vm_cpu_cores",
-    "Number of CPUs for a VM: spec min/max/use, status use, autoscaling bounds",
+    "Number of CPUs for a VM: min, max, spec using, or status using",
     [...PerVmMetrics.COMMON, "value"],
   );
   readonly memoryBytes = gauge(
     this.registry,
     "autoscaling_vm_memory_bytes",
-    "Amount of memory in bytes for a VM: spec min/max/use, status use, autoscaling bounds",
+    "Amount of memory in bytes for a VM: min, max, spec using, or status using",
     [...PerVmMetrics.COMMON, "value"],
   );
   readonly restartCount = gauge(
@@ -440,13 +450,13 @@ export class PerVmMetrics {
   readonly extraIp = gauge(
     this.registry,
     "autoscaling_vm_extra_ip",
-    "Whether the VM has an extra network IP",
+    "Whether the VM has an extra IP address",
     [...PerVmMetrics.COMMON],
   );
   readonly desiredCu = gauge(
     this.registry,
     "autoscaling_vm_desired_cu",
-    "Desired compute units for the VM, by component, multiplied by the CU multiplier",
+    "Amount of Compute Units desired for a VM: the total, and the components for cpu, memory, and LFC",
     [...PerVmMetrics.COMMON, "component"],
   );
 
@@ -459,7 +469,7 @@ function handlerErrors(registry: Registry): void {
   const c = counter(
     registry,
     "promhttp_metric_handler_errors_total",
-    "Total number of internal errors encountered by the promhttp metric handler",
+    "Total number of internal errors encountered by the promhttp metric handler.",
     ["cause"],
   );
   c.inc({ cause: "encoding" }, 0);

@@ -8,7 +8,8 @@
 
 import { z } from "zod";
 import type { ApiMetrics, PluginResponse, Resources } from "../../core/mod.ts";
-import { hostPort, type HttpOutcome } from "../http/outcome.ts";
+import { goRootCause } from "../http/go_errors.ts";
+import { hostPort } from "../http/outcome.ts";
 import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../../lib/quantity.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
 import type { PluginTransport } from "../ports.ts";
@@ -118,7 +119,8 @@ export async function postAgentRequest(
 ): Promise<PluginRequestResult> {
   const outcome = await pool.post(url, body, timeoutMs, signal);
   if (!outcome.ok) {
-    const cause = fetchRootCause(outcome);
+    // Worded as the reference's Go client words it: the cause goes into the `code` label.
+    const cause = goRootCause(outcome.rootCause);
     return outcome.status === null
       ? failed(`[error doing request: ${cause}]`, "error doing request", cause, outcome.error)
       : failed(String(outcome.status), "error reading response body", cause, outcome.error);
@@ -141,28 +143,6 @@ export async function postAgentRequest(
 
 function failed(code: string, what: string, rootCause: string, cause: Error) {
   return { code, ok: false as const, error: new Error(`${what}: ${rootCause}`, { cause }) };
-}
-
-/**
- * The root cause in the words `fetch` used before {@link PluginHttpPool} replaced it, so that
- * the `code` labels dashboards and alerts know stay the same; timeouts, cancellation, the size
- * limit and I/O errors read alike either way. Two differences are deliberate: fetch put the
- * connection's addresses before "connection closed before message completed" (a new label for
- * every connection), and malformed response heads keep this client's own, more precise messages
- * rather than hyper's parse errors. Plugin URLs hold pod IPs, so fetch's `dns error` has no
- * counterpart.
- */
-function fetchRootCause(outcome: Extract<HttpOutcome, { ok: false }>): string {
-  switch (outcome.kind) {
-    case "connect":
-      return `client error (Connect): tcp connect error: ${outcome.rootCause}`;
-    case "closed":
-      return "client error (SendRequest): connection closed before message completed";
-    case "other":
-      return outcome.status === null ? outcome.rootCause : "error reading a body from connection";
-    default:
-      return outcome.rootCause;
-  }
 }
 
 export interface SchedulerPluginClientOptions {

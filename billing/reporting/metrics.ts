@@ -33,19 +33,20 @@ export class ReportingMetrics {
     const spools = this.#spools;
     this.queueSize = new Gauge({
       name: `${p}_queue_size`,
-      help: "Events enqueued but not yet sent successfully",
+      help: "Size of the billing subsystem's queue of unsent events",
       labelNames: ["client"],
       registers,
     });
     this.lastSendDuration = new Gauge({
       name: `${p}_last_send_duration_seconds`,
-      help: "Duration of the last send-all; 0 after a failed attempt, 1e-6 when nothing was sent",
+      help:
+        "Duration, in seconds, that it took to send the latest set of billing events (or current time if ongoing)",
       labelNames: ["client"],
       registers,
     });
     this.sendErrors = new Counter({
       name: `${p}_send_errors_total`,
-      help: "Failed attempts to send a batch",
+      help: "Total errors from attempting to send billing events",
       labelNames: ["client", "cause"],
       registers,
     });

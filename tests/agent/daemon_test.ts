@@ -1,6 +1,7 @@
 /** The daemon as operators run it: `main.ts` with env and a config file, as a child process. */
 
 import assert from "node:assert/strict";
+import { findPromtool, problemsBeyondReference } from "./promtool.ts";
 import { Cluster } from "../../sim/cluster.ts";
 import { constant } from "../../sim/vm/workload.ts";
 import { sample, simConfigJson, specUse, waitFor } from "./e2e_helpers.ts";
@@ -123,6 +124,12 @@ Deno.test("daemon: deno task start with the example config scales VMs of a runni
     );
     assert.ok((sample(metrics, "process_resident_memory_bytes") ?? 0) > 0);
     const vmMetrics = await (await fetch(`http://127.0.0.1:${ports.vmMetrics}/metrics`)).text();
+    // With the image's permissions, as in production.
+    const promtool = findPromtool();
+    if (promtool !== undefined) {
+      assert.deepEqual(await problemsBeyondReference(promtool, metrics), []);
+      assert.deepEqual(await problemsBeyondReference(promtool, vmMetrics), []);
+    }
     assert.equal(
       sample(vmMetrics, "autoscaling_vm_cpu_cores", { vm_name: "busy", value: "spec_use" }),
       0.75,

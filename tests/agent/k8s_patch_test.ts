@@ -186,14 +186,14 @@ Deno.test("patch: timeout, abort and transport errors", async () => {
     api.latencyMs = 300;
     assert.deepEqual(
       await client.patchVirtualMachine("default", "example", ops, { timeoutMs: 50 }),
-      { ok: false, error: { message: "request timed out after 50 ms" } },
+      { ok: false, error: { message: "context deadline exceeded" } },
     );
     const controller = new AbortController();
     const pending = client.patchVirtualMachine("default", "example", ops, {
       signal: controller.signal,
     });
     controller.abort();
-    assert.deepEqual(await pending, { ok: false, error: { message: "request aborted" } });
+    assert.deepEqual(await pending, { ok: false, error: { message: "context canceled" } });
     api.latencyMs = 0;
     // Let the requests the fake is still sleeping on finish before it shuts down.
     await new Promise((r) => setTimeout(r, 350));
