@@ -196,6 +196,16 @@ export function formatK8sTime(ms: number): string {
   return date.toISOString().replace(/\.[0-9]+Z$/, "Z");
 }
 
+/**
+ * Go's `time.Time` JSON in UTC: RFC 3339 with as many fraction digits as needed, trailing zeros
+ * dropped (`…:05Z`, `…:05.12Z`); ours has millisecond precision.
+ */
+export function formatGoTime(ms: number): string {
+  const date = new Date(ms);
+  if (Number.isNaN(date.getTime())) throw new RangeError(`invalid time ${ms}`);
+  return date.toISOString().replace(/0+Z$/, "Z").replace(/\.Z$/, "Z");
+}
+
 const RFC3339 =
   /^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$/;
 

@@ -357,13 +357,13 @@ export class Dispatcher {
     try {
       switch (decoded.kind) {
         case "undecodable": {
-          rootErr = "Failed unmarshaling JSON";
-          const error = `Error unmarshaling ${type}: ${decoded.error}`;
+          rootErr = "failed unmarshaling JSON";
+          const error = `error unmarshaling ${type}: ${decoded.error}`;
           this.#trySend("InvalidMessage", { error }, id);
           throw new HandlerError(error, rootErr);
         }
         case "unknownType":
-          rootErr = "Received unknown message type";
+          rootErr = "received unknown message type";
           this.#log.warn("received vm-monitor message of unknown type", { type, id });
           this.#sendOrFail("InvalidMessage", {
             error: `Received message of unknown type: ${JSON.stringify(type)}`,
@@ -432,8 +432,10 @@ export class Dispatcher {
     const { id, type } = message;
     const waiter = this.#waiters.get(id);
     if (waiter === undefined) {
+      // The reference names an InternalError's type after its own handler: MonitorError.
+      const named = type === "InternalError" ? "MonitorError" : type;
       const error =
-        `Received ${type} with id ${id} but id is unknown or already timed out waiting for a reply`;
+        `Received ${named} with id ${id} but id is unknown or already timed out waiting for a reply`;
       this.#log.warn(error, { id });
       this.#sendOrFail("InvalidMessage", { error }, id);
       return;

@@ -146,11 +146,44 @@ export function decodeInbound(text: string): DecodedFrame {
   if (!envelope.success) throw new Error(describeIssues(envelope.error));
   const { type, id } = envelope.data;
   if (!isInboundType(type)) return { kind: "unknownType", type, id };
+  // Go fails on any badly typed key, even one that a later key of the same name overrides.
+  const goError = goUnmarshalError(type, raw);
   const payload = payloadSchemas[type].safeParse(foldKeys(raw));
-  if (!payload.success) {
-    return { kind: "undecodable", type, id, error: describeIssues(payload.error) };
+  if (goError !== undefined || !payload.success) {
+    const error = goError ?? describeIssues(payload.error!);
+    return { kind: "undecodable", type, id, error };
   }
   return { kind: "message", message: { ...payload.data, type, id } as InboundMessage };
+}
+
+/** The Go struct fields of each payload (JSON name and Go type), in the reference's types. */
+const GO_FIELDS: Partial<Record<InboundType, Record<string, "bool" | "string">>> = {
+  DownscaleResult: { ok: "bool", status: "string" },
+  InternalError: { error: "string" },
+  InvalidMessage: { error: "string" },
+};
+
+function jsonKind(value: unknown): string {
+  if (Array.isArray(value)) return "array";
+  if (typeof value === "boolean") return "bool";
+  return typeof value;
+}
+
+/**
+ * Go's `encoding/json` error for the first field (in the message's key order) whose value has
+ * the wrong JSON type, as the reference sends it back in an `InvalidMessage`.
+ */
+function goUnmarshalError(type: InboundType, raw: Record<string, unknown>): string | undefined {
+  const fields = GO_FIELDS[type] ?? {};
+  for (const [key, value] of Object.entries(raw)) {
+    const name = key.toLowerCase();
+    const goType = fields[name];
+    if (goType === undefined || value === null) continue;
+    if (jsonKind(value) === (goType === "bool" ? "bool" : "string")) continue;
+    return `json: cannot unmarshal ${jsonKind(value)} into Go struct field ${type}.${name} ` +
+      `of type ${goType}`;
+  }
+  return undefined;
 }
 
 function parseObject(text: string): Record<string, unknown> {

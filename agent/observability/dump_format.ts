@@ -1,7 +1,7 @@
 /**
  * The state dump's JSON shapes (agent.md 5.3): the reference's field names and encodings, so
  * tools written against its dumps read ours. Resources use the scheduler protocol's encoding,
- * durations are nanoseconds, times RFC 3339; errors are strings rather than Go's `{}`.
+ * durations are nanoseconds, times RFC 3339 as Go writes them; errors are strings rather than Go's `{}`.
  *
  * @module
  */
@@ -15,7 +15,7 @@ import type {
   SystemMetrics,
   VmInfo,
 } from "../../core/mod.ts";
-import { encodeBytes, encodeMilliCPU, formatK8sTime } from "../../lib/quantity.ts";
+import { encodeBytes, encodeMilliCPU, formatGoTime, formatK8sTime } from "../../lib/quantity.ts";
 import type { PodDump } from "../runner/global_state.ts";
 import type { RunnerDump } from "../runner/runner.ts";
 
@@ -26,7 +26,7 @@ function resources(r: Resources | null): Json {
 }
 
 function time(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
+  return ms === null ? null : formatGoTime(ms);
 }
 
 function nanoseconds(ms: number): number {

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { formatGoTime } from "../../lib/quantity.ts";
 import type { VmEvent } from "../k8s/vm_watcher.ts";
 import type { Log } from "../../lib/log.ts";
 import { timingsOf } from "../config/timings.ts";
@@ -49,12 +50,12 @@ function podKey(pod: NamespacedName): string {
   return `${pod.namespace}/${pod.name}`;
 }
 
-function iso(ms: number | null): string | null {
-  return ms === null ? null : new Date(ms).toISOString();
+function goTime(ms: number | null): string | null {
+  return ms === null ? null : formatGoTime(ms);
 }
 
 function endStateDump(e: EndState) {
-  return { exitKind: e.exitKind, error: e.error, time: iso(e.time) };
+  return { exitKind: e.exitKind, error: e.error, time: goTime(e.time) };
 }
 
 /** The Runners of this node. */
@@ -245,18 +246,18 @@ export class GlobalState {
       const dump: PodDump = {
         podName: record.pod,
         status: {
-          startTime: iso(s.startTime),
+          startTime: goTime(s.startTime),
           endState: s.endState === null ? null : endStateDump(s.endState),
           previousEndStates: s.previousEndStates.map(endStateDump),
-          lastSuccessfulMonitorComm: iso(s.lastSuccessfulMonitorComm),
+          lastSuccessfulMonitorComm: goTime(s.lastSuccessfulMonitorComm),
           failedMonitorRequestCounter: s.failedMonitorRequests.get(),
           failedNeonVMRequestCounter: s.failedNeonVMRequests.get(),
           failedSchedulerRequestCounter: s.failedSchedulerRequests.get(),
           vmInfo: s.vmInfo,
           endpointID: s.endpointID,
-          endpointAssignedAt: iso(s.endpointAssignedAt),
+          endpointAssignedAt: goTime(s.endpointAssignedAt),
           state: s.state,
-          stateUpdatedAt: iso(s.stateUpdatedAt),
+          stateUpdatedAt: goTime(s.stateUpdatedAt),
         },
       };
       try {

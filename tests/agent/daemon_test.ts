@@ -116,7 +116,8 @@ Deno.test("daemon: deno task start with the example config scales VMs of a runni
       mem: "1Gi",
     });
     assert.equal(busy.runner.executorState.Config.PluginRetryWait, 1e9, "durations in nanoseconds");
-    assert.equal(typeof busy.status.startTime, "string");
+    // Go's time.Time JSON: RFC 3339 in UTC, the fraction's trailing zeros dropped.
+    assert.match(String(busy.status.startTime), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z$/);
     const metrics = await (await fetch(`http://127.0.0.1:${ports.metrics}/metrics`)).text();
     assert.ok(
       (sample(metrics, "autoscaling_agent_neonvm_outbound_requests_total", { result: "ok" }) ??

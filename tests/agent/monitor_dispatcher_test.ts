@@ -104,6 +104,22 @@ Deno.test("dispatcher: a reply after the timeout gets an InvalidMessage with its
   });
 });
 
+Deno.test("dispatcher: an InternalError with an unknown id is answered under the reference's name for it, MonitorError", async () => {
+  await withMonitor({}, async (monitor) => {
+    await withDispatcher(monitor, {}, async (d) => {
+      monitor.sendRaw('{"type":"InternalError","error":"boom","id":9}');
+      await until(() => received(monitor, "InvalidMessage").length === 1);
+      const [invalid] = received(monitor, "InvalidMessage");
+      assert.equal(invalid.id, 9);
+      assert.deepEqual(invalid.content, {
+        error: "Received MonitorError with id 9 but id is unknown or already timed out " +
+          "waiting for a reply",
+      });
+      assert.equal(d.hasExited, false);
+    });
+  });
+});
+
 Deno.test("dispatcher: a reply of the wrong type fails the request", async () => {
   await withMonitor({}, async (monitor) => {
     monitor.addFault({ type: "HealthCheck", fault: { kind: "wrongType" }, times: 1 });
@@ -175,7 +191,7 @@ Deno.test("dispatcher: an unknown inbound type gets an InvalidMessage; the conne
       assert.deepEqual(invalid.content, {
         error: 'Received message of unknown type: "Frobnicate"',
       });
-      assert.deepEqual(rec.declared, [["Frobnicate", "[error: Received unknown message type]"]]);
+      assert.deepEqual(rec.declared, [["Frobnicate", "[error: received unknown message type]"]]);
       await d.healthCheck();
       assert.equal(d.hasExited, false);
     });
@@ -253,15 +269,22 @@ Deno.test("dispatcher: an undecodable reply is answered, fails its request and e
       const request = d.downscale(ONE_CU);
       await until(() => received(monitor, "DownscaleRequest").length === 1);
       monitor.sendRaw('{"type":"DownscaleResult","Ok":"yes","Status":"","id":2}');
-      await assert.rejects(request, /Failed unmarshaling JSON/);
-      assert.deepEqual(rec.outbound, [["DownscaleRequest", "[error: Failed unmarshaling JSON]"]]);
+      await assert.rejects(request, /failed unmarshaling JSON/);
+      assert.deepEqual(rec.outbound, [["DownscaleRequest", "[error: failed unmarshaling JSON]"]]);
       const error = await d.exited;
-      assert.match(String(error?.message), /Error unmarshaling DownscaleResult: ok:/);
+      assert.match(
+        String(error?.message),
+        /error unmarshaling DownscaleResult: json: cannot unmarshal string into Go struct field DownscaleResult\.ok of type bool$/,
+      );
       await until(() => monitor.sessions[0].closeCode !== undefined);
       const [invalid] = received(monitor, "InvalidMessage");
       assert.equal(invalid.id, 2);
+      assert.deepEqual(invalid.content, {
+        error: "error unmarshaling DownscaleResult: json: cannot unmarshal string into Go " +
+          "struct field DownscaleResult.ok of type bool",
+      });
       assert.equal(monitor.sessions[0].closeCode, CloseCode.internalError);
-      assert.equal(monitor.sessions[0].closeReason, "Failed unmarshaling JSON");
+      assert.equal(monitor.sessions[0].closeReason, "failed unmarshaling JSON");
     });
   });
 });

@@ -80,7 +80,40 @@ Deno.test("messages: unknown types and undecodable payloads are reported, not th
   });
   const bad = decodeInbound('{"type":"DownscaleResult","Ok":"yes","id":6}');
   assert.equal(bad.kind, "undecodable");
-  assert.match((bad as { error: string }).error, /^ok: /);
+});
+
+Deno.test("messages: an undecodable payload is described in Go's encoding/json words", () => {
+  const cases: [string, string][] = [
+    [
+      '{"type":"DownscaleResult","Ok":"yes","id":6}',
+      "json: cannot unmarshal string into Go struct field DownscaleResult.ok of type bool",
+    ],
+    [
+      '{"type":"DownscaleResult","ok":true,"status":7,"id":6}',
+      "json: cannot unmarshal number into Go struct field DownscaleResult.status of type string",
+    ],
+    [
+      '{"type":"InternalError","error":["x"],"id":6}',
+      "json: cannot unmarshal array into Go struct field InternalError.error of type string",
+    ],
+    [
+      '{"type":"InvalidMessage","ERROR":{},"id":6}',
+      "json: cannot unmarshal object into Go struct field InvalidMessage.error of type string",
+    ],
+    // The first bad key fails the message even though a later key of the same name is good.
+    [
+      '{"type":"DownscaleResult","ok":1,"OK":true,"id":6}',
+      "json: cannot unmarshal number into Go struct field DownscaleResult.ok of type bool",
+    ],
+  ];
+  for (const [text, error] of cases) {
+    assert.deepEqual(decodeInbound(text), {
+      kind: "undecodable",
+      type: JSON.parse(text).type,
+      id: 6,
+      error,
+    }, text);
+  }
 });
 
 Deno.test("messages: frames without a usable envelope throw", () => {
