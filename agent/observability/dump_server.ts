@@ -1,7 +1,7 @@
 /**
  * The state-dump HTTP server (agent.md section 5): `GET` on any path returns the global state
- * as JSON. Deliberate deviation (DECISIONS): an empty body is accepted, so `curl host:10300/`
- * works.
+ * as JSON. A body that is not a JSON object gets 400 `bad JSON`, as from the reference.
+ * Deliberate deviation (DECISIONS): an empty body is accepted, so `curl host:10300/` works.
  *
  * @module
  */
@@ -40,6 +40,42 @@ function text(status: number, body: string): ServerResponse {
 
 const decoder = new TextDecoder();
 
+const JSON_SPACE = /^[ \t\n\r]*/;
+
+/**
+ * Whether the reference's handler, which decodes the first JSON value of the body into an empty
+ * struct with Go's `json.Decoder`, accepts `body`: an object or `null` (what follows the first
+ * value is never read), not a number, string, array or broken JSON. Deliberate deviation: an
+ * empty body is accepted too.
+ */
+export function decodesAsEmptyStruct(body: string): boolean {
+  const start = JSON_SPACE.exec(body)![0].length;
+  if (start === body.length) return true;
+  if (body.startsWith("null", start)) return true;
+  if (body[start] !== "{") return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+    } else if (c === "{" || c === "[") {
+      depth++;
+    } else if ((c === "}" || c === "]") && --depth === 0) {
+      try {
+        JSON.parse(body.slice(start, i + 1));
+        return true;
+      } catch {
+        return false;
+      }
+    }
+  }
+  return false;
+}
+
 /** Starts the dump server; throws when the port cannot be bound. */
 export function serveDump(options: DumpServerOptions): Server {
   const log = options.log;
@@ -56,18 +92,9 @@ export function serveDump(options: DumpServerOptions): Server {
         log.warn("responding", { status: 405, error: "request method must be GET" });
         return text(405, "request method must be GET");
       }
-      const body = decoder.decode(req.body);
-      if (body.trim() !== "") {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(body);
-        } catch {
-          parsed = undefined;
-        }
-        if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-          log.warn("responding", { status: 400, error: "bad JSON" });
-          return text(400, "bad JSON");
-        }
+      if (!decodesAsEmptyStruct(decoder.decode(req.body))) {
+        log.warn("responding", { status: 400, error: "bad JSON" });
+        return text(400, "bad JSON");
       }
       const deadline = options.clock.deadline(options.timeoutMs);
       try {

@@ -40,7 +40,7 @@ Deno.test("go errors: a NeonVM patch to a closed port fails with 'connection ref
     );
     try {
       const result = await client.patchVirtualMachine("default", "vm", [], { timeoutMs: 5000 });
-      assert.deepEqual(result, { ok: false, message: "connection refused" }, transport);
+      assert.deepEqual(result, { ok: false, error: { message: "connection refused" } }, transport);
     } finally {
       client.close();
     }
