@@ -25,6 +25,7 @@ import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { makeVm } from "../core/helpers.ts";
 import { recordingLog } from "../support/log.ts";
 import { settle } from "../support/wait.ts";
+import { formatGoTime } from "../../lib/quantity.ts";
 
 /** A vm-monitor that answers the handshake and health checks; other requests wait for the test. */
 class FakeMonitorSocket implements MonitorSocket {
@@ -242,7 +243,7 @@ Deno.test("runner lifecycle: a worker that fails restarts its own Runner, and no
   assert.equal(socketsOf("10.0.0.2")[0].readyState, SocketState.open);
   assert.equal(
     b.status.lastSuccessfulMonitorComm,
-    new Date(started + 8_000).toISOString(),
+    formatGoTime(started + 8_000),
     "and its health checks, every 5 s since it connected",
   );
   state.stopAll();
