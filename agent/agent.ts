@@ -242,7 +242,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         kube,
         schedulerIP: () => schedulers.current()?.ip ?? null,
         statusWaiter,
-        desiredCu: (vm, goal, parts) => perVm.desiredCu(vm, goal, parts),
+        desiredCU: (vm, goal, parts) => perVm.desiredCU(vm, goal, parts),
         scalingEvents,
         healthCheckIntervalMs: options.tuning?.healthCheckIntervalMs,
         pluginHttp,
@@ -285,12 +285,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
     billingDone = collector.run(billingScope.signal);
 
-    const { host, maxConnections, headerTimeoutSeconds, idleTimeoutSeconds } = config.listen;
-    const limits = {
-      maxConnections,
-      headerTimeoutMs: headerTimeoutSeconds * 1000,
-      idleTimeoutMs: idleTimeoutSeconds * 1000,
-    };
+    const { host, maxConnections } = config.listen;
+    const limits = { maxConnections, ...timingsOf(config).listen };
     const serverOptions = (name: string, port: number) => ({
       hostname: host,
       port,

@@ -270,7 +270,7 @@ async function main(): Promise<void> {
   );
   console.log(
     `${total.cuHours.toFixed(3)} CU-hours allocated for a goal of ` +
-      `${total.goalCuHours.toFixed(3)}; ${total.underMinutes.toFixed(1)} VM-minutes under and ` +
+      `${total.goalCUHours.toFixed(3)}; ${total.underMinutes.toFixed(1)} VM-minutes under and ` +
       `${total.overMinutes.toFixed(1)} over the goal; ${total.scaleChanges} scale changes`,
   );
   console.log(`report: ${reportPath}`);

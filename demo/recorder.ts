@@ -42,7 +42,7 @@ export interface VmRow {
   memBytes: number;
   memTotalBytes: number;
   cu: number;
-  goalCu: number | null;
+  goalCU: number | null;
   lastEvent: ScalingEvent | undefined;
 }
 
@@ -53,9 +53,9 @@ interface Tracked {
   patched: Resources;
   /** Targets of the DownscaleRequests seen, by `session:id`, to name what a result refers to. */
   downscaleTargets: Map<string, Resources>;
-  goalCu: number | null;
+  goalCU: number | null;
   goalParts: ScalingGoalParts | null;
-  permitCu: number | null;
+  permitCU: number | null;
   /** Whether the agent reads this VM's LFC metrics, so its working set is worth charting. */
   lfc: boolean;
 }
@@ -139,17 +139,17 @@ export class Recorder {
         timeline: {
           name: demo.spec.name,
           description: demo.description,
-          minCu: cuOf(vm.min, computeUnit),
-          maxCu: cuOf(vm.max, computeUnit),
+          minCU: cuOf(vm.min, computeUnit),
+          maxCU: cuOf(vm.max, computeUnit),
           cu: [{ atMs: 0, cu: cuOf(vm.use, computeUnit) }],
           samples: [],
           events: [],
         },
         patched: vm.use,
         downscaleTargets: new Map(),
-        goalCu: null,
+        goalCU: null,
         goalParts: null,
-        permitCu: null,
+        permitCU: null,
         lfc: vm.lfc,
       });
     }
@@ -189,8 +189,8 @@ export class Recorder {
     for (const [name, vm] of this.#vms) {
       const core = cores.get(name);
       // Between a VM update and the next decision the core has no desired size: keep the last.
-      if (core?.lastDesiredResources) vm.goalCu = cuOf(core.lastDesiredResources, this.#cu);
-      if (core?.plugin.permit) vm.permitCu = cuOf(core.plugin.permit, this.#cu);
+      if (core?.lastDesiredResources) vm.goalCU = cuOf(core.lastDesiredResources, this.#cu);
+      if (core?.plugin.permit) vm.permitCU = cuOf(core.plugin.permit, this.#cu);
       if (core?.metrics) vm.goalParts = goalParts(core);
       const guest = this.#cluster.vm(name).guest();
       const sample: Sample = {
@@ -198,9 +198,9 @@ export class Recorder {
         load: guest.load1,
         memBytes: guest.wanted,
         workingSetBytes: vm.lfc ? guest.workingSet : null,
-        goalCu: vm.goalCu,
+        goalCU: vm.goalCU,
         goalParts: vm.goalParts,
-        permitCu: vm.permitCu,
+        permitCU: vm.permitCU,
       };
       vm.timeline.samples.push(sample);
     }
@@ -225,16 +225,16 @@ export class Recorder {
       if (vm === undefined || !isVmSpecPatch(patch)) continue;
       const target = patchedResources(patch.body, vm.slotBytes);
       if (target === undefined) continue;
-      const fromCu = cuOf(vm.patched, this.#cu);
-      const toCu = cuOf(target, this.#cu);
+      const fromCU = cuOf(vm.patched, this.#cu);
+      const toCU = cuOf(target, this.#cu);
       vm.patched = target;
-      if (fromCu === toCu) continue;
-      const up = toCu > fromCu;
+      if (fromCU === toCU) continue;
+      const up = toCU > fromCU;
       vm.timeline.events.push({
         atMs: this.#since(patch.at),
         kind: up ? "upscale" : "downscale",
-        fromCu,
-        toCu,
+        fromCU,
+        toCU,
         detail: `NeonVM patched to ${formatResources(target)}`,
       });
     }
@@ -262,18 +262,18 @@ export class Recorder {
         vm.timeline.events.push({
           atMs,
           kind: "monitor-upscale",
-          fromCu: current,
+          fromCU: current,
           detail: "the vm-monitor asked for more memory",
         });
       } else if (json.type === "DownscaleResult") {
         const target = vm.downscaleTargets.get(`${frame.session}:${json.id}`);
-        const toCu = target === undefined ? undefined : cuOf(target, this.#cu);
+        const toCU = target === undefined ? undefined : cuOf(target, this.#cu);
         const ok = json.Ok === true;
         vm.timeline.events.push({
           atMs,
           kind: ok ? "approved" : "denied",
-          fromCu: current,
-          toCu,
+          fromCU: current,
+          toCU,
           detail: `vm-monitor: ${humanizeBytes(String(json.Status))}`,
         });
       }
@@ -291,7 +291,7 @@ export class Recorder {
         memBytes: guest.wanted,
         memTotalBytes: guest.total,
         cu: points[points.length - 1].cu,
-        goalCu: vm.goalCu,
+        goalCU: vm.goalCU,
         lastEvent: vm.timeline.events.findLast((e) => e.kind !== "approved"),
       };
     });

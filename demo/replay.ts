@@ -29,7 +29,7 @@ import { realMonitorPolicy } from "../sim/vm/monitor_server.ts";
 import { guestMemory } from "../sim/vm/workload.ts";
 import type { ReplayGuest } from "./trace.ts";
 import type { Report, Sample, ScalingEvent } from "./timeline.ts";
-import { cuOf, formatBytes, formatCu, formatResources } from "./timeline.ts";
+import { cuOf, formatBytes, formatCU, formatResources } from "./timeline.ts";
 
 /** The fake and the real vm-monitor ask for more memory above this share of the VM's memory. */
 const MONITOR_UPSCALE_FRACTION = 0.9;
@@ -43,9 +43,9 @@ const EPOCH_MS = Date.UTC(2024, 0, 1);
 /** The replayed VM's bounds (in compute units) and its `autoscaling.neon.tech/config`. */
 export interface ReplayVm {
   name: string;
-  minCu: number;
-  maxCu: number;
-  startCu: number;
+  minCU: number;
+  maxCU: number;
+  startCU: number;
   scalingConfig: ScalingConfig | null;
 }
 
@@ -79,11 +79,11 @@ export function replayVmInfo(vm: ReplayVm, computeUnit: Resources): VmInfo {
     name: vm.name,
     namespace: "default",
     cpu: {
-      min: vm.minCu * computeUnit.vCPU,
-      max: vm.maxCu * computeUnit.vCPU,
-      use: vm.startCu * computeUnit.vCPU,
+      min: vm.minCU * computeUnit.vCPU,
+      max: vm.maxCU * computeUnit.vCPU,
+      use: vm.startCU * computeUnit.vCPU,
     },
-    mem: { min: vm.minCu, max: vm.maxCu, use: vm.startCu, slotSize: computeUnit.mem },
+    mem: { min: vm.minCU, max: vm.maxCU, use: vm.startCU, slotSize: computeUnit.mem },
     config: {
       autoMigrationEnabled: false,
       alwaysMigrate: false,
@@ -156,7 +156,7 @@ export function replay(options: ReplayOptions): ReplayResult {
   const systemEveryMs = system.everyMs;
   const lfcEveryMs = lfc.everyMs;
 
-  let using: Resources = { vCPU: vm.startCu * cu.vCPU, mem: vm.startCu * cu.mem };
+  let using: Resources = { vCPU: vm.startCU * cu.vCPU, mem: vm.startCU * cu.mem };
   const cuPoints = [{ atMs: 0, cu: cuOf(using, cu) }];
   const samples: Sample[] = [];
   const events: ScalingEvent[] = [];
@@ -179,15 +179,15 @@ export function replay(options: ReplayOptions): ReplayResult {
         const { target } = actions.neonvmRequest;
         state.neonvm().startingRequest(now, target);
         state.neonvm().requestSuccessful(now);
-        const fromCu = size(using);
+        const fromCU = size(using);
         using = { ...target };
-        const toCu = size(using);
-        cuPoints.push({ atMs, cu: toCu });
+        const toCU = size(using);
+        cuPoints.push({ atMs, cu: toCU });
         events.push({
           atMs,
-          kind: toCu > fromCu ? "upscale" : "downscale",
-          fromCu,
-          toCu,
+          kind: toCU > fromCU ? "upscale" : "downscale",
+          fromCU,
+          toCU,
           detail: `NeonVM patched to ${formatResources(target)}`,
         });
       } else if (actions.monitorDownscale) {
@@ -199,8 +199,8 @@ export function replay(options: ReplayOptions): ReplayResult {
         events.push({
           atMs,
           kind: answer.ok ? "approved" : "denied",
-          fromCu: size(using),
-          toCu: size(target),
+          fromCU: size(using),
+          toCU: size(target),
           detail: `vm-monitor: ${answer.status} (guest memory ${
             formatBytes(workload.demandAt(atMs).memory)
           })`,
@@ -219,7 +219,7 @@ export function replay(options: ReplayOptions): ReplayResult {
   let nextSystem = 0;
   let nextLfc = 0;
   let nextMonitor = 0;
-  let goalCu: number | null = null;
+  let goalCU: number | null = null;
   let lastLfc: LFCMetrics | null = null;
   for (let atMs = 0; atMs <= durationMs;) {
     const input: ReplayInput = { atMs };
@@ -241,11 +241,11 @@ export function replay(options: ReplayOptions): ReplayResult {
         input.monitorUpscale = true;
         state.monitor().upscaleRequested(EPOCH_MS + atMs, { cpu: false, memory: true });
         // At its maximum the VM cannot grow: the monitor's repeated asks are not worth listing.
-        if (size(using) < vm.maxCu) {
+        if (size(using) < vm.maxCU) {
           events.push({
             atMs,
             kind: "monitor-upscale",
-            fromCu: size(using),
+            fromCU: size(using),
             detail: `the vm-monitor asked for more memory: the guest wants ${
               formatBytes(wanted)
             } of ${formatBytes(using.mem)}`,
@@ -259,7 +259,7 @@ export function replay(options: ReplayOptions): ReplayResult {
     const wakeAt = wait === null ? Infinity : atMs + Math.max(1, wait);
     if (input.system) {
       const dump = state.dump();
-      if (dump.lastDesiredResources !== null) goalCu = size(dump.lastDesiredResources);
+      if (dump.lastDesiredResources !== null) goalCU = size(dump.lastDesiredResources);
       const sample = workload.at(atMs);
       const permit = dump.plugin.permit;
       samples.push({
@@ -267,9 +267,9 @@ export function replay(options: ReplayOptions): ReplayResult {
         load: sample.load1,
         memBytes: sample.memory,
         workingSetBytes: lfcEnabled ? sample.workingSet : null,
-        goalCu,
+        goalCU,
         goalParts: calculateGoalCU(scaling, cu, input.system, lfcEnabled ? lastLfc : null).parts,
-        permitCu: permit === null ? null : size(permit),
+        permitCU: permit === null ? null : size(permit),
       });
     }
     atMs = Math.min(nextSystem, lfcEnabled ? nextLfc : Infinity, nextMonitor, wakeAt);
@@ -279,15 +279,15 @@ export function replay(options: ReplayOptions): ReplayResult {
     inputs,
     report: {
       title: `autoscaler-agent replay: ${vm.name}`,
-      source: `${options.source} · bounds ${formatCu(vm.minCu)}–${formatCu(vm.maxCu)} CU`,
+      source: `${options.source} · bounds ${formatCU(vm.minCU)}–${formatCU(vm.maxCU)} CU`,
       generatedAt: new Date().toISOString(),
       durationMs,
       computeUnit: { ...cu },
       vms: [{
         name: vm.name,
         description: options.description,
-        minCu: vm.minCu,
-        maxCu: vm.maxCu,
+        minCU: vm.minCU,
+        maxCU: vm.maxCU,
         cu: cuPoints,
         samples,
         events,

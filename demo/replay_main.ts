@@ -103,12 +103,12 @@ function parse(argv: string[]): Args | "help" {
     }
     return n;
   };
-  const minCu = count("min-cu", values["min-cu"]);
-  const maxCu = count("max-cu", values["max-cu"]);
-  const startCu = count("start-cu", values["start-cu"] ?? String(minCu));
-  if (minCu > maxCu) throw new UsageError(`--min-cu ${minCu} is above --max-cu ${maxCu}`);
-  if (startCu < minCu || startCu > maxCu) {
-    throw new UsageError(`--start-cu ${startCu} is outside the bounds ${minCu}–${maxCu}`);
+  const minCU = count("min-cu", values["min-cu"]);
+  const maxCU = count("max-cu", values["max-cu"]);
+  const startCU = count("start-cu", values["start-cu"] ?? String(minCU));
+  if (minCU > maxCU) throw new UsageError(`--min-cu ${minCU} is above --max-cu ${maxCU}`);
+  if (startCU < minCU || startCU > maxCU) {
+    throw new UsageError(`--start-cu ${startCU} is outside the bounds ${minCU}–${maxCU}`);
   }
   const scalingConfigs = (values["scaling-config"] ?? []).map((text) => {
     const decoded = decodeConfigAnnotation(text);
@@ -137,7 +137,7 @@ function parse(argv: string[]): Args | "help" {
     configPaths,
     scalingConfigs,
     report: values.report,
-    vm: { minCu, maxCu, startCu },
+    vm: { minCU, maxCU, startCU },
     durationMs,
   };
 }
@@ -215,7 +215,7 @@ function summaryLine(label: string, report: Report): string {
   const s = summarize(vm, report.durationMs);
   return `${label}: ${counts.upscale} upscales, ${counts.downscale} downscales, ` +
     `${counts.denied} denied downscales, ${counts["monitor-upscale"]} vm-monitor requests; ` +
-    `${s.cuHours.toFixed(3)} CU-hours for a goal of ${s.goalCuHours.toFixed(3)}, ` +
+    `${s.cuHours.toFixed(3)} CU-hours for a goal of ${s.goalCUHours.toFixed(3)}, ` +
     `${s.underMinutes.toFixed(1)} min under and ${s.overMinutes.toFixed(1)} min over the goal, ` +
     `${s.scaleChanges} scale changes`;
 }
@@ -247,7 +247,7 @@ async function main(argv: string[]): Promise<void> {
   });
   const html = reports.length === 1 ? renderReport(reports[0]) : renderComparison({
     title: `autoscaler-agent replay: ${name} under ${reports.length} configs`,
-    source: `trace ${trace.name}${from} · bounds ${args.vm.minCu}–${args.vm.maxCu} CU`,
+    source: `trace ${trace.name}${from} · bounds ${args.vm.minCU}–${args.vm.maxCU} CU`,
     generatedAt: new Date().toISOString(),
     durationMs,
     runs: runs.map((run, i) => ({ label: run.label, report: reports[i] })),

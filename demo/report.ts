@@ -19,7 +19,7 @@ import {
   countEvents,
   type EventKind,
   formatBytes,
-  formatCu,
+  formatCU,
   formatDuration,
   groupEvents,
   type Report,
@@ -55,10 +55,10 @@ const MARKERS: Partial<Record<EventKind, { shape: string; lane: number }>> = {
 
 /** `1→2 CU`, or the one size an event has. */
 function change(e: ScalingEvent): string {
-  if (e.fromCu === undefined || e.toCu === undefined) {
-    return e.fromCu === undefined ? "" : `at ${formatCu(e.fromCu)} CU`;
+  if (e.fromCU === undefined || e.toCU === undefined) {
+    return e.fromCU === undefined ? "" : `at ${formatCU(e.fromCU)} CU`;
   }
-  return `${formatCu(e.fromCu)}→${formatCu(e.toCu)} CU`;
+  return `${formatCU(e.fromCU)}→${formatCU(e.toCU)} CU`;
 }
 
 const KIND_LABELS: Record<EventKind, string> = {
@@ -232,17 +232,17 @@ function seriesOf(vm: VmTimeline) {
     "goal-cpu": part("cpu"),
     "goal-mem": part("mem"),
     "goal-lfc": part("lfc"),
-    desired: vm.samples.map((s) => [s.atMs, s.goalCu] as [number, number | null]),
-    permit: vm.samples.map((s) => [s.atMs, s.permitCu] as [number, number | null]),
+    desired: vm.samples.map((s) => [s.atMs, s.goalCU] as [number, number | null]),
+    permit: vm.samples.map((s) => [s.atMs, s.permitCU] as [number, number | null]),
   };
 }
 
 /** The top of a VM's CU axis: everything but a runaway metric's goal fits under it. */
 function chartTop(vm: VmTimeline): number {
-  let highest = vm.maxCu;
+  let highest = vm.maxCU;
   for (const p of vm.cu) highest = Math.max(highest, p.cu);
   for (const [cls, points] of Object.entries(seriesOf(vm))) {
-    const cap = cls.startsWith("goal-") ? vm.maxCu * Y_HEADROOM : Infinity;
+    const cap = cls.startsWith("goal-") ? vm.maxCU * Y_HEADROOM : Infinity;
     for (const [, v] of points) if (v !== null) highest = Math.max(highest, Math.min(v, cap));
   }
   return Math.max(1, Math.ceil(highest * 1.05));
@@ -303,7 +303,7 @@ function renderChart(vm: VmTimeline, report: Report, yMax: number, id: string): 
       }"/>`,
     );
   }
-  for (const [label, bound] of [["min", vm.minCu], ["max", vm.maxCu]] as const) {
+  for (const [label, bound] of [["min", vm.minCU], ["max", vm.maxCU]] as const) {
     parts.push(
       `<line class="series bound" data-bound="${label}" x1="${MARGIN.left}" x2="${
         MARGIN.left + PLOT_W
@@ -319,11 +319,11 @@ function renderChart(vm: VmTimeline, report: Report, yMax: number, id: string): 
     parts.push(`<path class="series ${cls}" d="${linePath(scale(shaped))}"/>`);
   }
   parts.push(`<path class="series cu" d="${linePath(cuScaled)}"/>`, "</g>");
-  for (const [label, bound] of [["min", vm.minCu], ["max", vm.maxCu]] as const) {
+  for (const [label, bound] of [["min", vm.minCU], ["max", vm.maxCU]] as const) {
     parts.push(
       `<text class="bound-label" x="${MARGIN.left + PLOT_W + 4}" y="${
         num(y(bound) + 4)
-      }">${label} ${formatCu(bound)}</text>`,
+      }">${label} ${formatCU(bound)}</text>`,
     );
   }
 
@@ -388,7 +388,7 @@ function eventsTable(vm: VmTimeline): string {
 }
 
 /** `0.258`: CU-hours, to the thousandth. */
-function formatCuHours(h: number): string {
+function formatCUHours(h: number): string {
   return h.toFixed(3);
 }
 
@@ -401,8 +401,8 @@ const FIGURE_HEADS = ["CU-hours", "goal CU-hours", "min under", "min over", "sca
 
 function figureCells(s: Summary): string[] {
   return [
-    formatCuHours(s.cuHours),
-    formatCuHours(s.goalCuHours),
+    formatCUHours(s.cuHours),
+    formatCUHours(s.goalCUHours),
     formatMinutes(s.underMinutes),
     formatMinutes(s.overMinutes),
     String(s.scaleChanges),
@@ -423,8 +423,8 @@ function summaryTable(report: Report): string {
   const rows = report.vms.map((vm, i) => {
     const c = countEvents([vm]);
     const cells = [
-      formatCu(vm.cu[0]?.cu ?? 0),
-      formatCu(vm.cu[vm.cu.length - 1]?.cu ?? 0),
+      formatCU(vm.cu[0]?.cu ?? 0),
+      formatCU(vm.cu[vm.cu.length - 1]?.cu ?? 0),
       ...figureCells(summaries[i]),
       c.upscale,
       c.downscale,
@@ -481,8 +481,8 @@ function meta(report: Pick<Report, "source" | "durationMs" | "generatedAt">): st
 }
 
 function vmDescription(vm: VmTimeline): string {
-  return `<p class="desc">${escapeHtml(vm.description)} · bounds ${formatCu(vm.minCu)}–${
-    formatCu(vm.maxCu)
+  return `<p class="desc">${escapeHtml(vm.description)} · bounds ${formatCU(vm.minCU)}–${
+    formatCU(vm.maxCU)
   } CU</p>`;
 }
 
@@ -546,7 +546,7 @@ export function renderComparison(comparison: Comparison): string {
       c.downscale,
       c.denied,
       c["monitor-upscale"],
-      formatCu(peak),
+      formatCU(peak),
     ];
     return `<tr class="run"><td><a href="#run-${i}">${escapeHtml(label)}</a></td>${
       cellsHtml(cells)

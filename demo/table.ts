@@ -6,14 +6,14 @@
  */
 
 import type { VmRow } from "./recorder.ts";
-import { formatBytes, formatCu, formatDuration, type ScalingEvent } from "./timeline.ts";
+import { formatBytes, formatCU, formatDuration, type ScalingEvent } from "./timeline.ts";
 
 const HEADER = ["VM", "load", "memory", "CU", "goal CU", "last action"];
 
 /** `↑ 1→2 CU`, `✗ 2→1 CU denied`: one event in a few characters. */
 export function describeEvent(e: ScalingEvent): string {
-  const from = e.fromCu === undefined ? "?" : formatCu(e.fromCu);
-  const to = e.toCu === undefined ? "?" : formatCu(e.toCu);
+  const from = e.fromCU === undefined ? "?" : formatCU(e.fromCU);
+  const to = e.toCU === undefined ? "?" : formatCU(e.toCU);
   switch (e.kind) {
     case "upscale":
       return `↑ ${from}→${to} CU`;
@@ -34,8 +34,8 @@ export function renderTable(rows: readonly VmRow[], elapsedMs: number, durationM
     r.name,
     r.load.toFixed(2),
     `${formatBytes(r.memBytes)} / ${formatBytes(r.memTotalBytes)}`,
-    formatCu(r.cu),
-    r.goalCu === null ? "-" : formatCu(r.goalCu),
+    formatCU(r.cu),
+    r.goalCU === null ? "-" : formatCU(r.goalCU),
     r.lastEvent === undefined
       ? ""
       : `${describeEvent(r.lastEvent)}, ${formatDuration(elapsedMs - r.lastEvent.atMs)} ago`,

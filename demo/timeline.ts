@@ -26,8 +26,8 @@ export interface ScalingEvent {
   atMs: number;
   kind: EventKind;
   /** Compute units before and after (for a denial: the size kept and the size refused). */
-  fromCu?: number;
-  toCu?: number;
+  fromCU?: number;
+  toCU?: number;
   detail: string;
 }
 
@@ -41,22 +41,22 @@ export interface Sample {
   /** LFC working set, bytes, when the VM uses LFC metrics. */
   workingSetBytes: number | null;
   /** The agent's desired size in compute units; null before its first decision. */
-  goalCu: number | null;
+  goalCU: number | null;
   /**
    * The goal each metric gives on its own, in (fractional) compute units, from the metrics the
    * agent last scraped; null before its first scrape. A part is null when that metric is not used.
    */
   goalParts: ScalingGoalParts | null;
   /** The scheduler plugin's latest permit in compute units; null before the first one. */
-  permitCu: number | null;
+  permitCU: number | null;
 }
 
 export interface VmTimeline {
   name: string;
   /** One line on what the workload does. */
   description: string;
-  minCu: number;
-  maxCu: number;
+  minCU: number;
+  maxCU: number;
   /** Allocated compute units, one point per change, the first at time 0. */
   cu: { atMs: number; cu: number }[];
   samples: Sample[];
@@ -79,7 +79,7 @@ export function cuOf(r: Resources, computeUnit: Resources): number {
 }
 
 /** Load in compute units: the CPU it keeps busy, over one CU's CPU. */
-export function loadInCu(load: number, computeUnit: Resources): number {
+export function loadInCU(load: number, computeUnit: Resources): number {
   return load / (computeUnit.vCPU / 1000);
 }
 
@@ -111,7 +111,7 @@ export function countEvents(vms: readonly VmTimeline[]): Record<EventKind, numbe
  * memory and LFC up), as the core computes it, before the VM's bounds and the vm-monitor's
  * requests and refusals are applied. Null while the agent has no metrics.
  */
-export function metricsGoalCu(sample: Pick<Sample, "goalParts">): number | null {
+export function metricsGoalCU(sample: Pick<Sample, "goalParts">): number | null {
   if (sample.goalParts === null) return null;
   return goalCU({ hasAllMetrics: true, parts: sample.goalParts });
 }
@@ -120,8 +120,8 @@ export function metricsGoalCu(sample: Pick<Sample, "goalParts">): number | null 
 export interface Summary {
   /** The allocation integrated over the run. */
   cuHours: number;
-  /** The metrics' goal ({@link metricsGoalCu}) integrated over the time it was known. */
-  goalCuHours: number;
+  /** The metrics' goal ({@link metricsGoalCU}) integrated over the time it was known. */
+  goalCUHours: number;
   /** Time during which the allocation was below the metrics' goal. */
   underMinutes: number;
   /** Time during which the allocation was above the metrics' goal. */
@@ -161,7 +161,7 @@ export interface Stretch {
  */
 export function stretches(vm: VmTimeline, durationMs: number): Stretch[] {
   const alloc = allocationSteps(vm);
-  const goals = vm.samples.map((s) => ({ atMs: s.atMs, goal: metricsGoalCu(s) }));
+  const goals = vm.samples.map((s) => ({ atMs: s.atMs, goal: metricsGoalCU(s) }));
   const cuts = [
     ...new Set([0, durationMs, ...alloc.map((p) => p.atMs), ...goals.map((g) => g.atMs)]),
   ].filter((t) => t >= 0 && t <= durationMs).sort((a, b) => a - b);
@@ -197,7 +197,7 @@ export function summarize(vm: VmTimeline, durationMs: number): Summary {
   }
   return {
     cuHours: cuMs / HOUR_MS,
-    goalCuHours: goalMs / HOUR_MS,
+    goalCUHours: goalMs / HOUR_MS,
     underMinutes: underMs / MINUTE_MS,
     overMinutes: overMs / MINUTE_MS,
     scaleChanges: Math.max(0, allocationSteps(vm).length - 1),
@@ -208,7 +208,7 @@ export function summarize(vm: VmTimeline, durationMs: number): Summary {
 export function addSummaries(summaries: readonly Summary[]): Summary {
   const total: Summary = {
     cuHours: 0,
-    goalCuHours: 0,
+    goalCUHours: 0,
     underMinutes: 0,
     overMinutes: 0,
     scaleChanges: 0,
@@ -235,8 +235,8 @@ export function groupEvents(events: readonly ScalingEvent[]): EventGroup[] {
   for (const e of events) {
     const last = groups[groups.length - 1];
     if (
-      last !== undefined && last.first.kind === e.kind && last.first.fromCu === e.fromCu &&
-      last.first.toCu === e.toCu
+      last !== undefined && last.first.kind === e.kind && last.first.fromCU === e.fromCU &&
+      last.first.toCU === e.toCU
     ) {
       last.count++;
       last.lastAtMs = e.atMs;
@@ -248,7 +248,7 @@ export function groupEvents(events: readonly ScalingEvent[]): EventGroup[] {
 }
 
 /** `1.5`, `2`, `0.25`: compute units without trailing zeros. */
-export function formatCu(cu: number): string {
+export function formatCU(cu: number): string {
   return String(Math.round(cu * 100) / 100);
 }
 

@@ -67,6 +67,11 @@ export interface Clock {
   deadline(ms: number, options?: DeadlineOptions): Deadline;
 }
 
+/** Config files give durations in whole seconds, as the reference's do; everything else is ms. */
+export function secondsToMs(seconds: number): number {
+  return seconds * 1000;
+}
+
 /** Takes back a timer that has not fired; calling it again, or after the timer fired, is harmless. */
 export type Cancel = () => void;
 

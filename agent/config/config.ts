@@ -276,11 +276,6 @@ export type NeonVMConfig = AgentConfig["neonvm"];
 export type DumpStateConfig = NonNullable<AgentConfig["dumpState"]>;
 export type ListenConfig = AgentConfig["listen"];
 
-/** Config durations are whole seconds; the runtime works in milliseconds. */
-export function secondsToMs(seconds: number): DurationMs {
-  return seconds * 1000;
-}
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

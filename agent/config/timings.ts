@@ -9,6 +9,7 @@
 
 import { type CoreConfig, DefaultRevisionSource, type DurationMs } from "../../core/mod.ts";
 import type { AgentConfig } from "./config.ts";
+import { secondsToMs } from "../../lib/clock.ts";
 
 /** Every duration of the config, in milliseconds, named for what it times. */
 export interface Timings {
@@ -47,9 +48,11 @@ export interface Timings {
   };
   /** Null when the state dump is off. */
   dumpTimeoutMs: DurationMs | null;
+  /** The agent's own HTTP servers. */
+  listen: { headerTimeoutMs: DurationMs; idleTimeoutMs: DurationMs };
 }
 
-const ms = (seconds: number): DurationMs => seconds * 1000;
+const ms: (seconds: number) => DurationMs = secondsToMs;
 
 /** The config's durations in milliseconds. */
 export function timingsOf(config: AgentConfig): Timings {
@@ -92,6 +95,10 @@ export function timingsOf(config: AgentConfig): Timings {
       },
     },
     dumpTimeoutMs: config.dumpState === null ? null : ms(config.dumpState.timeoutSeconds),
+    listen: {
+      headerTimeoutMs: ms(config.listen.headerTimeoutSeconds),
+      idleTimeoutMs: ms(config.listen.idleTimeoutSeconds),
+    },
   };
 }
 

@@ -12,7 +12,14 @@
  * @module
  */
 
-import { CANCELED, DEADLINE, type HttpFailureKind, type HttpOutcome } from "./outcome.ts";
+import {
+  CANCELED,
+  DEADLINE,
+  HttpError,
+  type HttpFailureKind,
+  type HttpOutcome,
+} from "./outcome.ts";
+import { err, ok } from "../../lib/result.ts";
 import { HttpFailure, quote, ResponseReader } from "./response_reader.ts";
 import { onAbort } from "../../lib/abort.ts";
 import { USER_AGENT } from "./user_agent.ts";
@@ -169,7 +176,7 @@ export class HttpClient {
         if (!redirect) status = reader.status;
         const length = await reader.readBody(this.#maxBodyBytes);
         this.#finish(reader);
-        if (!redirect) return { ok: true, status: reader.status, body: reader.text(length) };
+        if (!redirect) return ok({ status: reader.status, body: reader.text(length) });
         if (redirects === MAX_REDIRECTS) {
           throw new Error(`stopped after ${MAX_REDIRECTS} redirects`);
         }
@@ -283,7 +290,7 @@ function failure(
   rootCause: string,
   cause: unknown,
 ): HttpOutcome {
-  return { ok: false, status, kind, error: new Error(rootCause, { cause }), rootCause };
+  return err(new HttpError(rootCause, { status, kind, cause }));
 }
 
 function isRedirect(status: number): boolean {

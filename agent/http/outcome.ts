@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { Result } from "../../lib/result.ts";
+
 /** `host:port` for a URL, with IPv6 literals bracketed (the reference forgot the brackets). */
 export function hostPort(ip: string, port: number): string {
   return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
@@ -21,19 +23,36 @@ export function hostPort(ip: string, port: number): string {
  */
 export type HttpFailureKind = "connect" | "closed" | "tooLarge" | "deadline" | "canceled" | "other";
 
-/**
- * A response read to its end, or a failure. `status` is set when the response headers arrived
- * (so the body is what failed), null when no response arrived at all.
- */
-export type HttpOutcome =
-  | { ok: true; status: number; body: string }
-  | {
-    ok: false;
-    status: number | null;
-    kind: HttpFailureKind;
-    error: Error;
-    rootCause: string;
-  };
+/** A response read to its end. */
+export interface HttpResponse {
+  status: number;
+  body: string;
+}
+
+/** A failed request; its message is the root cause, the text logs and metric labels show. */
+export class HttpError extends Error {
+  override name = "HttpError";
+  /** Set when the response headers arrived (so the body is what failed), else null. */
+  readonly status: number | null;
+  readonly kind: HttpFailureKind;
+
+  constructor(
+    rootCause: string,
+    failure: { status: number | null; kind: HttpFailureKind; cause?: unknown },
+  ) {
+    super(rootCause, { cause: failure.cause });
+    this.status = failure.status;
+    this.kind = failure.kind;
+  }
+
+  /** The innermost cause in words: the message. */
+  get rootCause(): string {
+    return this.message;
+  }
+}
+
+/** A response read to its end, or why there is none. */
+export type HttpOutcome = Result<HttpResponse, HttpError>;
 
 // The reference's Go messages, so that metric labels read the same on both agents.
 export const DEADLINE = "context deadline exceeded";

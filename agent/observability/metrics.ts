@@ -453,7 +453,7 @@ export class PerVmMetrics {
     "Whether the VM has an extra IP address",
     [...PerVmMetrics.COMMON],
   );
-  readonly desiredCu = gauge(
+  readonly desiredCU = gauge(
     this.registry,
     "autoscaling_vm_desired_cu",
     "Amount of Compute Units desired for a VM: the total, and the components for cpu, memory, and LFC",

@@ -142,12 +142,12 @@ export class PerVmMetricsUpkeep implements VmMetricsObserver {
     this.#metrics.restartCount.remove(series.common);
     this.#metrics.extraIp.remove(series.common);
     for (const component of ["total", "cpu", "mem", "lfc"]) {
-      this.#metrics.desiredCu.remove({ ...series.common, component });
+      this.#metrics.desiredCU.remove({ ...series.common, component });
     }
   }
 
   /** Sets the desired-CU gauges of a VM still on this node (S-17); parts are CU, unscaled. */
-  desiredCu(
+  desiredCU(
     vm: { namespace: string; name: string },
     goalCU: number,
     parts: Record<string, number | null>,
@@ -159,12 +159,12 @@ export class PerVmMetricsUpkeep implements VmMetricsObserver {
     if (series.desired === desired) return;
     series.desired = desired;
     const m = this.#cuMultiplier;
-    this.#metrics.desiredCu.set({ ...series.common, component: "total" }, goalCU * m);
+    this.#metrics.desiredCU.set({ ...series.common, component: "total" }, goalCU * m);
     for (const component of ["cpu", "mem", "lfc"]) {
       const part = parts[component];
       const labels = { ...series.common, component };
-      if (part === null || part === undefined) this.#metrics.desiredCu.remove(labels);
-      else this.#metrics.desiredCu.set(labels, part * m);
+      if (part === null || part === undefined) this.#metrics.desiredCU.remove(labels);
+      else this.#metrics.desiredCU.set(labels, part * m);
     }
   }
 

@@ -12,7 +12,8 @@
  */
 
 import { HttpClient } from "../http/client.ts";
-import type { HttpOutcome } from "../http/outcome.ts";
+import { HttpError, type HttpOutcome } from "../http/outcome.ts";
+import { err } from "../../lib/result.ts";
 import type { Clock } from "../../lib/clock.ts";
 
 /** Longest plugin response body read; a real one is under 100 bytes. */
@@ -83,11 +84,5 @@ export class PluginHttpPool {
 }
 
 function failure(message: string, cause?: unknown): HttpOutcome {
-  return {
-    ok: false,
-    status: null,
-    kind: "other",
-    error: new Error(message, { cause }),
-    rootCause: message,
-  };
+  return err(new HttpError(message, { status: null, kind: "other", cause }));
 }

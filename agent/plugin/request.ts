@@ -120,21 +120,23 @@ export async function postAgentRequest(
   const outcome = await pool.post(url, body, timeoutMs, signal);
   if (!outcome.ok) {
     // Worded as the reference's Go client words it: the cause goes into the `code` label.
-    const cause = goRootCause(outcome.rootCause);
-    return outcome.status === null
-      ? failed(`[error doing request: ${cause}]`, "error doing request", cause, outcome.error)
-      : failed(String(outcome.status), "error reading response body", cause, outcome.error);
+    const failure = outcome.error;
+    const cause = goRootCause(failure.rootCause);
+    return failure.status === null
+      ? failed(`[error doing request: ${cause}]`, "error doing request", cause, failure)
+      : failed(String(failure.status), "error reading response body", cause, failure);
   }
-  const code = String(outcome.status);
-  if (outcome.status !== 200) {
+  const { status, body: answer } = outcome.value;
+  const code = String(status);
+  if (status !== 200) {
     return {
       code,
       ok: false,
-      error: new Error(`received response status ${code} body ${JSON.stringify(outcome.body)}`),
+      error: new Error(`received response status ${code} body ${JSON.stringify(answer)}`),
     };
   }
   try {
-    const { response, migrate } = decodePluginResponse(outcome.body);
+    const { response, migrate } = decodePluginResponse(answer);
     return { code, ok: true, value: migrate ? { ...response, migrate: {} } : response };
   } catch (err) {
     return { code, ok: false, error: err as Error };

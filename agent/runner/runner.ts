@@ -65,7 +65,7 @@ export interface RunnerDeps {
   schedulerIP: () => string | null;
   statusWaiter: VmStatusWaiter;
   /** Sets the VM's desired-CU gauges (ignored once the VM left this node, S-17). */
-  desiredCu: (vm: NamespacedName, goalCU: number, parts: Record<string, number | null>) => void;
+  desiredCU: (vm: NamespacedName, goalCU: number, parts: Record<string, number | null>) => void;
   /** Where actual and hypothetical scaling events go (agent.md 3.10). */
   scalingEvents: ScalingEventsReporter;
   /** The vm-monitor health-check period; the reference's fixed 5 s unless a test shortens it. */
@@ -216,7 +216,7 @@ export class Runner {
         actualScaling: (_t, current, target) =>
           this.#deps.scalingEvents.reportActual(this.#status.endpointID, current, target),
         hypotheticalScaling: (_t, current, goal, parts) => {
-          this.#deps.desiredCu(this.#pod.vm, goal, { ...parts });
+          this.#deps.desiredCU(this.#pod.vm, goal, { ...parts });
           this.#deps.scalingEvents.reportHypothetical(
             limiter,
             this.#status.endpointID,

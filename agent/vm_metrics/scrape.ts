@@ -9,7 +9,7 @@ import { HttpClient } from "../http/client.ts";
 import type { MetricsEndpoint, MetricsTransport } from "../ports.ts";
 import { hostPort } from "../http/outcome.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
-import { err, type Result } from "../../lib/result.ts";
+import { err, ok, type Result } from "../../lib/result.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Random } from "../../lib/random.ts";
 import { Allowance } from "../../lib/allowance.ts";
@@ -82,22 +82,23 @@ async function fetchMetrics(
   const outcome = await client.get(timeoutMs, signal);
   const url = client.url;
   if (!outcome.ok) {
-    const reason = outcome.kind === "deadline"
+    const failure = outcome.error;
+    const reason = failure.kind === "deadline"
       ? `timed out after ${timeoutMs / 1000} s`
-      : outcome.rootCause;
-    const what = outcome.status === null ? "error making request to" : "error reading body from";
+      : failure.rootCause;
+    const what = failure.status === null ? "error making request to" : "error reading body from";
     return {
-      ok: false,
-      error: new Error(`${what} ${url}: ${reason}`, { cause: outcome.error }),
+      ...err(new Error(`${what} ${url}: ${reason}`, { cause: failure })),
       // A body cut off at the limit was read up to it.
-      bytes: outcome.kind === "tooLarge" ? Infinity : 0,
+      bytes: failure.kind === "tooLarge" ? Infinity : 0,
     };
   }
-  const bytes = outcome.body.length;
-  if (outcome.status !== 200) {
-    return { ok: false, error: new Error(`unsuccessful response status ${outcome.status}`), bytes };
+  const { status, body } = outcome.value;
+  const bytes = body.length;
+  if (status !== 200) {
+    return { ...err(new Error(`unsuccessful response status ${status}`)), bytes };
   }
-  return { ok: true, value: outcome.body, bytes };
+  return { ...ok(body), bytes };
 }
 
 /** Runs the parser's steps with a turn of the event loop in between; undefined on abort. */

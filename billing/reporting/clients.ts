@@ -6,7 +6,7 @@
 
 import type { Registry } from "prom-client";
 import type { BillingConfig, ScalingEventsConfig } from "../config.ts";
-import type { Clock } from "../../lib/clock.ts";
+import { type Clock, secondsToMs } from "../../lib/clock.ts";
 import type { Log } from "../../lib/log.ts";
 import { type Random, systemRandom } from "../../lib/random.ts";
 import type { Storage } from "../storage.ts";
@@ -92,10 +92,10 @@ function blobClients(
 
 function pushSettings(
   c: { pushEverySeconds: number; pushRequestTimeoutSeconds: number; maxBatchSize: number },
-): Pick<ReportingClient, "pushEverySeconds" | "pushRequestTimeoutSeconds" | "maxBatchSize"> {
+): Pick<ReportingClient, "pushEveryMs" | "pushRequestTimeoutMs" | "maxBatchSize"> {
   return {
-    pushEverySeconds: c.pushEverySeconds,
-    pushRequestTimeoutSeconds: c.pushRequestTimeoutSeconds,
+    pushEveryMs: secondsToMs(c.pushEverySeconds),
+    pushRequestTimeoutMs: secondsToMs(c.pushRequestTimeoutSeconds),
     maxBatchSize: c.maxBatchSize,
   };
 }

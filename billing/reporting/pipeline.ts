@@ -38,8 +38,8 @@ export interface ReportingClient {
   /** Blob clients: the key of a batch completed at `at`, chosen once and reused on retries. */
   objectKey?: (at: Date) => string;
   transport: Transport & { close?(): void };
-  pushEverySeconds: number;
-  pushRequestTimeoutSeconds: number;
+  pushEveryMs: number;
+  pushRequestTimeoutMs: number;
   maxBatchSize: number;
 }
 
@@ -133,8 +133,8 @@ export class ReportingPipeline implements EventSink {
           new Sender({
             queue,
             transport: client.transport,
-            pushEveryMs: client.pushEverySeconds * 1000,
-            requestTimeoutMs: client.pushRequestTimeoutSeconds * 1000,
+            pushEveryMs: client.pushEveryMs,
+            requestTimeoutMs: client.pushRequestTimeoutMs,
             retry,
             clock: this.#clock,
             random: options.random ?? systemRandom,

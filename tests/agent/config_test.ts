@@ -4,7 +4,6 @@ import {
   ConfigError,
   loadConfig,
   parseConfig,
-  secondsToMs,
 } from "../../agent/config/config.ts";
 import { EnvError, readEnv } from "../../agent/config/env.ts";
 
@@ -529,10 +528,6 @@ Deno.test("a missing file is named", async () => {
     assert.match(err.message, new RegExp(`^error opening config file "${path}": \\S`));
     return true;
   });
-});
-
-Deno.test("secondsToMs converts config durations", () => {
-  assert.equal(secondsToMs(5), 5000);
 });
 
 const FULL_ENV = {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { HttpClient, MAX_HEAD_BYTES } from "../../agent/http/client.ts";
 import { systemClock } from "../../lib/clock.ts";
 import { USER_AGENT } from "../../agent/http/user_agent.ts";
-import { CANCELED, DEADLINE, type HttpOutcome } from "../../agent/http/outcome.ts";
+import { CANCELED, DEADLINE, type HttpError, type HttpOutcome } from "../../agent/http/outcome.ts";
 import { metricsClient, scrapeMetrics } from "../../agent/vm_metrics/scrape.ts";
 
 const LIMIT = 256 * 1024;
@@ -170,14 +170,14 @@ async function withRaw(
 }
 
 function body(outcome: HttpOutcome): string {
-  assert.ok(outcome.ok, outcome.ok ? "" : `failed: ${outcome.rootCause}`);
-  assert.equal(outcome.status, 200);
-  return outcome.body;
+  assert.ok(outcome.ok, outcome.ok ? "" : `failed: ${outcome.error.rootCause}`);
+  assert.equal(outcome.value.status, 200);
+  return outcome.value.body;
 }
 
-function failed(outcome: HttpOutcome): Extract<HttpOutcome, { ok: false }> {
+function failed(outcome: HttpOutcome): HttpError {
   assert.ok(!outcome.ok, "expected a failure");
-  return outcome;
+  return outcome.error;
 }
 
 Deno.test("http get: content-length bodies from Deno.serve, one connection for all", async () => {
@@ -375,9 +375,12 @@ Deno.test("http get: statuses other than 200 are read through, and keep the conn
     ok("fine", "Content-Length: 4\r\n"),
   ];
   await withRaw((n) => answers[n - 1], async (client, server) => {
-    assert.deepEqual(await client.get(2000, never), { ok: true, status: 503, body: "busy" });
-    assert.deepEqual(await client.get(2000, never), { ok: true, status: 204, body: "" });
-    assert.deepEqual(await client.get(2000, never), { ok: true, status: 404, body: "" });
+    assert.deepEqual(await client.get(2000, never), {
+      ok: true,
+      value: { status: 503, body: "busy" },
+    });
+    assert.deepEqual(await client.get(2000, never), { ok: true, value: { status: 204, body: "" } });
+    assert.deepEqual(await client.get(2000, never), { ok: true, value: { status: 404, body: "" } });
     assert.equal(body(await client.get(2000, never)), "fine");
     assert.equal(server.accepted, 1);
   });
@@ -816,8 +819,7 @@ Deno.test("http post: a redirect is the response, not followed", async () => {
   await withRaw(() => answer(moved), async (client, server) => {
     assert.deepEqual(await client.post("x", JSON_TYPE, 2000, never), {
       ok: true,
-      status: 307,
-      body: "moved",
+      value: { status: 307, body: "moved" },
     });
     assert.equal(server.requests.length, 1);
   });

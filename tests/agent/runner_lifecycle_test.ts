@@ -103,7 +103,7 @@ async function node() {
     post(_url, body) {
       // Grants whatever is asked for.
       const permit = JSON.parse(body).resources;
-      return Promise.resolve({ ok: true, status: 200, body: JSON.stringify({ permit }) });
+      return Promise.resolve(ok({ status: 200, body: JSON.stringify({ permit }) }));
     },
     close() {},
   };
@@ -125,7 +125,7 @@ async function node() {
       if (brokenScrapes.delete(ip)) throw new Error("the metrics port broke its contract");
       scrapes.set(ip, (scrapes.get(ip) ?? 0) + 1);
       const body = url.endsWith(":9100/metrics") ? SYSTEM_METRICS : "";
-      return Promise.resolve({ ok: true, status: 200, body });
+      return Promise.resolve(ok({ status: 200, body }));
     },
     close() {},
   });
@@ -138,7 +138,7 @@ async function node() {
       kube,
       schedulerIP: () => "10.0.0.250",
       statusWaiter: new VmStatusWaiter(clock),
-      desiredCu: () => {},
+      desiredCU: () => {},
       scalingEvents: new ScalingEventsReporter({
         config: config.scalingEvents,
         sink: { enqueue() {} },

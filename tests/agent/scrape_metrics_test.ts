@@ -20,6 +20,7 @@ import {
 import { recordingLog } from "../support/log.ts";
 import { until } from "../support/wait.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
+import { ok } from "../../lib/result.ts";
 import { systemClock } from "../../lib/clock.ts";
 import { systemRandom } from "../../lib/random.ts";
 
@@ -281,7 +282,7 @@ function fixedEndpoint(body: string) {
       url,
       get: () => {
         endpoint.gets++;
-        return Promise.resolve({ ok: true as const, status: 200, body });
+        return Promise.resolve(ok({ status: 200, body }));
       },
       close() {},
     }),

@@ -119,8 +119,8 @@ export function fakeClient(
   options: {
     name?: "http" | "s3" | "azureblob";
     maxBatchSize?: number;
-    pushEverySeconds?: number;
-    pushRequestTimeoutSeconds?: number;
+    pushEveryMs?: number;
+    pushRequestTimeoutMs?: number;
     objectKey?: (at: Date) => string;
   } = {},
 ): ReportingClient {
@@ -130,8 +130,8 @@ export function fakeClient(
     format: name === "http" ? "jsonArray" : "jsonLinesGzip",
     objectKey: options.objectKey,
     transport,
-    pushEverySeconds: options.pushEverySeconds ?? 10,
-    pushRequestTimeoutSeconds: options.pushRequestTimeoutSeconds ?? 5,
+    pushEveryMs: options.pushEveryMs ?? 10_000,
+    pushRequestTimeoutMs: options.pushRequestTimeoutMs ?? 5000,
     maxBatchSize: options.maxBatchSize ?? 10,
   };
 }

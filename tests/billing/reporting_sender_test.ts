@@ -32,7 +32,7 @@ interface Setup {
 }
 
 async function withPipeline(
-  options: Partial<PipelineOptions> & { maxBatchSize?: number; pushEverySeconds?: number },
+  options: Partial<PipelineOptions> & { maxBatchSize?: number; pushEveryMs?: number },
   fn: (s: Setup) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "sender-test-" });
@@ -44,7 +44,7 @@ async function withPipeline(
     clients: [
       fakeClient(transport, {
         maxBatchSize: options.maxBatchSize ?? 5,
-        pushEverySeconds: options.pushEverySeconds ?? 10,
+        pushEveryMs: options.pushEveryMs ?? 10_000,
       }),
     ],
     spoolDir: dir,
@@ -243,7 +243,7 @@ Deno.test("sender: an empty final pass sets the duration to 1e-6", async () => {
 
 Deno.test("sender: the shutdown deadline cancels attempts; the batch stays spooled", async () => {
   await withPipeline(
-    { pushEverySeconds: 60 },
+    { pushEveryMs: 60_000 },
     async ({ scheduler, transport, pipeline, dir }) => {
       // Hangs until its attempt is cancelled.
       transport.respond = (_batch, _attempt, signal) =>

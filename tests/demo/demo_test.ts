@@ -139,7 +139,7 @@ Deno.test("demo: 15 s of the demo scale every kind of VM and write a report", as
         assert.equal(stubborn.summary.scaleChanges, 0);
         const stepLoad = data.vms.find((vm) => vm.name === "step-load")!;
         assert.ok(stepLoad.summary.scaleChanges >= 1);
-        assert.ok(data.summary.cuHours > 0 && data.summary.goalCuHours > 0);
+        assert.ok(data.summary.cuHours > 0 && data.summary.goalCUHours > 0);
       },
     );
 

@@ -193,7 +193,7 @@ Deno.test("README: the replay walkthrough runs as written with only Node.js, npm
     ]);
     for (const query of queries) assert.match(query, /\{vm_name="compute-quiet-lake-12345"/);
     const fromPrometheus = reportData(await Deno.readTextFile(reports[2]));
-    assert.equal(fromPrometheus.vms[0].maxCu, 8);
+    assert.equal(fromPrometheus.vms[0].maxCU, 8);
     assert.ok(fromPrometheus.vms[0].events.some((e) => e.kind === "upscale"));
   } finally {
     await prometheus.shutdown();

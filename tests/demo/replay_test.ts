@@ -84,7 +84,7 @@ const CASES: Case[] = [
 ];
 
 function vmOf(name: string, scalingConfig: ReplayVm["scalingConfig"]): ReplayVm {
-  return { name, minCu: 1, maxCu: 4, startCu: 1, scalingConfig };
+  return { name, minCU: 1, maxCU: 4, startCU: 1, scalingConfig };
 }
 
 type Run = { result: ReplayResult; workload: ReplayGuest; config: AgentConfig };
@@ -137,8 +137,8 @@ function redrive(
   state.monitor().active(true);
   // Another origin than the replay's: only time differences may matter to the core.
   const epoch = 1_000_000_000_000;
-  let using: Resources = { vCPU: vm.startCu * unit.vCPU, mem: vm.startCu * unit.mem };
-  const timeline = [{ atMs: 0, cu: vm.startCu }];
+  let using: Resources = { vCPU: vm.startCU * unit.vCPU, mem: vm.startCU * unit.mem };
+  const timeline = [{ atMs: 0, cu: vm.startCU }];
   for (const input of inputs) {
     const now = epoch + input.atMs;
     if (input.system) state.updateSystemMetrics(input.system);
@@ -210,8 +210,8 @@ for (const c of CASES) {
       const denied = denials.some((at) => at <= input.atMs && input.atMs - at < deniedCooldownMs);
       if (!input.system || input.atMs - lastAsk < upscaleValidMs || denied) continue;
       const goal = goalCU(calculateGoalCU(scaling, unit, input.system, lfc));
-      const expected = Math.min(c.vm.maxCu, Math.max(c.vm.minCu, goal));
-      assert.equal(samples.get(input.atMs)?.goalCu, expected, `goal at ${input.atMs} ms`);
+      const expected = Math.min(c.vm.maxCU, Math.max(c.vm.minCU, goal));
+      assert.equal(samples.get(input.atMs)?.goalCU, expected, `goal at ${input.atMs} ms`);
       assert.equal(cuAt(vm, input.atMs), expected, `allocation at ${input.atMs} ms`);
       checked++;
     }

@@ -23,8 +23,8 @@ function timeline(name: string, overrides: Partial<VmTimeline> = {}): VmTimeline
   return {
     name,
     description: "a test VM",
-    minCu: 1,
-    maxCu: 4,
+    minCU: 1,
+    maxCU: 4,
     cu: [{ atMs: 0, cu: 1 }, { atMs: 4000, cu: 2 }],
     // Goals from the metrics: 1, then 2 (CPU 1.6 rounds up) while 1 CU is allocated, then 1
     // (CPU 1.4 rounds down) while 2 are, then 2 (memory 1.2 rounds up).
@@ -38,11 +38,11 @@ function timeline(name: string, overrides: Partial<VmTimeline> = {}): VmTimeline
       load: 0.1 * i,
       memBytes: 0.5 * GiB,
       workingSetBytes: null,
-      goalCu: i < 2 ? 1 : 2,
+      goalCU: i < 2 ? 1 : 2,
       goalParts: { ...parts, lfc: null },
-      permitCu: i < 2 ? null : 2,
+      permitCU: i < 2 ? null : 2,
     })),
-    events: [{ atMs: 4000, kind: "upscale", fromCu: 1, toCu: 2, detail: "patched" }],
+    events: [{ atMs: 4000, kind: "upscale", fromCU: 1, toCU: 2, detail: "patched" }],
     ...overrides,
   };
 }
@@ -100,14 +100,14 @@ Deno.test("summary: CU-hours, the goal's CU-hours, time under and over, and scal
   // Allocated 1 CU for 4 s and 2 for 4 s; goal 1, 2, 1, 2 for 2 s each.
   assert.deepStrictEqual(s, {
     cuHours: 12 / 3600,
-    goalCuHours: 12 / 3600,
+    goalCUHours: 12 / 3600,
     underMinutes: 2 / 60,
     overMinutes: 2 / 60,
     scaleChanges: 1,
   });
   const unknownAtFirst = timeline("b");
   unknownAtFirst.samples[0].goalParts = null;
-  assert.equal(summarize(unknownAtFirst, 8000).goalCuHours, 10 / 3600, "no goal, no hours");
+  assert.equal(summarize(unknownAtFirst, 8000).goalCUHours, 10 / 3600, "no goal, no hours");
   const total = addSummaries([s, s]);
   assert.equal(total.scaleChanges, 2);
   assert.equal(total.cuHours, 24 / 3600);
@@ -141,14 +141,14 @@ Deno.test("report: repeated identical events take one line with a count", () => 
   const denied = (atMs: number): ScalingEvent => ({
     atMs,
     kind: "denied",
-    fromCu: 2,
-    toCu: 1,
+    fromCU: 2,
+    toCU: 1,
     detail: "vm-monitor: no",
   });
   const events = [denied(1000), denied(3000), denied(5000), {
     ...denied(6000),
-    toCu: 0.5,
-  }, { atMs: 7000, kind: "upscale", fromCu: 2, toCu: 3, detail: "patched" } as ScalingEvent];
+    toCU: 0.5,
+  }, { atMs: 7000, kind: "upscale", fromCU: 2, toCU: 3, detail: "patched" } as ScalingEvent];
   assert.deepStrictEqual(
     groupEvents(events).map((g) => [g.first.atMs, g.lastAtMs, g.count]),
     [[1000, 5000, 3], [6000, 6000, 1], [7000, 7000, 1]],
@@ -173,7 +173,7 @@ Deno.test("sizes: bytes read as MiB or GiB, in our text and in a peer's", () => 
 
 Deno.test("comparison: runs side by side on one CU scale, with a row each in the table", () => {
   const small = report([timeline("a")]);
-  const big = report([timeline("a", { maxCu: 10, cu: [{ atMs: 0, cu: 8 }] })]);
+  const big = report([timeline("a", { maxCU: 10, cu: [{ atMs: 0, cu: 8 }] })]);
   const html = renderComparison({
     title: "two",
     source: "hand-made",
@@ -196,7 +196,7 @@ Deno.test("comparison: runs side by side on one CU scale, with a row each in the
 Deno.test("report: a gap in the goal starts a new subpath", () => {
   const vm = timeline("a");
   vm.samples[1].goalParts = null;
-  vm.samples[1].goalCu = null;
+  vm.samples[1].goalCU = null;
   const html = renderReport(report([vm]));
   for (const cls of ["goal-cpu", "desired"]) {
     const d = html.match(new RegExp(`<path class="series ${cls}" d="([^"]+)"`))![1];
@@ -222,8 +222,8 @@ Deno.test("table: one aligned line per VM with its last action and how long ago"
       memBytes: 300 * 2 ** 20,
       memTotalBytes: 2 * GiB,
       cu: 2,
-      goalCu: 3,
-      lastEvent: { atMs: 4000, kind: "upscale", fromCu: 1, toCu: 2, detail: "" },
+      goalCU: 3,
+      lastEvent: { atMs: 4000, kind: "upscale", fromCU: 1, toCU: 2, detail: "" },
     },
     {
       name: "idle",
@@ -231,7 +231,7 @@ Deno.test("table: one aligned line per VM with its last action and how long ago"
       memBytes: 0,
       memTotalBytes: GiB,
       cu: 1,
-      goalCu: null,
+      goalCU: null,
       lastEvent: undefined,
     },
   ];

@@ -27,7 +27,7 @@ async function replayOf(trace: Trace, scalingConfig: { enableLFCMetrics: boolean
     workload: guestOf(trace),
     durationMs: traceSpanMs(trace),
     config: await loadConfig(CONFIG),
-    vm: { name: "vm", minCu: 1, maxCu: 8, startCu: 1, scalingConfig },
+    vm: { name: "vm", minCU: 1, maxCU: 8, startCU: 1, scalingConfig },
     source: trace.name,
     description: trace.name,
   });

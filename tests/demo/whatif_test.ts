@@ -88,7 +88,7 @@ Deno.test("what-if: two configs over the memory-steps trace give the hand-comput
         const close = (actual: number, want: number, what: string) =>
           assert.ok(Math.abs(actual - want) < 1e-9, `${e.label} ${what}: ${actual} ≠ ${want}`);
         close(s.cuHours, e.cuS / SECONDS_PER_HOUR, "CU-hours");
-        close(s.goalCuHours, e.goalS / SECONDS_PER_HOUR, "goal CU-hours");
+        close(s.goalCUHours, e.goalS / SECONDS_PER_HOUR, "goal CU-hours");
         close(s.underMinutes, e.underS / 60, "minutes under");
         close(s.overMinutes, e.overS / 60, "minutes over");
         assert.equal(s.scaleChanges, 2, `${e.label}: up at 121 s, down at 451 s`);
@@ -183,7 +183,7 @@ Deno.test("what-if: --scaling-config variants compare one config's VM settings",
     }
     const [without, withLfc] = data.runs.map((r) => r.summary);
     // The working set grows to 1.75 GiB: counting it can only raise the goal.
-    assert.ok(withLfc.goalCuHours > without.goalCuHours, JSON.stringify({ without, withLfc }));
+    assert.ok(withLfc.goalCUHours > without.goalCUHours, JSON.stringify({ without, withLfc }));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -205,7 +205,7 @@ Deno.test("fuzz: the HTTP client's GET never rejects and keeps no connection aft
       const outcome = await client.get(5000, never);
       if (!outcome.ok) {
         assert.ok(outcome.error instanceof Error);
-        assert.equal(typeof outcome.rootCause, "string");
+        assert.equal(typeof outcome.error.rootCause, "string");
       }
       client.close();
       // Every connection opened was closed exactly once, after a failure or by `close`.
