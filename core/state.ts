@@ -42,7 +42,6 @@ import {
   type Revision,
   RevisionFlag,
   type RevisionWithTime,
-  type ScalingConfig,
   type SystemMetrics,
   type VmInfo,
 } from "./types.ts";
@@ -95,17 +94,8 @@ export type MonitorRequestKind = "upscale" | "downscale";
 
 /** JSON-serialisable snapshot of a {@link State} (core.md section 12). */
 export interface StateDump {
-  config: {
-    computeUnit: Resources;
-    defaultScalingConfig: ScalingConfig;
-    neonVMRetryWait: DurationMs;
-    pluginRequestTick: DurationMs;
-    pluginRetryWait: DurationMs;
-    pluginDeniedRetryWait: DurationMs;
-    monitorDeniedDownscaleCooldown: DurationMs;
-    monitorRequestedUpscaleValidPeriod: DurationMs;
-    monitorRetryWait: DurationMs;
-  };
+  /** The config's values; its hooks (log, revision source, callbacks) are not data. */
+  config: Omit<CoreConfig, "log" | "revisionSource" | "observabilityCallbacks">;
   debug: boolean;
   vm: VmInfo;
   plugin: {

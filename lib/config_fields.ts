@@ -81,3 +81,16 @@ export function string(absent?: string) {
     return absent === undefined && value === "" ? undefined : value;
   }, absent);
 }
+
+/** The object schema inside optional, nullable, default and prefault wrappers and transforms. */
+export function objectSchemaOf(schema: z.ZodType): z.ZodObject | undefined {
+  if (schema instanceof z.ZodObject) return schema;
+  if (
+    schema instanceof z.ZodOptional || schema instanceof z.ZodNullable ||
+    schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault
+  ) {
+    return objectSchemaOf(schema.unwrap() as z.ZodType);
+  }
+  if (schema instanceof z.ZodPipe) return objectSchemaOf(schema.in as z.ZodType);
+  return undefined;
+}

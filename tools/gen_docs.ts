@@ -17,6 +17,7 @@ import { z } from "zod";
 import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
 import { agentConfigSchema, parseConfig } from "../agent/config/config.ts";
 import { DEFAULT_STATE_DIR, EnvError, readEnv } from "../agent/config/env.ts";
+import { objectSchemaOf } from "../lib/config_fields.ts";
 import {
   GlobalMetrics,
   NODEJS_TOTAL_GAUGES,
@@ -229,19 +230,6 @@ const CONFIG_DESCRIPTIONS: Record<string, string> = {
 
 type Json = Record<string, unknown>;
 
-/** The object schema inside optional/nullable/default/prefault wrappers and transforms. */
-function objectSchema(schema: z.ZodType): z.ZodObject | undefined {
-  if (schema instanceof z.ZodObject) return schema;
-  if (
-    schema instanceof z.ZodOptional || schema instanceof z.ZodNullable ||
-    schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault
-  ) {
-    return objectSchema(schema.unwrap() as z.ZodType);
-  }
-  if (schema instanceof z.ZodPipe) return objectSchema(schema.in as z.ZodType);
-  return undefined;
-}
-
 function isObject(value: unknown): value is Json {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -257,7 +245,7 @@ function issues(schema: z.ZodType, value: unknown, key?: string): string[] {
 
 /** A value the schema accepts: the shipped one where there is one. */
 function sample(schema: z.ZodType, shipped: unknown, path: string): unknown {
-  const object = objectSchema(schema);
+  const object = objectSchemaOf(schema);
   if (object !== undefined) {
     const value = Object.fromEntries(
       Object.entries(object.shape).map((
@@ -300,7 +288,7 @@ function scalarAccepts(schema: z.ZodType, path: string): string {
  */
 function rows(parent: z.ZodType, parentSample: Json, shipped: unknown, prefix: string): Row[] {
   const result: Row[] = [];
-  for (const [key, child] of Object.entries(objectSchema(parent)!.shape)) {
+  for (const [key, child] of Object.entries(objectSchemaOf(parent)!.shape)) {
     const path = prefix === "" ? key : `${prefix}.${key}`;
     const shippedValue = isObject(shipped) ? shipped[key] : undefined;
     const { [key]: _, ...without } = parentSample;
@@ -313,7 +301,7 @@ function rows(parent: z.ZodType, parentSample: Json, shipped: unknown, prefix: s
       : isObject(fallback) && Object.keys(fallback).length > 0
       ? "_see below_"
       : code(fallback);
-    if (objectSchema(child) !== undefined) {
+    if (objectSchemaOf(child) !== undefined) {
       // A non-empty shipped object is shown key by key in the rows below.
       const shownShipped = isObject(shippedValue) && Object.keys(shippedValue).length > 0
         ? undefined
@@ -398,11 +386,11 @@ export async function renderConfigurationDoc(): Promise<string> {
   const env = environmentVariables();
   checkDescribed("environment variable", env, ENV_DESCRIPTIONS);
 
-  const topLevel = objectSchema(agentConfigSchema)!.shape;
+  const topLevel = objectSchemaOf(agentConfigSchema)!.shape;
   const sections = new Map<string, Row[]>();
   for (const row of all) {
     const [top] = row.path.split(".");
-    const section = objectSchema(topLevel[top]) === undefined ? "(top level)" : top;
+    const section = objectSchemaOf(topLevel[top]) === undefined ? "(top level)" : top;
     sections.set(section, [...(sections.get(section) ?? []), row]);
   }
 

@@ -23,6 +23,7 @@ import { MAX_METRICS_BODY_BYTES, METRICS_BYTES_PER_SECOND } from "../vm_metrics/
 import { billingConfigSchema, scalingEventsConfigSchema } from "../../billing/config.ts";
 import {
   isUint,
+  objectSchemaOf,
   port,
   positiveNumber,
   Problem,
@@ -280,19 +281,6 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** The keys a schema accepts, if it is (a wrapper around) an object schema. */
-function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
-  if (schema instanceof z.ZodObject) return schema.shape;
-  if (
-    schema instanceof z.ZodOptional || schema instanceof z.ZodNullable ||
-    schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault
-  ) {
-    return objectShape(schema.unwrap() as z.ZodType);
-  }
-  if (schema instanceof z.ZodPipe) return objectShape(schema.in as z.ZodType);
-  return undefined;
-}
-
 /**
  * Renames each key to the schema's spelling when it matches case-insensitively (an exact match
  * wins, as in Go), and drops known keys whose value is `null`. Unknown keys are kept for the
@@ -304,7 +292,7 @@ function normaliseKeys(
   path: string[],
   problems: string[],
 ): unknown {
-  const shape = objectShape(schema);
+  const shape = objectSchemaOf(schema)?.shape;
   if (shape === undefined || !isPlainObject(value)) return value;
   const known = Object.keys(shape);
   const result: Record<string, unknown> = {};

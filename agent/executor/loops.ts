@@ -12,15 +12,13 @@
 import type {
   ActionMonitorDownscale,
   ActionMonitorUpscale,
-  ActionNeonVMRequest,
-  ActionPluginRequest,
   ActionSet,
   MonitorHandle as CoreMonitorHandle,
-  Resources,
-  RevisionWithTime,
   State,
 } from "../../core/mod.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
+import type { Receiver } from "../../lib/broadcast.ts";
+import type { Result } from "../../lib/result.ts";
 import type {
   DownscaleResult,
   MonitorClient,
@@ -29,159 +27,198 @@ import type {
   PluginClient,
 } from "./clients.ts";
 import type { ExecutorCore } from "./core.ts";
-import type { Result } from "../../lib/result.ts";
 
 function seconds(fromMs: number, toMs: number): number {
   return (toMs - fromMs) / 1000;
 }
 
+/** An action of one kind, marked started in the core at `startTime`. */
+interface Started<A, S> {
+  action: A;
+  startTime: number;
+  /** What `start` returned inside the lock. */
+  started: S;
+}
+
 /**
- * The loop every executor shares: on each change, takes the action `pick` finds in the current
- * action set and, if no newer set was computed meanwhile, marks it started with `start` (inside the
- * lock; it returns what the request needs from that moment), then runs `request` outside it.
+ * Where one loop takes its actions from: the action `pick` finds in the current action set, each
+ * time the state changed.
  */
-async function runActionLoop<A, S>(
-  signal: AbortSignal,
-  core: ExecutorCore,
-  pick: (actions: ActionSet) => A | undefined,
-  start: (state: State, action: A, startTime: number) => S,
-  request: (action: A, started: S, startTime: number) => Promise<void>,
-): Promise<void> {
-  // Sleeps through the updates that hold no action for this loop.
-  const receiver = core.newReceiver((actions) => pick(actions) !== undefined);
-  while (await receiver.wait(signal)) {
-    receiver.awake();
-    const last = core.getActions();
-    const action = pick(last.actions);
-    if (action === undefined) continue;
-    let startTime = 0;
-    let started: { value: S } | undefined;
-    core.updateIfActionsUnchanged(last, (state) => {
-      startTime = core.now();
-      started = { value: start(state, action, startTime) };
-    });
-    if (started !== undefined) await request(action, started.value, startTime);
+class Actions<A> {
+  readonly #core: ExecutorCore;
+  readonly #pick: (actions: ActionSet) => A | undefined;
+  readonly #changes: Receiver<ActionSet>;
+
+  constructor(core: ExecutorCore, pick: (actions: ActionSet) => A | undefined) {
+    this.#core = core;
+    this.#pick = pick;
+    // Sleeps through the updates that hold no action for this loop.
+    this.#changes = core.newReceiver((actions) => pick(actions) !== undefined);
+  }
+
+  /**
+   * Waits for the next action and marks it started with `start`, inside the lock, if no newer
+   * action set was computed meanwhile; null once `signal` aborts.
+   */
+  async next<S>(
+    signal: AbortSignal,
+    start: (state: State, action: A, startTime: number) => S,
+  ): Promise<Started<A, S> | null> {
+    const core = this.#core;
+    while (await this.#changes.wait(signal)) {
+      this.#changes.awake();
+      const last = core.getActions();
+      const action = this.#pick(last.actions);
+      if (action === undefined) continue;
+      let taken: Started<A, S> | null = null;
+      core.updateIfActionsUnchanged(last, (state) => {
+        const startTime = core.now();
+        taken = { action, startTime, started: start(state, action, startTime) };
+      });
+      if (taken !== null) return taken;
+    }
+    return null;
   }
 }
 
 /** Sends the plugin requests the core asks for (`DoPluginRequests`). */
-export function runPluginLoop(
+export async function runPluginLoop(
   signal: AbortSignal,
   core: ExecutorCore,
   client: PluginClient,
   log: Log = silentLog,
 ): Promise<void> {
-  return runActionLoop(
-    signal,
-    core,
-    (actions) => actions.pluginRequest,
-    (state, action, startTime) => {
+  const actions = new Actions(core, (set) => set.pluginRequest);
+  for (;;) {
+    const next = await actions.next(signal, (state, action, now) => {
       log.info("starting plugin request", { action });
-      state.plugin().startingRequest(startTime, action.target);
-    },
-    (action, _, startTime) => pluginRequest(signal, core, client, log, action, startTime),
-  );
-}
-
-async function pluginRequest(
-  signal: AbortSignal,
-  core: ExecutorCore,
-  client: PluginClient,
-  log: Log,
-  action: ActionPluginRequest,
-  startTime: number,
-): Promise<void> {
-  const result = await client.request(action.lastPermit, action.target, action.metrics, signal);
-  const endTime = core.now();
-  core.update((state) => {
-    const fields = { action, duration: seconds(startTime, endTime) };
-    if (!result.ok) {
-      log.error("plugin request failed", { ...fields, error: result.error.message });
-      state.plugin().requestFailed(endTime);
-      return;
-    }
-    log.info("plugin request successful", { ...fields, response: result.value });
-    const invalid = state.plugin().requestSuccessful(
-      endTime,
-      action.targetRevision,
-      result.value,
-    );
-    if (invalid !== null) {
-      log.error("plugin response validation failed", {
-        ...fields,
-        response: result.value,
-        error: invalid.message,
-      });
-    }
-  });
+      state.plugin().startingRequest(now, action.target);
+    });
+    if (next === null) return;
+    const { action, startTime } = next;
+    const result = await client.request(action.lastPermit, action.target, action.metrics, signal);
+    const endTime = core.now();
+    core.update((state) => {
+      const fields = { action, duration: seconds(startTime, endTime) };
+      if (!result.ok) {
+        log.error("plugin request failed", { ...fields, error: result.error.message });
+        state.plugin().requestFailed(endTime);
+        return;
+      }
+      const response = result.value;
+      log.info("plugin request successful", { ...fields, response });
+      const invalid = state.plugin().requestSuccessful(endTime, action.targetRevision, response);
+      if (invalid !== null) {
+        log.error("plugin response validation failed", {
+          ...fields,
+          response,
+          error: invalid.message,
+        });
+      }
+    });
+  }
 }
 
 /** Sends the VM patches the core asks for (`DoNeonVMRequests`). */
-export function runNeonVMLoop(
+export async function runNeonVMLoop(
   signal: AbortSignal,
   core: ExecutorCore,
   client: NeonVMClient,
   log: Log = silentLog,
 ): Promise<void> {
-  return runActionLoop(
-    signal,
-    core,
-    (actions) => actions.neonvmRequest,
-    (state, action, startTime) => {
+  const actions = new Actions(core, (set) => set.neonvmRequest);
+  for (;;) {
+    const next = await actions.next(signal, (state, action, now) => {
       log.info("starting NeonVM request", { action });
-      state.neonvm().startingRequest(startTime, action.target);
-    },
-    (action, _, startTime) => neonvmRequest(signal, core, client, log, action, startTime),
-  );
+      state.neonvm().startingRequest(now, action.target);
+    });
+    if (next === null) return;
+    const { action, startTime } = next;
+    // S-5: the end time is the send time. It stamps the revision written to the VM and the
+    // outcome, so a failure's retry wait counts from when the patch was sent.
+    const endTime = core.now();
+    const targetRevision = { ...action.targetRevision, updatedAt: endTime };
+    const result = await client.request({ ...action, targetRevision }, signal);
+    core.update((state) => {
+      const fields = { action, duration: seconds(startTime, endTime) };
+      if (!result.ok) {
+        log.error("NeonVM request failed", { ...fields, error: result.error.message });
+        state.neonvm().requestFailed(endTime);
+      } else {
+        log.info("NeonVM request successful", fields);
+        state.neonvm().requestSuccessful(endTime);
+      }
+    });
+  }
 }
 
-async function neonvmRequest(
-  signal: AbortSignal,
-  core: ExecutorCore,
-  client: NeonVMClient,
-  log: Log,
-  action: ActionNeonVMRequest,
-  startTime: number,
-): Promise<void> {
-  // S-5: the end time is the send time. It stamps the revision written to the VM and the
-  // outcome, so a failure's retry wait counts from when the patch was sent.
-  const endTime = core.now();
-  const targetRevision = { ...action.targetRevision, updatedAt: endTime };
-  const result = await client.request({ ...action, targetRevision }, signal);
-  core.update((state) => {
-    const fields = { action, duration: seconds(startTime, endTime) };
-    if (!result.ok) {
-      log.error("NeonVM request failed", { ...fields, error: result.error.message });
-      state.neonvm().requestFailed(endTime);
-    } else {
-      log.info("NeonVM request successful", fields);
-      state.neonvm().requestSuccessful(endTime);
-    }
-  });
-}
-
-// What differs between the two monitor loops.
-interface MonitorLoopSpec<R> {
+/** What differs between the two vm-monitor loops. */
+interface MonitorRequests<A extends ActionMonitorDownscale | ActionMonitorUpscale, R> {
   kind: "downscale" | "upscale";
-  action(actions: ActionSet): ActionMonitorDownscale | ActionMonitorUpscale | undefined;
-  starting(monitor: CoreMonitorHandle, now: number, target: Resources): void;
-  call(handle: MonitorHandle, current: Resources, target: Resources): Promise<Result<R>>;
-  /** Logs the outcome and returns the state change to make if the connection is unchanged. */
+  pick(actions: ActionSet): A | undefined;
+  starting(monitor: CoreMonitorHandle, now: number, action: A): void;
+  send(connection: MonitorHandle, action: A): Promise<Result<R>>;
+  /** Logs the outcome (with `fields`) and returns how it changes the monitor state. */
   outcome(
     result: Result<R>,
     endTime: number,
-    targetRevision: RevisionWithTime,
+    action: A,
     log: Log,
     fields: Record<string, unknown>,
   ): (monitor: CoreMonitorHandle) => void;
 }
 
-const DOWNSCALE: MonitorLoopSpec<DownscaleResult> = {
+/**
+ * Sends the vm-monitor requests of one kind. The connection is captured inside the lock as the
+ * request starts, and the outcome is applied only if it is still the current one (S-1: a reset
+ * or reconnect wiped the monitor state the result is for).
+ */
+async function runMonitorLoop<A extends ActionMonitorDownscale | ActionMonitorUpscale, R>(
+  signal: AbortSignal,
+  core: ExecutorCore,
+  client: MonitorClient,
+  log: Log,
+  requests: MonitorRequests<A, R>,
+): Promise<void> {
+  const { kind } = requests;
+  const actions = new Actions(core, requests.pick);
+  for (;;) {
+    const next = await actions.next(signal, (state, action, now) => {
+      log.info(`starting vm-monitor ${kind} request`, { action });
+      const connection = client.getHandle();
+      requests.starting(state.monitor(), now, action);
+      return connection;
+    });
+    if (next === null) return;
+    const { action, startTime, started: connection } = next;
+    if (connection === null) {
+      // The core asks for monitor requests only while a connection is active.
+      throw new Error(
+        `core asked for a vm-monitor ${kind} request, but there is no vm-monitor connection`,
+      );
+    }
+    const result = await requests.send(connection, action);
+    const endTime = core.now();
+    core.update((state) => {
+      const unchanged = connection.generation === client.currentGeneration();
+      const fields = { action, duration: seconds(startTime, endTime), unchanged };
+      const apply = requests.outcome(result, endTime, action, log, fields);
+      if (unchanged) return apply(state.monitor());
+      log.warn(`skipping state update after vm-monitor ${kind} request: connection changed`, {
+        action,
+        requestGeneration: connection.generation,
+        currentGeneration: client.currentGeneration(),
+      });
+    });
+  }
+}
+
+const DOWNSCALES: MonitorRequests<ActionMonitorDownscale, DownscaleResult> = {
   kind: "downscale",
-  action: (actions) => actions.monitorDownscale,
-  starting: (monitor, now, target) => monitor.startingDownscaleRequest(now, target),
-  call: (handle, current, target) => handle.downscale(current, target),
-  outcome: (result, endTime, targetRevision, log, fields) => {
+  pick: (actions) => actions.monitorDownscale,
+  starting: (monitor, now, action) => monitor.startingDownscaleRequest(now, action.target),
+  send: (connection, action) => connection.downscale(action.current, action.target),
+  outcome: (result, endTime, { targetRevision }, log, fields) => {
     if (!result.ok) {
       log.error("vm-monitor downscale request failed", { ...fields, error: result.error.message });
       return (monitor) => monitor.downscaleRequestFailed(endTime);
@@ -195,12 +232,12 @@ const DOWNSCALE: MonitorLoopSpec<DownscaleResult> = {
   },
 };
 
-const UPSCALE: MonitorLoopSpec<void> = {
+const UPSCALES: MonitorRequests<ActionMonitorUpscale, void> = {
   kind: "upscale",
-  action: (actions) => actions.monitorUpscale,
-  starting: (monitor, now, target) => monitor.startingUpscaleRequest(now, target),
-  call: (handle, current, target) => handle.upscale(current, target),
-  outcome: (result, endTime, _targetRevision, log, fields) => {
+  pick: (actions) => actions.monitorUpscale,
+  starting: (monitor, now, action) => monitor.startingUpscaleRequest(now, action.target),
+  send: (connection, action) => connection.upscale(action.current, action.target),
+  outcome: (result, endTime, _action, log, fields) => {
     if (!result.ok) {
       log.error("vm-monitor upscale request failed", { ...fields, error: result.error.message });
       return (monitor) => monitor.upscaleRequestFailed(endTime);
@@ -217,7 +254,7 @@ export function runMonitorDownscaleLoop(
   client: MonitorClient,
   log: Log = silentLog,
 ): Promise<void> {
-  return runMonitorLoop(signal, core, client, log, DOWNSCALE);
+  return runMonitorLoop(signal, core, client, log, DOWNSCALES);
 }
 
 /** Tells the vm-monitor about the upscales the core made (`DoMonitorUpscales`). */
@@ -227,64 +264,5 @@ export function runMonitorUpscaleLoop(
   client: MonitorClient,
   log: Log = silentLog,
 ): Promise<void> {
-  return runMonitorLoop(signal, core, client, log, UPSCALE);
-}
-
-function runMonitorLoop<R>(
-  signal: AbortSignal,
-  core: ExecutorCore,
-  client: MonitorClient,
-  log: Log,
-  spec: MonitorLoopSpec<R>,
-): Promise<void> {
-  return runActionLoop(
-    signal,
-    core,
-    spec.action,
-    (state, action, startTime) => {
-      log.info(`starting vm-monitor ${spec.kind} request`, { action });
-      const handle = client.getHandle();
-      spec.starting(state.monitor(), startTime, action.target);
-      return handle;
-    },
-    (action, handle, startTime) => {
-      if (handle === null) {
-        throw new Error(
-          `core asked for a vm-monitor ${spec.kind} request, but there is no vm-monitor connection`,
-        );
-      }
-      return monitorRequest(core, client, log, spec, action, handle, startTime);
-    },
-  );
-}
-
-async function monitorRequest<R>(
-  core: ExecutorCore,
-  client: MonitorClient,
-  log: Log,
-  spec: MonitorLoopSpec<R>,
-  action: ActionMonitorDownscale | ActionMonitorUpscale,
-  handle: MonitorHandle,
-  startTime: number,
-): Promise<void> {
-  const result = await spec.call(handle, action.current, action.target);
-  const endTime = core.now();
-  core.update((state) => {
-    // S-1: a reset or reconnect since the start wiped the monitor state this result is for.
-    const unchanged = handle.generation === client.currentGeneration();
-    const fields = { action, duration: seconds(startTime, endTime), unchanged };
-    const apply = spec.outcome(result, endTime, action.targetRevision, log, fields);
-    if (unchanged) {
-      apply(state.monitor());
-    } else {
-      log.warn(
-        `skipping state update after vm-monitor ${spec.kind} request: connection changed`,
-        {
-          action,
-          requestGeneration: handle.generation,
-          currentGeneration: client.currentGeneration(),
-        },
-      );
-    }
-  });
+  return runMonitorLoop(signal, core, client, log, UPSCALES);
 }

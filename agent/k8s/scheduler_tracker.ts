@@ -148,14 +148,11 @@ export class SchedulerTracker {
       },
     };
     this.#reflector = new Reflector({
+      ...options,
       name: SCHEDULER_WATCHER_NAME,
-      source: options.source,
       decode: decodeSchedulerPod,
       handlers,
       retryDelayMs: options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
-      observer: options.observer,
-      clock: options.clock,
-      random: options.random,
       log: this.#log,
     });
   }

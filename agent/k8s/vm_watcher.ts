@@ -101,14 +101,10 @@ export class VmWatcher {
       delete: (vm) => this.#delete(vm),
     };
     this.#reflector = new Reflector({
+      ...options,
       name: VM_WATCHER_NAME,
-      source: options.source,
       decode: decodeVirtualMachine,
       handlers,
-      retryDelayMs: options.retryDelayMs,
-      observer: options.observer,
-      clock: options.clock,
-      random: options.random,
       log: this.#log,
     });
   }

@@ -266,47 +266,44 @@ export class Runner {
       }
     });
 
+    // Both metrics endpoints of the VM, scraped the same way.
+    const scraping = {
+      maxBodyBytes: config.metrics.maxBodyBytes,
+      bytesPerSecond: config.metrics.bytesPerSecond,
+      clock,
+      random: this.#deps.random,
+      transport: this.#deps.metricsHttp,
+    };
     spawn("get system metrics", (signal, wlog) =>
       runMetricsLoop(signal, {
+        ...scraping,
         kind: "system",
         url: metricsURL(pod.podIP, config.metrics.system.port),
-        everyMs: t.metrics.system.everyMs,
-        requestTimeoutMs: t.metrics.system.requestTimeoutMs,
+        ...t.metrics.system,
         isActive: () => true,
         parse: systemMetricsSteps,
-        maxBodyBytes: config.metrics.maxBodyBytes,
-        bytesPerSecond: config.metrics.bytesPerSecond,
         apply: (m, withLock) => {
           this.#countInvalid("system", sanitizeSystemMetrics(m).replaced, wlog);
           core.updateSystemMetrics(m, withLock);
         },
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "system" }),
-        clock,
-        random: this.#deps.random,
-        transport: this.#deps.metricsHttp,
         log: wlog,
       }));
-
     spawn("get LFC metrics", (signal, wlog) =>
       runMetricsLoop(signal, {
+        ...scraping,
         kind: "LFC",
         url: metricsURL(pod.podIP, config.metrics.lfc.port),
-        everyMs: t.metrics.lfc.everyMs,
-        requestTimeoutMs: t.metrics.lfc.requestTimeoutMs,
+        ...t.metrics.lfc,
         isActive: () =>
           withOverrides(config.scaling.defaultConfig, status.vmInfo.config.scalingConfig)
             .enableLFCMetrics === true,
         parse: lfcMetricsSteps,
-        maxBodyBytes: config.metrics.maxBodyBytes,
-        bytesPerSecond: config.metrics.bytesPerSecond,
         apply: (m, withLock) => {
           this.#countInvalid("LFC", sanitizeLFCMetrics(m).replaced, wlog);
           core.updateLFCMetrics(m, withLock);
         },
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "LFC" }),
-        clock,
-        random: this.#deps.random,
-        transport: this.#deps.metricsHttp,
         log: wlog,
       }));
 
@@ -375,31 +372,24 @@ export class Runner {
     );
     const monitorClient = monitorBridge(this.#monitor, generation, metrics, status);
 
-    spawn(
-      "executor: sleeper",
-      (signal, wlog) => runSleeper(signal, core, wlog),
-      exec.child("sleeper"),
-    );
-    spawn(
-      "executor: plugin",
-      (signal, wlog) => runPluginLoop(signal, core, pluginClient, wlog),
-      exec.child("plugin"),
-    );
-    spawn(
-      "executor: neonvm",
-      (signal, wlog) => runNeonVMLoop(signal, core, neonvmClient, wlog),
-      exec.child("neonvm"),
-    );
-    spawn(
-      "executor: vm-monitor downscale",
-      (signal, wlog) => runMonitorDownscaleLoop(signal, core, monitorClient, wlog),
-      exec.child("vm-monitor-downscale"),
-    );
-    spawn(
-      "executor: vm-monitor upscale",
-      (signal, wlog) => runMonitorUpscaleLoop(signal, core, monitorClient, wlog),
-      exec.child("vm-monitor-upscale"),
-    );
+    const executors: [string, string, (signal: AbortSignal, log: Log) => Promise<void>][] = [
+      ["sleeper", "sleeper", (signal, wlog) => runSleeper(signal, core, wlog)],
+      ["plugin", "plugin", (signal, wlog) => runPluginLoop(signal, core, pluginClient, wlog)],
+      ["neonvm", "neonvm", (signal, wlog) => runNeonVMLoop(signal, core, neonvmClient, wlog)],
+      [
+        "vm-monitor downscale",
+        "vm-monitor-downscale",
+        (signal, wlog) => runMonitorDownscaleLoop(signal, core, monitorClient, wlog),
+      ],
+      [
+        "vm-monitor upscale",
+        "vm-monitor-upscale",
+        (signal, wlog) => runMonitorUpscaleLoop(signal, core, monitorClient, wlog),
+      ],
+    ];
+    for (const [name, logger, loop] of executors) {
+      spawn(`executor: ${name}`, loop, exec.child(logger));
+    }
   }
 
   /** The core reads these values as 0; the count shows which VMs report them. */
