@@ -252,12 +252,19 @@ function sample(schema: z.ZodType, shipped: unknown, path: string): unknown {
         [key, child],
       ) => [key, sample(child, isObject(shipped) ? shipped[key] : undefined, `${path}.${key}`)]),
     );
-    if (!schema.safeParse(value).success) throw new Error(`no valid sample for ${path}`);
-    return value;
+    if (schema.safeParse(value).success) return value;
+    // Keys the shipped file leaves out take their defaults, which agree with each other.
+    const shippedOnly = Object.fromEntries(
+      Object.entries(value).filter(([key]) => isObject(shipped) && shipped[key] !== undefined),
+    );
+    if (!schema.safeParse(shippedOnly).success) throw new Error(`no valid sample for ${path}`);
+    return shippedOnly;
   }
   for (const candidate of [shipped, 1, "x", true]) {
     if (candidate !== undefined && schema.safeParse(candidate).success) return candidate;
   }
+  // An optional key the shipped file leaves out takes its default.
+  if (schema.safeParse(undefined).success) return undefined;
   throw new Error(`no valid sample for ${path}`);
 }
 
@@ -433,6 +440,10 @@ export async function renderConfigurationDoc(): Promise<string> {
     "below_ (each key has its own default) or the value the agent uses. Durations are whole",
     "seconds unless the key says otherwise. A quantity is a Kubernetes quantity given as a JSON",
     "number or string.",
+    "",
+    "`deploy/config.json` sets only keys the reference agent accepts, so the ConfigMap can be",
+    "handed back to it (its decoder rejects unknown keys); the keys marked _Not in the",
+    "reference_ are left out of it and take the defaults below.",
   ];
   for (const [section, sectionRows] of sections) {
     parts.push(

@@ -22,11 +22,15 @@ function at(obj: Json, path: string): Json {
   return path.split(".").reduce((o, key) => o[key] as Json, obj);
 }
 
-/** Sets (or, with `undefined`, deletes) the value at a dotted path. */
+/**
+ * Sets (or, with `undefined`, deletes) the value at a dotted path; objects on the way that the
+ * shipped file leaves out (our own keys) are created.
+ */
 function withValue(path: string, value: unknown, obj: Json = deployed()): Json {
   const keys = path.split(".");
   const last = keys.pop()!;
-  const parent = keys.length > 0 ? at(obj, keys.join(".")) : obj;
+  let parent = obj;
+  for (const key of keys) parent = (parent[key] ??= {}) as Json;
   if (value === undefined) delete parent[last];
   else parent[last] = value;
   return obj;
