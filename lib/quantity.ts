@@ -119,12 +119,19 @@ function describe(json: unknown): string {
   return `${typeof json} ${JSON.stringify(json)}`;
 }
 
+/** What Go's `strings.TrimSpace` trims: Unicode white space, U+0085 included, U+FEFF not. */
+const GO_SPACE =
+  /^[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+|[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+$/g;
+
 function decodeUnsigned(json: unknown, convert: (q: Quantity) => number): number {
   if (json === null) return 0;
   if (typeof json !== "string" && typeof json !== "number") {
     throw new QuantityError(`expected a quantity (string or number), got ${describe(json)}`);
   }
-  const value = convert(parseQuantity(json));
+  // resource.Quantity's JSON decoding trims the text, so " 1Gi " is 1Gi.
+  const value = convert(
+    parseQuantity(typeof json === "string" ? json.replace(GO_SPACE, "") : json),
+  );
   if (value < 0) throw new QuantityError(`quantity ${JSON.stringify(json)} is negative`);
   return value;
 }

@@ -21,6 +21,7 @@ import {
   parseK8sTime,
 } from "../../lib/quantity.ts";
 import { err, ok, type Result } from "../../lib/result.ts";
+import { goFields } from "../../lib/go_json.ts";
 
 export const LABEL_ENABLED = "autoscaling.neon.tech/enabled";
 export const LABEL_AUTO_MIGRATION = "autoscaling.neon.tech/auto-migration-enabled";
@@ -175,6 +176,8 @@ export interface ScalingBounds {
 const rawBoundsEntry = z.object({ cpu: z.unknown().optional(), mem: z.unknown().optional() })
   .nullish();
 const rawBounds = z.object({ min: rawBoundsEntry, max: rawBoundsEntry });
+/** `api.ScalingBounds`, whose keys Go matches case-insensitively. */
+const BOUNDS_FIELDS = { min: { cpu: true, mem: true }, max: { cpu: true, mem: true } } as const;
 
 /**
  * Decodes the `autoscaling.neon.tech/bounds` annotation without checking it against the VM
@@ -187,7 +190,7 @@ export function decodeBoundsAnnotation(annotation: string): Decoded<ScalingBound
   } catch (e) {
     return { ok: false, error: `invalid JSON: ${(e as Error).message}` };
   }
-  const shape = rawBounds.safeParse(json);
+  const shape = rawBounds.safeParse(goFields(json, BOUNDS_FIELDS));
   if (!shape.success) return { ok: false, error: formatZodError(shape.error) };
   const bounds: ScalingBounds = { min: { cpu: 0, mem: 0 }, max: { cpu: 0, mem: 0 } };
   for (const side of ["min", "max"] as const) {
@@ -220,6 +223,11 @@ const scalingConfigSchema = z.object({
   cpuMixedZoneRatio: optionalNumber,
 });
 
+/** `api.ScalingConfig`, whose keys Go matches case-insensitively. */
+const SCALING_CONFIG_FIELDS = Object.fromEntries(
+  Object.keys(scalingConfigSchema.shape).map((key) => [key, true] as const),
+);
+
 /**
  * Decodes and validates the `autoscaling.neon.tech/config` annotation: unknown keys are ignored,
  * null keys are unset, and the override range checks of the core apply.
@@ -231,7 +239,7 @@ export function decodeConfigAnnotation(annotation: string): Decoded<ScalingConfi
   } catch (e) {
     return { ok: false, error: `invalid JSON: ${(e as Error).message}` };
   }
-  const parsed = scalingConfigSchema.safeParse(json);
+  const parsed = scalingConfigSchema.safeParse(goFields(json, SCALING_CONFIG_FIELDS));
   if (!parsed.success) return { ok: false, error: formatZodError(parsed.error) };
   const config: ScalingConfig = {};
   for (const [key, value] of Object.entries(parsed.data)) {

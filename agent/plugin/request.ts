@@ -14,6 +14,7 @@ import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../../
 import { type Log, silentLog } from "../../lib/log.ts";
 import type { PluginTransport } from "../ports.ts";
 import type { Result } from "../../lib/result.ts";
+import { goFields } from "../../lib/go_json.ts";
 
 /** Protocol v5.0, the only version the agent speaks. */
 export const PLUGIN_PROTO_VERSION = 7;
@@ -84,6 +85,9 @@ const PluginResponseSchema = z.object({
   migrate: z.looseObject({}).nullish(),
 });
 
+/** `api.PluginResponse`, whose keys Go matches case-insensitively. */
+const PLUGIN_RESPONSE_FIELDS = { permit: { vCPUs: true, mem: true }, migrate: true } as const;
+
 /** Decodes a 200 response body; throws with a readable message on anything else. */
 export function decodePluginResponse(body: string): { response: PluginResponse; migrate: boolean } {
   let json: unknown;
@@ -92,7 +96,7 @@ export function decodePluginResponse(body: string): { response: PluginResponse; 
   } catch (err) {
     throw new Error(`bad JSON response: ${(err as Error).message}`);
   }
-  const parsed = PluginResponseSchema.safeParse(json);
+  const parsed = PluginResponseSchema.safeParse(goFields(json, PLUGIN_RESPONSE_FIELDS));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) =>
       i.path.length === 0 ? i.message : `${i.path.join(".")}: ${i.message}`
