@@ -37,6 +37,7 @@ import { PerVmMetricsUpkeep } from "./observability/per_vm_metrics.ts";
 import { PluginHttpPool } from "./plugin/http_pool.ts";
 import { type Clock, systemClock } from "../lib/clock.ts";
 import { type Random, systemRandom } from "../lib/random.ts";
+import { errorText } from "../lib/result.ts";
 import type { KubeApi, MetricsTransport, MonitorDialer, PluginTransport } from "./ports.ts";
 import { VmStatusWaiter } from "./k8s/vm_status_waiter.ts";
 
@@ -144,13 +145,20 @@ function url(server: Server, path: string): string {
   return `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}${path}`;
 }
 
-/** Starts a listener; a port already taken is named, with the config key that sets it. */
+/**
+ * Starts a listener; when the port cannot be had, the error names it, its address and the config
+ * key that sets it. A taken port stays an `AddrInUse`.
+ */
 function listening<T>(key: string, host: string, port: number, serve: () => T): T {
   try {
     return serve();
   } catch (err) {
-    if (!(err instanceof Deno.errors.AddrInUse)) throw err;
-    throw new Deno.errors.AddrInUse(`${key}: port ${port} on ${host} is already in use`, {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new Deno.errors.AddrInUse(`${key}: port ${port} on ${host} is already in use`, {
+        cause: err,
+      });
+    }
+    throw new Error(`${key}: cannot listen on port ${port} on ${host}: ${errorText(err)}`, {
       cause: err,
     });
   }
@@ -216,8 +224,54 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   // Runners started before a later start-up step failed must not outlive the failed start.
   let runners: GlobalState | null = null;
+  let dumpServer: Server | null = null;
+  let stopped = false;
   const pluginHttp = ports.plugin ?? new PluginHttpPool(clock);
   try {
+    // Every port is bound before anything watches or scales: a port that cannot be had fails
+    // the start before a Runner has talked to any VM.
+    const { host, maxConnections } = config.listen;
+    const limits = { maxConnections, ...timingsOf(config).listen };
+    const serverOptions = (name: string, port: number) => ({
+      hostname: host,
+      port,
+      limits,
+      clock,
+      log: log.child("http").with({ server: name }),
+      observer: serverObserver(metrics, name),
+    });
+    const serve = options.serve ?? true;
+    const { metricsPort, vmMetricsPort } = config.listen;
+    if (serve) {
+      servers.push(
+        listening(
+          "listen.metricsPort",
+          host,
+          metricsPort,
+          () => serveMetrics(metrics.registry, serverOptions("metrics", metricsPort)),
+        ),
+      );
+      servers.push(
+        listening(
+          "listen.vmMetricsPort",
+          host,
+          vmMetricsPort,
+          () => serveMetrics(perVmMetrics.registry, serverOptions("vm-metrics", vmMetricsPort)),
+        ),
+      );
+    }
+    const dumpState = config.dumpState;
+    dumpServer = !serve || dumpState === null
+      ? null
+      : listening("dumpState.port", host, dumpState.port, () =>
+        serveDump({
+          ...serverOptions("dump", dumpState.port),
+          timeoutMs: timingsOf(config).dumpTimeoutMs!,
+          collect: () => Promise.resolve({ stopped, pods: runners?.dump().map(podJson) ?? [] }),
+          log: log.child("dump-state"),
+        }));
+    const dump = dumpServer === null ? null : url(dumpServer, "/");
+
     const schedulers = new SchedulerTracker({
       source: kube.pods(
         SCHEDULER_NAMESPACE,
@@ -285,50 +339,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     });
     billingDone = collector.run(billingScope.signal);
 
-    const { host, maxConnections } = config.listen;
-    const limits = { maxConnections, ...timingsOf(config).listen };
-    const serverOptions = (name: string, port: number) => ({
-      hostname: host,
-      port,
-      limits,
-      clock,
-      log: log.child("http").with({ server: name }),
-      observer: serverObserver(metrics, name),
-    });
-    const serve = options.serve ?? true;
-    const { metricsPort, vmMetricsPort } = config.listen;
-    if (serve) {
-      servers.push(
-        listening(
-          "listen.metricsPort",
-          host,
-          metricsPort,
-          () => serveMetrics(metrics.registry, serverOptions("metrics", metricsPort)),
-        ),
-      );
-      servers.push(
-        listening(
-          "listen.vmMetricsPort",
-          host,
-          vmMetricsPort,
-          () => serveMetrics(perVmMetrics.registry, serverOptions("vm-metrics", vmMetricsPort)),
-        ),
-      );
-    }
-    let dump: string | null = null;
-    let stopped = false;
-    const dumpState = config.dumpState;
-    const dumpServer = !serve || dumpState === null
-      ? null
-      : listening("dumpState.port", host, dumpState.port, () =>
-        serveDump({
-          ...serverOptions("dump", dumpState.port),
-          timeoutMs: timingsOf(config).dumpTimeoutMs!,
-          collect: () => Promise.resolve({ stopped, pods: state.dump().map(podJson) }),
-          log: log.child("dump-state"),
-        }));
-    if (dumpServer !== null) dump = url(dumpServer, "/");
-
     const addresses = {
       metrics: serve ? url(servers[0], "/metrics") : null,
       vmMetrics: serve ? url(servers[1], "/metrics") : null,
@@ -379,6 +389,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     root.abort();
     runners?.stopAll();
     await Promise.all(servers.map((s) => s.close()));
+    await dumpServer?.close();
     await stopReporting();
     pluginHttp.close();
     kube.close();

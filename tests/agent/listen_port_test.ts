@@ -32,3 +32,11 @@ for (const key of ["listen.metricsPort", "listen.vmMetricsPort", "dumpState.port
     }
   });
 }
+
+Deno.test("agent: an address that cannot be bound fails the start naming the address, port and key", async () => {
+  await assert.rejects(
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine.
+    startSimAgent({ config: (raw) => raw.listen.host = "192.0.2.1" }),
+    /^Error: listen\.metricsPort: cannot listen on port 0 on 192\.0\.2\.1: /,
+  );
+});
