@@ -11,7 +11,6 @@
 
 import { z } from "zod";
 import {
-  type DurationMs,
   resolveScalingConfig,
   type Resources,
   type ScalingConfig,

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { Cluster, type VmSpec } from "../../sim/cluster.ts";
 import { constant, sine, spike, step } from "../../sim/vm/workload.ts";
-import { simConfigJson } from "./e2e_helpers.ts";
+import { simConfigJson } from "../agent/e2e_helpers.ts";
 
 const VMS = 500;
 const MiB = 1024 ** 2;
