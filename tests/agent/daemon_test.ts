@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { findPromtool, problemsBeyondReference } from "./promtool.ts";
 import { Cluster } from "../../sim/cluster.ts";
 import { constant } from "../../sim/vm/workload.ts";
-import { sample, simConfigJson, specUse, waitFor } from "./e2e_helpers.ts";
+import { sample, simConfigJson, specUse } from "./e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 
@@ -100,15 +101,18 @@ Deno.test("daemon: deno task start with the example config scales VMs of a runni
     for await (const chunk of stderr) logs += chunk;
   })();
   try {
-    await waitFor("the busy VM scaled to 3 CU", () => specUse(cluster, "busy").slots === 3, 20_000);
+    await waitFor(() => specUse(cluster, "busy").slots === 3, {
+      what: "the busy VM scaled to 3 CU",
+      limitMs: 20_000,
+    });
     // deno-lint-ignore no-explicit-any
     type PodJson = { status: { startTime: unknown }; runner: { executorState: any } };
     // The core counts the patch as done once the VM status shows it (DECISIONS).
-    const { dump, busy } = await waitFor("the dump to show the busy VM at 750m", async () => {
+    const { dump, busy } = await waitFor(async () => {
       const dump = await (await fetch(`http://127.0.0.1:${ports.dump}/`)).json();
       const busy = dump.pods.find((p: PodJson) => p.runner.executorState.VM.name === "busy");
       return busy?.runner.executorState.VM.cpu.use === "750m" && { dump, busy };
-    });
+    }, { what: "the dump to show the busy VM at 750m" });
     assert.equal(dump.stopped, false);
     assert.equal(dump.pods.length, 2);
     assert.deepStrictEqual(busy.runner.executorState.Config.ComputeUnit, {

@@ -2,7 +2,8 @@
 
 import assert from "node:assert/strict";
 import type { Cluster } from "../../sim/cluster.ts";
-import { startSimAgent, waitFor } from "./e2e_helpers.ts";
+import { startSimAgent } from "./e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const BILLED = "autoscaling.neon.tech/billing-endpoint-id";
 
@@ -45,11 +46,10 @@ Deno.test("e2e billing: VMs with a billing endpoint are billed to the HTTP colle
   const { cluster } = sim;
   const started = Date.now();
   try {
-    await waitFor(
-      "CPU events for the billed VM",
-      () => cpuEvents(cluster, "ep-billed").length >= 2,
-      15_000,
-    );
+    await waitFor(() => cpuEvents(cluster, "ep-billed").length >= 2, {
+      what: "CPU events for the billed VM",
+      limitMs: 15_000,
+    });
     assert.equal(cluster.collector!.events.filter((e) => e.endpoint_id !== "ep-billed").length, 0);
     const active = cluster.collector!.events.filter((e) => e.metric === "active_time_seconds");
     assert.ok(active.length >= 1, "active time is billed too");

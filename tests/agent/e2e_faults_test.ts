@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { makeSchedulerPod } from "../../sim/k8s/mod.ts";
 import { SchedulerPlugin } from "../../sim/plugin/scheduler_plugin.ts";
 import { constant } from "../../sim/vm/workload.ts";
-import { sample, type SimAgent, specUse, startSimAgent, waitFor } from "./e2e_helpers.ts";
+import { sample, type SimAgent, specUse, startSimAgent } from "./e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
@@ -82,10 +83,10 @@ async function waitForMetric(
   atLeast: number,
   ms?: number,
 ): Promise<string> {
-  return await waitFor(what, async () => {
+  return await waitFor(async () => {
     const text = await metricsText(sim);
     return total(text, name, match) >= atLeast && text;
-  }, ms);
+  }, { what, limitMs: ms });
 }
 
 /** Log lines (any level) whose message contains `text` and whose VM is `vm` (if given). */
@@ -98,22 +99,24 @@ function logsWith(sim: SimAgent, text: string, vm?: string, level?: string) {
 
 function waitForSize(sim: SimAgent, vm: string, n: number, ms?: number): Promise<true> {
   const want = cu(n);
-  return waitFor(`${vm} at ${n} CU`, () => {
+  return waitFor(() => {
     const use = specUse(sim.cluster, vm);
     return use.cpu === want.cpu && use.slots === want.slots;
-  }, ms);
+  }, { what: `${vm} at ${n} CU`, limitMs: ms });
 }
 
 /** Each VM's monitor connected and its first plugin request answered. */
 async function settled(sim: SimAgent, ...vms: string[]): Promise<void> {
   for (const vm of vms) {
-    await waitFor(`${vm}'s monitor connection`, () => sim.cluster.vm(vm).monitor.connected);
+    await waitFor(() => sim.cluster.vm(vm).monitor.connected, {
+      what: `${vm}'s monitor connection`,
+    });
     await waitFor(
-      `${vm}'s first plugin answer`,
       () =>
         sim.cluster.plugin.requests.some((r) =>
           r.status === 200 && r.request?.pod.name === podName(sim, vm)
         ),
+      { what: `${vm}'s first plugin answer` },
     );
   }
 }
@@ -176,8 +179,12 @@ Deno.test("e2e fault: the vm-monitor disconnects; the agent reconnects and scale
 
     // 1. The monitor drops the connection without a close frame: the agent reconnects.
     monitor.closeSession({ style: "abrupt" });
-    await waitFor("a second session", () => monitor.sessionCount === 2 && monitor.connected);
-    await waitFor("a health check answered on session 2", () => healthChecked(sim, "flaky", 2));
+    await waitFor(() => monitor.sessionCount === 2 && monitor.connected, {
+      what: "a second session",
+    });
+    await waitFor(() => healthChecked(sim, "flaky", 2), {
+      what: "a health check answered on session 2",
+    });
     assert.equal(monitor.sessions[0].closedBy, "monitor");
     assert.ok(logsWith(sim, "vm-monitor connection ended with an error", "flaky", "error").length);
 
@@ -186,11 +193,11 @@ Deno.test("e2e fault: the vm-monitor disconnects; the agent reconnects and scale
     await monitor.stop();
     load(sim, "steady", BUSY);
     await waitForSize(sim, "steady", 3);
-    await waitFor("steady's monitor told of 3 CU", () => notifiedOf(sim, "steady", 3));
-    const stuck = await waitFor("flaky reported stuck", async () => {
+    await waitFor(() => notifiedOf(sim, "steady", 3), { what: "steady's monitor told of 3 CU" });
+    const stuck = await waitFor(async () => {
       const text = await metricsText(sim);
       return runnerCounts(text).stuck === 1 && text;
-    });
+    }, { what: "flaky reported stuck" });
     assert.equal(total(stuck, "autoscaling_agent_runners_current", labeled({ state: "ok" })), 1);
     assert.ok(
       logsWith(sim, "currently stuck", "flaky", "warn").some((l) =>
@@ -203,14 +210,18 @@ Deno.test("e2e fault: the vm-monitor disconnects; the agent reconnects and scale
     // 3. The monitor is back: a third session, the Runner healthy again, and scaling goes
     // through the new session.
     monitor.start();
-    await waitFor("a third session", () => monitor.sessionCount === 3 && monitor.connected);
-    await waitFor("flaky healthy again", async () => {
+    await waitFor(() => monitor.sessionCount === 3 && monitor.connected, {
+      what: "a third session",
+    });
+    await waitFor(async () => {
       const text = await metricsText(sim);
       return runnerCounts(text).stuck === 0;
-    });
+    }, { what: "flaky healthy again" });
     load(sim, "flaky", BUSY);
     await waitForSize(sim, "flaky", 3);
-    await waitFor("the upscale notification on session 3", () => notifiedOf(sim, "flaky", 3, 3));
+    await waitFor(() => notifiedOf(sim, "flaky", 3, 3), {
+      what: "the upscale notification on session 3",
+    });
     assert.ok(monitor.sent.some((f) => f.session === 3 && f.text?.includes("UpscaleConfirmation")));
 
     const text = await metricsText(sim);
@@ -245,11 +256,11 @@ Deno.test("e2e fault: a silent vm-monitor: health checks time out, the connectio
     monitor.addFault({ fault: { kind: "drop" } });
     load(sim, "chatty", BUSY);
     await waitForSize(sim, "chatty", 3);
-    await waitFor("chatty's monitor told of 3 CU", () => notifiedOf(sim, "chatty", 3));
-    const first = await waitFor("the agent to give up on session 1", () => {
+    await waitFor(() => notifiedOf(sim, "chatty", 3), { what: "chatty's monitor told of 3 CU" });
+    const first = await waitFor(() => {
       const s = monitor.sessions[0];
       return s.closedBy === "agent" && s;
-    });
+    }, { what: "the agent to give up on session 1" });
     assert.match(first.closeReason ?? "", /health checks have been failing for more than 1000 ms/);
     const firstDropped = monitor.messages.find((m) =>
       m.type === "HealthCheck" && m.at >= silentFrom
@@ -258,7 +269,7 @@ Deno.test("e2e fault: a silent vm-monitor: health checks time out, the connectio
       first.closedAt! - firstDropped.at >= 2000,
       "one response timeout, then failures for more than 1 s",
     );
-    await waitFor("a reconnection", () => monitor.sessionCount >= 2);
+    await waitFor(() => monitor.sessionCount >= 2, { what: "a reconnection" });
     const during = await waitForMetric(
       sim,
       "health-check timeouts counted",
@@ -274,8 +285,8 @@ Deno.test("e2e fault: a silent vm-monitor: health checks time out, the connectio
     monitor.clearFaults();
     load(sim, "mute", BUSY);
     await waitForSize(sim, "mute", 3);
-    await waitFor("mute's monitor told of 3 CU", () => notifiedOf(sim, "mute", 3));
-    await waitFor("a connection that stays up", () => monitor.connected);
+    await waitFor(() => notifiedOf(sim, "mute", 3), { what: "mute's monitor told of 3 CU" });
+    await waitFor(() => monitor.connected, { what: "a connection that stays up" });
     const text = await metricsText(sim);
     assert.deepStrictEqual(runnerCounts(text).restarts, 0, "the dispatcher reconnects, no restart");
   } finally {
@@ -339,27 +350,27 @@ Deno.test("e2e fault: plugin 5xx and timeouts block upscales at the last permit;
       3,
     );
     assert.deepStrictEqual(specUse(cluster, "grow"), cu(1), "no upscale without a permit");
-    await waitFor("scheduler failures to make a Runner stuck", async () => {
+    await waitFor(async () => {
       return runnerCounts(await metricsText(sim)).stuck >= 1;
-    });
+    }, { what: "scheduler failures to make a Runner stuck" });
     await waitFor(
-      "a stuck warning naming the scheduler",
       () =>
         logsWith(sim, "currently stuck", "grow", "warn").some((l) =>
           String(l.fields.reasons).includes("scheduler requests failed")
         ),
+      { what: "a stuck warning naming the scheduler" },
     );
     await waitFor(
-      "grow's failed request logged with its code",
       () =>
         logsWith(sim, "plugin request failed", "grow", "error").some((l) =>
           l.fields.code === "500"
         ),
+      { what: "grow's failed request logged with its code" },
     );
     plugin.setFault(undefined);
     const recovered1 = await waitFor(
-      "grow's first successful request after the fault",
       () => pluginRequests(sim, "grow").find((r) => r.at > phase1 && r.status === 200),
+      { what: "grow's first successful request after the fault" },
     );
     assert.deepStrictEqual(recovered1.request!.lastPermit, resources(1), "carries lastPermit");
     await waitForSize(sim, "grow", 3);
@@ -383,18 +394,18 @@ Deno.test("e2e fault: plugin 5xx and timeouts block upscales at the last permit;
     );
     assert.deepStrictEqual(specUse(cluster, "grow"), cu(3), "still at the last permit");
     await waitFor(
-      "grow's timed-out request logged with its code",
       () =>
         logsWith(sim, "plugin request failed", "grow", "error").some((l) =>
           l.fields.code === "[error doing request: context deadline exceeded]"
         ),
+      { what: "grow's timed-out request logged with its code" },
     );
     // Requests received from now on are answered at once (the plugin reads its latency then).
     const cleared2 = Date.now();
     plugin.setLatency(0);
     const recovered2 = await waitFor(
-      "grow's first answered request after the timeouts",
       () => pluginRequests(sim, "grow").find((r) => r.at >= cleared2 && r.status === 200),
+      { what: "grow's first answered request after the timeouts" },
     );
     assert.deepStrictEqual(recovered2.request!.lastPermit, resources(3), "carries lastPermit");
     assert.deepStrictEqual(recovered2.request!.resources, resources(4));
@@ -467,11 +478,11 @@ Deno.test("e2e fault: the plugin pod is replaced: requests move to the new plugi
     assert.deepStrictEqual(specUse(cluster, "riser"), cu(1), "no upscale without a plugin");
     // The shrink is done (the core saw the new status): the plugin is to be told of it, last.
     await waitFor(
-      "faller trying to tell the plugin of its shrink",
       () =>
         logsWith(sim, "starting plugin request", "faller").some((l) =>
           (l.fields.action as { target: { vCPU: number } }).target.vCPU === 250
         ),
+      { what: "faller trying to tell the plugin of its shrink" },
     );
     assert.ok(logsWith(sim, "plugin request failed", "riser", "error").length >= 1);
 
@@ -490,10 +501,9 @@ Deno.test("e2e fault: the plugin pod is replaced: requests move to the new plugi
     await waitForSize(sim, "riser", 3);
     const riserFirst = pluginRequests(sim, "riser", replacement)[0];
     assert.deepStrictEqual(riserFirst.request!.lastPermit, resources(1), "riser's old permit");
-    await waitFor(
-      "faller's request to the new plugin",
-      () => pluginRequests(sim, "faller", replacement).length > 0,
-    );
+    await waitFor(() => pluginRequests(sim, "faller", replacement).length > 0, {
+      what: "faller's request to the new plugin",
+    });
     const fallerFirst = pluginRequests(sim, "faller", replacement)[0];
     assert.deepStrictEqual(
       fallerFirst.request!.lastPermit,
@@ -564,10 +574,10 @@ Deno.test("e2e fault: a VM watch cut mid-event is noticed at once; 410 on resume
     // the last resourceVersion gets 410 and only a relist can show the change.
     setBounds(sim, "watched", MIN_2CU);
     api.compactEvents();
-    const relisted = await waitFor("the cut noticed, then a relist after the 410", async () => {
+    const relisted = await waitFor(async () => {
       const stats = watcherStats(await metricsText(sim));
       return stats.lists >= start.lists + 1 && stats.failing === 0 && stats;
-    }, 5000);
+    }, { what: "the cut noticed, then a relist after the 410", limitMs: 5000 });
     assert.ok(relisted.watchErrors >= start.watchErrors + 1, "the 410 counts as a watch error");
     assert.ok(logsWith(sim, "watch answered 410 Gone; relisting", undefined, "warn").length);
     await waitForSize(sim, "watched", 2);
@@ -596,26 +606,25 @@ Deno.test("e2e fault: VM watch ends and fails, then 410 on resume: the agent rel
     // 1. The stream ends and re-watching fails for a while (503).
     api.failRequests("watch", { resource: "virtualmachines", status: 503 });
     assert.equal(api.endWatches("virtualmachines"), 1);
-    const broken = await waitFor("the VM watcher failing", async () => {
+    const broken = await waitFor(async () => {
       const stats = watcherStats(await metricsText(sim));
       return stats.failing === 1 && stats.watchErrors >= start.watchErrors + 2 && stats;
-    });
+    }, { what: "the VM watcher failing" });
     assert.ok(logsWith(sim, "watch failed", undefined, "error").length >= 2);
     // Runners do not need the watch to scale: the patch goes out (its status arrives later).
     load(sim, "busy", BUSY);
     await waitForSize(sim, "busy", 3);
     const clearedAt = Date.now();
     api.clearFaults();
-    const resumed = await waitFor("the watch back", async () => {
+    const resumed = await waitFor(async () => {
       const stats = watcherStats(await metricsText(sim));
       return stats.failing === 0 && stats;
-    });
+    }, { what: "the watch back" });
     assert.equal(resumed.lists, start.lists, "resumed from the last resourceVersion, no relist");
     assert.ok(resumed.watches > broken.watches);
-    const told = await waitFor(
-      "busy's monitor told of 3 CU once the watch shows the status",
-      () => notifiedOf(sim, "busy", 3),
-    );
+    const told = await waitFor(() => notifiedOf(sim, "busy", 3), {
+      what: "busy's monitor told of 3 CU once the watch shows the status",
+    });
     // DECISIONS: the monitor hears of an upscale only once the VM status shows it, and the
     // status reaches the agent through the watch.
     assert.ok(told.at >= clearedAt, "no notification while the watch was down");
@@ -626,10 +635,10 @@ Deno.test("e2e fault: VM watch ends and fails, then 410 on resume: the agent rel
     assert.equal(api.endWatches("virtualmachines"), 1);
     setBounds(sim, "watched", MIN_2CU);
     api.compactEvents();
-    const relisted = await waitFor("a relist after the 410", async () => {
+    const relisted = await waitFor(async () => {
       const stats = watcherStats(await metricsText(sim));
       return stats.lists === start.lists + 1 && stats.failing === 0 && stats;
-    });
+    }, { what: "a relist after the 410" });
     assert.ok(logsWith(sim, "watch answered 410 Gone; relisting", undefined, "warn").length);
     await waitForSize(sim, "watched", 2);
 
@@ -637,18 +646,19 @@ Deno.test("e2e fault: VM watch ends and fails, then 410 on resume: the agent rel
     // still seen.
     api.expiredWatchAsHttp410 = false;
     // The relist is counted before the watch that follows it is open.
-    await waitFor(
-      "the VM watch open after the relist",
-      () => api.openWatches("virtualmachines") === 1,
-    );
+    await waitFor(() => api.openWatches("virtualmachines") === 1, {
+      what: "the VM watch open after the relist",
+    });
     assert.equal(api.injectWatchError("virtualmachines", { code: 410, reason: "Expired" }), 1);
-    const again = await waitFor("a relist after the ERROR event", async () => {
+    const again = await waitFor(async () => {
       const stats = watcherStats(await metricsText(sim));
       return stats.lists === start.lists + 2 && stats.failing === 0 && stats;
-    });
+    }, { what: "a relist after the ERROR event" });
     assert.ok(again.eventErrors >= relisted.eventErrors + 1);
     assert.ok(logsWith(sim, "watch resourceVersion expired; relisting", undefined, "warn").length);
-    await waitFor("the VM watch open again", () => api.openWatches("virtualmachines") === 1);
+    await waitFor(() => api.openWatches("virtualmachines") === 1, {
+      what: "the VM watch open again",
+    });
     setBounds(sim, "watched", null);
     await waitForSize(sim, "watched", 1);
 
@@ -793,15 +803,15 @@ Deno.test("e2e fault: NeonVM patches fail with 409, 422, 503 and a webhook refus
     const failedLogs = logsWith(sim, "NeonVM request failed", "patchy", "error");
     assert.equal(failedLogs.length, 3);
     assert.ok(String(failedLogs[0].fields.error).startsWith("error making VM patch request: "));
-    await waitFor("patchy reported stuck after three failures", async () => {
+    await waitFor(async () => {
       return runnerCounts(await metricsText(sim)).stuck === 1;
-    });
+    }, { what: "patchy reported stuck after three failures" });
     assert.ok(
       logsWith(sim, "currently stuck", "patchy", "warn").some((l) =>
         String(l.fields.reasons).includes("neonvm requests failed")
       ),
     );
-    await waitFor("patchy's monitor told of 3 CU", () => notifiedOf(sim, "patchy", 3));
+    await waitFor(() => notifiedOf(sim, "patchy", 3), { what: "patchy's monitor told of 3 CU" });
 
     // A failure that only one VM has: its object's spec maximum is below the bounds annotation,
     // so NeonVM's webhook refuses every patch above it. The other VM keeps scaling meanwhile.
@@ -910,7 +920,7 @@ Deno.test("e2e fault: a Runner worker that throws restarts only that VM's Runner
     load(sim, "broken", BUSY);
     await waitForSize(sim, "broken", 3);
     const restarts = total(await metricsText(sim), "autoscaling_agent_runner_restarts");
-    await waitFor("broken's monitor told of 3 CU", () => notifiedOf(sim, "broken", 3));
+    await waitFor(() => notifiedOf(sim, "broken", 3), { what: "broken's monitor told of 3 CU" });
     const text = await metricsText(sim);
     assert.equal(total(text, "autoscaling_agent_runner_restarts"), restarts, "no more restarts");
     assert.equal(total(text, "autoscaling_agent_runner_starts"), 2);

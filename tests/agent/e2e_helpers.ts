@@ -98,21 +98,6 @@ export async function startSimAgent(
   }
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or fails after `ms`. */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  ms = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** The value of one sample in Prometheus text, or undefined. */
 export function sample(
   text: string,

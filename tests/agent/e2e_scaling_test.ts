@@ -8,7 +8,8 @@ import { silentLog } from "../../lib/log.ts";
 import { Cluster } from "../../sim/cluster.ts";
 import { decodeBytes } from "../../sim/quantity.ts";
 import { constant } from "../../sim/vm/workload.ts";
-import { sample, simConfigJson, specUse, startSimAgent, waitFor } from "./e2e_helpers.ts";
+import { sample, simConfigJson, specUse, startSimAgent } from "./e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const GiB = 1024 ** 3;
 
@@ -21,17 +22,17 @@ Deno.test("e2e: rising load is scaled up: plugin approval, then patch, then moni
   });
   try {
     const { cluster } = sim;
-    await waitFor("the VM to be patched to 3 CU", () => {
+    await waitFor(() => {
       const use = specUse(cluster, "busy");
       return use.cpu === "750m" && use.slots === 3;
-    });
+    }, { what: "the VM to be patched to 3 CU" });
     const notified = await waitFor(
-      "the monitor to be told of 3 CU",
       () =>
         cluster.vm("busy").monitor.messages.find((m) =>
           m.type === "UpscaleNotification" &&
           (m.content as { granted: { cpu: number; mem: number } }).granted.mem === 3 * GiB
         ),
+      { what: "the monitor to be told of 3 CU" },
     );
     const grant = cluster.plugin.requests.find((r) => r.request?.resources.milliCpu === 750);
     assert.ok(grant, "the plugin was asked for 750m");
@@ -93,10 +94,10 @@ Deno.test("e2e: falling load is scaled down: monitor approval first, one CU at a
   });
   try {
     const { cluster } = sim;
-    await waitFor("the VM to shrink to 1 CU", () => {
+    await waitFor(() => {
       const use = specUse(cluster, "idle");
       return use.cpu === "250m" && use.slots === 1;
-    });
+    }, { what: "the VM to shrink to 1 CU" });
     const downscales = monitorMessages(sim, "idle", "DownscaleRequest");
     const targets = downscales.map((m) =>
       (m.content as { target: { mem: number } }).target.mem / GiB
@@ -106,8 +107,8 @@ Deno.test("e2e: falling load is scaled down: monitor approval first, one CU at a
     const firstPatch = patches[0];
     assert.ok(downscales[0].at <= firstPatch.at, "monitor approval before the first patch");
     const toldShrink = await waitFor(
-      "the plugin to be told of the shrink",
       () => cluster.plugin.requests.find((r) => r.request?.resources.milliCpu === 250),
+      { what: "the plugin to be told of the shrink" },
     );
     const lastPatch = patches.find((p) => JSON.parse(p.body)[1].value === 1)!;
     assert.ok(lastPatch.at <= toldShrink.at, "plugin told only after the patch");
@@ -131,17 +132,16 @@ Deno.test("e2e: a monitor denial blocks the downscale, which is retried after th
   });
   try {
     const { cluster } = sim;
-    const denied = await waitFor("two denied downscale requests", () => {
+    const denied = await waitFor(() => {
       const requests = monitorMessages(sim, "stubborn", "DownscaleRequest");
       return requests.length >= 2 && requests;
-    });
+    }, { what: "two denied downscale requests" });
     assert.ok(denied[1].at - denied[0].at >= 1000, "the retry waits for the 1 s cooldown");
     assert.deepStrictEqual(specUse(cluster, "stubborn"), { cpu: "500m", slots: 2 }, "no shrink");
     cluster.vm("stubborn").monitor.setDownscalePolicy(() => ({ ok: true, status: "ok" }));
-    await waitFor(
-      "the shrink once the monitor agrees",
-      () => specUse(cluster, "stubborn").slots === 1,
-    );
+    await waitFor(() => specUse(cluster, "stubborn").slots === 1, {
+      what: "the shrink once the monitor agrees",
+    });
     const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.ok(
       (sample(metrics, "autoscaling_agent_monitor_latency_seconds_count", { direction: "dec" }) ??
@@ -166,15 +166,15 @@ Deno.test("e2e: a monitor UpscaleRequest scales memory up within one plugin roun
   try {
     const { cluster } = sim;
     const monitor = cluster.vm("hungry").monitor;
-    await waitFor("the monitor connection", () => monitor.connected);
-    await waitFor("a first plugin answer", () => cluster.plugin.requests.length > 0);
+    await waitFor(() => monitor.connected, { what: "the monitor connection" });
+    await waitFor(() => cluster.plugin.requests.length > 0, { what: "a first plugin answer" });
     const before = cluster.plugin.requests.length;
     const askedAt = Date.now();
     monitor.requestUpscale();
     const patch = await waitFor(
-      "the memory upscale patch",
       () =>
         cluster.api.patches.find((p) => p.name === "hungry" && JSON.parse(p.body)[1].value === 2),
+      { what: "the memory upscale patch" },
     );
     const pluginCalls = cluster.plugin.requests.slice(before).filter((r) => r.at <= patch.at);
     assert.equal(pluginCalls.length, 1, "exactly one plugin round trip before the patch");
@@ -206,8 +206,8 @@ Deno.test("e2e: the plugin granting less caps the patch; the rest is asked for a
     const { cluster } = sim;
     cluster.plugin.setGrant({ cpu: 0.5, mem: 0.5 });
     const firstPatch = await waitFor(
-      "a patch",
       () => cluster.api.patches.find((p) => p.name === "capped" && p.status === 200),
+      { what: "a patch" },
     );
     const ops = JSON.parse(firstPatch.body);
     const granted = cluster.plugin.requests.filter((r) => r.status === 200 && r.at <= firstPatch.at)
@@ -216,10 +216,9 @@ Deno.test("e2e: the plugin granting less caps the patch; the rest is asked for a
     assert.equal(ops[1].value, decodeBytes(permit.mem) / GiB, "the patch stops at the permit");
     assert.ok(ops[1].value < 4, `patched to ${ops[1].value} slots, below the 4 CU asked for`);
     cluster.plugin.setGrant({ cpu: 1, mem: 1 });
-    await waitFor(
-      "the rest once the plugin grants it",
-      () => specUse(cluster, "capped").slots === 4,
-    );
+    await waitFor(() => specUse(cluster, "capped").slots === 4, {
+      what: "the rest once the plugin grants it",
+    });
     const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.ok(
       (sample(metrics, "autoscaling_agent_scaling_partial_approvals_total", { direction: "inc" }) ??
@@ -238,7 +237,9 @@ Deno.test("e2e: bounds changed on the VM object take effect", async () => {
   });
   try {
     const { cluster } = sim;
-    await waitFor("the VM at its 4 CU maximum", () => specUse(cluster, "bounded").slots === 4);
+    await waitFor(() => specUse(cluster, "bounded").slots === 4, {
+      what: "the VM at its 4 CU maximum",
+    });
     cluster.api.update("virtualmachines", "default", "bounded", (vm) => {
       // deno-lint-ignore no-explicit-any
       (vm as any).metadata.annotations["autoscaling.neon.tech/bounds"] = JSON.stringify({
@@ -246,10 +247,10 @@ Deno.test("e2e: bounds changed on the VM object take effect", async () => {
         max: { cpu: "500m", mem: "2Gi" },
       });
     });
-    await waitFor("the VM brought down to the new 2 CU maximum", () => {
+    await waitFor(() => {
       const use = specUse(cluster, "bounded");
       return use.cpu === "500m" && use.slots === 2;
-    });
+    }, { what: "the VM brought down to the new 2 CU maximum" });
   } finally {
     await sim.stop();
   }
@@ -261,11 +262,11 @@ Deno.test("e2e: VMs get and lose Runners as they are created, deleted and migrat
   });
   try {
     const { cluster, agent } = sim;
-    await waitFor("one Runner", () => agent.state.size === 1);
+    await waitFor(() => agent.state.size === 1, { what: "one Runner" });
     cluster.addVm({ name: "second" });
-    await waitFor("two Runners", () => agent.state.size === 2);
+    await waitFor(() => agent.state.size === 2, { what: "two Runners" });
     await cluster.removeVm("first");
-    await waitFor("back to one Runner", () => agent.state.size === 1);
+    await waitFor(() => agent.state.size === 1, { what: "back to one Runner" });
     assert.deepStrictEqual(agent.state.dump().map((p) => p.podName.name), [
       // deno-lint-ignore no-explicit-any
       (cluster.vmObject("second") as any).status.podName,
@@ -277,7 +278,7 @@ Deno.test("e2e: VMs get and lose Runners as they are created, deleted and migrat
       }),
       true,
     );
-    await waitFor("no Runner once the VM migrated away", () => agent.state.size === 0);
+    await waitFor(() => agent.state.size === 0, { what: "no Runner once the VM migrated away" });
     const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.equal(sample(metrics, "autoscaling_agent_runner_starts"), 2);
     assert.equal(

@@ -12,7 +12,8 @@ import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { SeededRandom } from "../../lib/random.ts";
 import { makeSchedulerPod } from "../../sim/k8s/mod.ts";
 import { constant } from "../../sim/vm/workload.ts";
-import { specUse, startSimAgent, waitFor } from "./e2e_helpers.ts";
+import { specUse, startSimAgent } from "./e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const MiB = 1024 ** 2;
 const GiB = 1024 * MiB;
@@ -44,7 +45,7 @@ Deno.test("e2e watch: on a quiet cluster each watch is opened once for minutes, 
   try {
     const { cluster } = sim;
     const { api } = cluster;
-    await waitFor("the monitor connection", () => cluster.vm("quiet").monitor.connected);
+    await waitFor(() => cluster.vm("quiet").monitor.connected, { what: "the monitor connection" });
     const calls = (path: string, watch: boolean) =>
       api.requests.filter((r) => r.path === path && r.query.includes("watch=true") === watch);
     const watchCount = () => [calls(VM_PATH, true).length, calls(POD_PATH, true).length];
@@ -68,7 +69,7 @@ Deno.test("e2e watch: on a quiet cluster each watch is opened once for minutes, 
 
     // Past the servers' ends of them: re-watched from a bookmark, never relisted.
     await clock.advance(12 * MINUTE, realSettle);
-    await waitFor("no watch is being re-opened", () => api.openWatches() === 2);
+    await waitFor(() => api.openWatches() === 2, { what: "no watch is being re-opened" });
     const [vmWatches, podWatches] = watchCount();
     assert.ok(vmWatches >= 2 && vmWatches <= 3, `${vmWatches} VM watches in 17 min`);
     assert.ok(podWatches >= 2 && podWatches <= 3, `${podWatches} pod watches in 17 min`);
@@ -77,17 +78,17 @@ Deno.test("e2e watch: on a quiet cluster each watch is opened once for minutes, 
     // The upscale's new status reaches the agent through the watch it holds.
     const held = watchCount();
     cluster.vm("quiet").setWorkload(constant({ load: 0.7, memory: 256 * MiB }));
-    await waitFor("the VM patched to 3 CU", () => {
+    await waitFor(() => {
       const use = specUse(cluster, "quiet");
       return use.cpu === "750m" && use.slots === 3;
-    });
+    }, { what: "the VM patched to 3 CU" });
     await waitFor(
-      "the monitor told of 3 CU once the status showed it",
       () =>
         cluster.vm("quiet").monitor.messages.some((m) =>
           m.type === "UpscaleNotification" &&
           (m.content as { granted: { mem: number } }).granted.mem === 3 * GiB
         ),
+      { what: "the monitor told of 3 CU once the status showed it" },
     );
     assert.deepEqual(watchCount(), held, "no watch was re-opened for it");
     const warnings = sim.logs.filter((l) => l.message.startsWith("VM status did not show"));

@@ -24,7 +24,7 @@ import type {
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { recordingLog } from "../support/log.ts";
-import { settle, until } from "../support/wait.ts";
+import { settle, waitFor } from "../support/wait.ts";
 import type { Result } from "../../lib/result.ts";
 
 // The executor's ports, implemented here: each call waits until the test answers it.
@@ -127,7 +127,7 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
   assert.equal(plugin.calls.length, 0);
 
   core.updateSystemMetrics(metricsFor(loadForCU(2)));
-  await until(() => plugin.calls.length === 1);
+  await waitFor(() => plugin.calls.length === 1);
   assert.deepEqual({ ...plugin.calls[0].args, signal: undefined }, {
     lastPermit: null,
     target: cu(1),
@@ -141,7 +141,7 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
   await clock.runUntil(1300);
   plugin.calls[0].answer({ ok: true, value: { permit: cu(1) } });
   // Its own update wakes the loop: the permit is known now, so it asks for the goal.
-  await until(() => plugin.calls.length === 2);
+  await waitFor(() => plugin.calls.length === 2);
   assert.deepEqual(core.dump().plugin.permit, cu(1));
   assert.equal(core.dump().plugin.lastFailureAt, null);
   assert.deepEqual(plugin.calls[1].args.lastPermit, cu(1));
@@ -150,7 +150,7 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
 
   await clock.runUntil(1500);
   plugin.calls[1].answer({ ok: false, error: new Error("connection refused") });
-  await until(() => !core.dump().plugin.ongoingRequest);
+  await waitFor(() => !core.dump().plugin.ongoingRequest);
   assert.equal(core.dump().plugin.lastFailureAt, 1500);
   assert.deepEqual(core.dump().plugin.permit, cu(1));
   await loop.stop();
@@ -175,10 +175,10 @@ Deno.test("plugin loop: a response the core rejects is logged and counts as a fa
   const plugin = new FakePlugin();
   const loop = start((signal) => runPluginLoop(signal, core, plugin, log));
   core.update(() => {});
-  await until(() => plugin.calls.length === 1);
+  await waitFor(() => plugin.calls.length === 1);
   await clock.runUntil(1100);
   plugin.calls[0].answer({ ok: true, value: { permit: cu(3) } });
-  await until(() => log.messages("error").length === 1);
+  await waitFor(() => log.messages("error").length === 1);
   await loop.stop();
   assert.deepEqual(log.messages("error"), ["plugin response validation failed"]);
   assert.match(String(log.lines.at(-1)!.fields.error), /exceeds the request/);
@@ -208,7 +208,7 @@ Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", 
   const neonvm = new FakeNeonVM();
   const loop = start((signal) => runNeonVMLoop(signal, core, neonvm, log));
   wantsUpscalePatch(core);
-  await until(() => neonvm.calls.length === 1);
+  await waitFor(() => neonvm.calls.length === 1);
   const { current, target, targetRevision, priority } = neonvm.calls[0].args;
   assert.deepEqual({ current, target, priority }, {
     current: cu(1),
@@ -220,7 +220,7 @@ Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", 
   // The patch takes long; its outcome is still stamped with the moment it was sent.
   await clock.runUntil(9000);
   neonvm.calls[0].answer({ ok: false, error: new Error("409 conflict") });
-  await until(() => core.dump().neonvm.ongoingRequested === null);
+  await waitFor(() => core.dump().neonvm.ongoingRequested === null);
   await loop.stop();
 
   const computedAt = (log.lines[0].fields.action as { targetRevision: RevisionWithTime })
@@ -242,9 +242,9 @@ Deno.test("NeonVM loop: success makes the core assume the new size", async () =>
   const neonvm = new FakeNeonVM();
   const loop = start((signal) => runNeonVMLoop(signal, core, neonvm, log));
   wantsUpscalePatch(core);
-  await until(() => neonvm.calls.length === 1);
+  await waitFor(() => neonvm.calls.length === 1);
   neonvm.calls[0].answer({ ok: true, value: undefined });
-  await until(() => core.dump().neonvm.ongoingRequested === null);
+  await waitFor(() => core.dump().neonvm.ongoingRequested === null);
   await loop.stop();
   assert.deepEqual(core.dump().neonvm.lastSuccess, null, "the core keeps no copy of it");
   assert.equal(core.dump().vm.cpu.use, 500);
@@ -300,7 +300,7 @@ Deno.test("monitor downscale loop: approval, denial and failure reach the core",
       const { core, clock, handle, trigger } = downscaleSetup(monitor);
       const loop = start((signal) => runMonitorDownscaleLoop(signal, core, monitor, log));
       trigger();
-      await until(() => handle.downscales.length === 1);
+      await waitFor(() => handle.downscales.length === 1);
       assert.deepEqual(handle.downscales[0].args, { current: cu(2), target: cu(1) });
       assert.deepEqual(core.dump().monitor.ongoingRequest, {
         kind: "downscale",
@@ -308,7 +308,7 @@ Deno.test("monitor downscale loop: approval, denial and failure reach the core",
       });
       await clock.runUntil(1400);
       handle.downscales[0].answer(outcome);
-      await until(() => core.dump().monitor.ongoingRequest === null);
+      await waitFor(() => core.dump().monitor.ongoingRequest === null);
       await loop.stop();
       check(core);
       assert.equal(log.lines[1].fields.unchanged, true);
@@ -323,18 +323,18 @@ Deno.test("monitor downscale loop: S-1 a result from a replaced connection is di
   const { core, handle, trigger } = downscaleSetup(monitor);
   const loop = start((signal) => runMonitorDownscaleLoop(signal, core, monitor, log));
   trigger();
-  await until(() => handle.downscales.length === 1);
+  await waitFor(() => handle.downscales.length === 1);
 
   // The connection drops meanwhile: the Runner resets the core's monitor state and reconnects.
   core.resetMonitor(() => monitor.counter.increment());
   core.monitorActive(true, () => monitor.connect());
   handle.downscales[0].answer({ ok: true, value: { ok: true, status: "" } });
-  await until(() => log.messages("warn").length === 1);
+  await waitFor(() => log.messages("warn").length === 1);
   // The approval was for the old connection: the new one starts from the VM's current size.
   assert.deepEqual(core.dump().monitor.approved, cu(2));
 
   // The loop carries on, asking again over the new connection.
-  await until(() => monitor.handle!.downscales.length === 1);
+  await waitFor(() => monitor.handle!.downscales.length === 1);
   assert.equal(monitor.handle!.generation, 3);
   monitor.handle!.downscales[0].answer({ ok: false, error: new Error("x") });
   await loop.stop();
@@ -378,13 +378,13 @@ Deno.test("monitor upscale loop: notification success and failure reach the core
       s.neonvm().startingRequest(960, cu(2));
       s.neonvm().requestSuccessful(970);
     });
-    await until(() => handle.upscales.length === 1);
+    await waitFor(() => handle.upscales.length === 1);
     assert.deepEqual(handle.upscales[0].args, { current: cu(1), target: cu(2) });
     await clock.runUntil(1250);
     handle.upscales[0].answer(
       ok ? { ok: true, value: undefined } : { ok: false, error: new Error("send failed") },
     );
-    await until(() => core.dump().monitor.ongoingRequest === null);
+    await waitFor(() => core.dump().monitor.ongoingRequest === null);
     await loop.stop();
     if (ok) {
       assert.deepEqual(core.dump().monitor.approved, cu(2));
@@ -418,7 +418,7 @@ Deno.test("loops: an executor that lost the race to a newer action set re-plans"
   };
   const loop = start((signal) => runPluginLoop(signal, core, plugin));
   core.update(() => {});
-  await until(() => plugin.calls.length === 1);
+  await waitFor(() => plugin.calls.length === 1);
   assert.equal(looks, 4);
   plugin.calls[0].answer({ ok: false, error: new Error("x") });
   await loop.stop();

@@ -7,7 +7,7 @@ import type { PluginResponse, Resources } from "../../core/mod.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { baselineConfig, cu, loadForCU, makeVm, metricsFor, rev0 } from "../core/helpers.ts";
 import { recordingLog } from "../support/log.ts";
-import { settle, until } from "../support/wait.ts";
+import { settle, waitFor } from "../support/wait.ts";
 import type { Result } from "../../lib/result.ts";
 
 /** A virtual clock that also lists the delay of every timer set on it. */
@@ -57,7 +57,7 @@ Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself
     s.neonvm().startingRequest(900, cu(2));
     s.neonvm().requestFailed(900);
   });
-  await until(() => clock.set.length === 1);
+  await waitFor(() => clock.set.length === 1);
   const wait = core.getActions();
   assert.deepEqual(Object.keys(wait.actions), ["wait"]);
   assert.equal(clock.nextDue(), 2900);
@@ -86,7 +86,7 @@ Deno.test("sleeper: an outside change keeps a timer whose end stands, replaces o
   const sleeper = runSleeper(stop.signal, core);
 
   settled(core);
-  await until(() => clock.set.length === 1);
+  await waitFor(() => clock.set.length === 1);
   const end = clock.nextDue()!;
 
   // Time passes and something unrelated changes: the wait still ends at the same moment.
@@ -102,7 +102,7 @@ Deno.test("sleeper: an outside change keeps a timer whose end stands, replaces o
     s.plugin().startingRequest(clock.now(), cu(1));
     s.plugin().requestSuccessful(clock.now(), rev0(clock.now()), { permit: cu(1) });
   });
-  await until(() => clock.set.length === 2);
+  await waitFor(() => clock.set.length === 2);
   assert.equal(clock.pendingTimers, 1, "the first one is cancelled");
   assert.equal(clock.nextDue(), 1250 + end - 900, "the new one ends a tick after the answer");
   assert.equal(updates(), 3);

@@ -3,7 +3,8 @@ import { type FakeKubeApi, makeVirtualMachine } from "../../sim/k8s/mod.ts";
 import type { KubeClient } from "../../agent/k8s/client.ts";
 import { Reflector, type ReflectorObserver } from "../../agent/k8s/reflector.ts";
 import { decodeVirtualMachine, type VirtualMachine } from "../../agent/k8s/vm.ts";
-import { RecordingLog, settle, waitFor, withFakeApi } from "./k8s_test_helpers.ts";
+import { RecordingLog, settle, withFakeApi } from "./k8s_test_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const VMS = "virtualmachines";
 
@@ -96,7 +97,7 @@ async function withReflector(
       const controller = new AbortController();
       try {
         await reflector.start(controller.signal);
-        await waitFor(() => api.openWatches(VMS) === 1, "the first watch");
+        await waitFor(() => api.openWatches(VMS) === 1, { what: "the first watch" });
         await fn({ api, client, reflector, rec, log });
       } finally {
         controller.abort();
@@ -142,7 +143,7 @@ Deno.test("reflector: add, modify and delete in order; DELETED runs update then 
     api.patchStatus(VMS, "default", "a", { phase: "Scaling" });
     const after = rv(api, "a");
     api.delete(VMS, "default", "b");
-    await waitFor(() => rec.calls.length === 4, "four handler calls");
+    await waitFor(() => rec.calls.length === 4, { what: "four handler calls" });
     const deletedRv = String(api.resourceVersion);
     assert.deepEqual(rec.take(), [
       "add c",
@@ -166,14 +167,16 @@ Deno.test("reflector: a clean end of stream re-watches from the last RV without 
   await withReflector(async ({ api, reflector, rec }) => {
     rec.take();
     api.patchStatus(VMS, "default", "a", { phase: "Scaling" });
-    await waitFor(() => rec.calls.length === 1, "the update");
+    await waitFor(() => rec.calls.length === 1, { what: "the update" });
     const lastRv = reflector.resourceVersion;
     assert.equal(api.endWatches(VMS), 1);
-    await waitFor(() => rec.count("call Watch") === 2 && api.openWatches(VMS) === 1, "re-watch");
+    await waitFor(() => rec.count("call Watch") === 2 && api.openWatches(VMS) === 1, {
+      what: "re-watch",
+    });
     const watches = api.requests.filter((r) => r.query.includes("watch=true"));
     assert.equal(new URLSearchParams(watches[1].query).get("resourceVersion"), lastRv);
     api.create(VMS, vm("b"));
-    await waitFor(() => rec.calls.length === 2, "the add");
+    await waitFor(() => rec.calls.length === 2, { what: "the add" });
     assert.deepEqual(rec.take().slice(1), ["add b"]);
     assert.equal(rec.count("call List"), 1);
     assert.equal(rec.failing, false);
@@ -190,7 +193,7 @@ Deno.test("reflector: a bookmark advances the resourceVersion", async () => {
     const current = String(api.resourceVersion);
     assert.notEqual(reflector.resourceVersion, current);
     assert.equal(api.sendBookmarks(VMS), 1);
-    await waitFor(() => reflector.resourceVersion === current, "the bookmark's RV");
+    await waitFor(() => reflector.resourceVersion === current, { what: "the bookmark's RV" });
   }, { prepare: (api) => api.create(VMS, vm("a")) });
 });
 
@@ -198,7 +201,7 @@ Deno.test("reflector: a bookmark advances the resourceVersion", async () => {
 async function missChangesWhileDown(api: FakeKubeApi, rec: Recorder): Promise<void> {
   api.failRequests("watch", { resource: VMS });
   api.endWatches(VMS);
-  await waitFor(() => rec.failing, "the failing re-watch");
+  await waitFor(() => rec.failing, { what: "the failing re-watch" });
   api.delete(VMS, "default", "b");
   api.patchStatus(VMS, "default", "a", { phase: "Scaling" });
   api.create(VMS, vm("c"));
@@ -212,7 +215,7 @@ Deno.test("reflector: an ERROR 410 event relists: stale deletes, updates for all
     const aBefore = rv(api, "a");
     const dBefore = rv(api, "d");
     await missChangesWhileDown(api, rec);
-    await waitFor(() => rec.calls.length === 4, "the relist's handler calls");
+    await waitFor(() => rec.calls.length === 4, { what: "the relist's handler calls" });
     assert.deepEqual(rec.take(), [
       "delete b stale",
       `update a ${aBefore}>${rv(api, "a")}`,
@@ -223,10 +226,10 @@ Deno.test("reflector: an ERROR 410 event relists: stale deletes, updates for all
     assert.equal(rec.count("event ERROR"), 1);
     assert.equal(rec.count("error Watch.Event"), 1);
     assert.ok(log.messages("warn").includes("watch resourceVersion expired; relisting"));
-    await waitFor(() => api.openWatches(VMS) === 1, "watching again");
-    await waitFor(() => !rec.failing, "no longer failing");
+    await waitFor(() => api.openWatches(VMS) === 1, { what: "watching again" });
+    await waitFor(() => !rec.failing, { what: "no longer failing" });
     api.patchStatus(VMS, "default", "c", { phase: "Scaling" });
-    await waitFor(() => rec.calls.length === 1, "live events again");
+    await waitFor(() => rec.calls.length === 1, { what: "live events again" });
   }, {
     prepare: (api) => {
       api.create(VMS, vm("a"));
@@ -240,7 +243,7 @@ Deno.test("reflector: an HTTP 410 on the watch also relists (no endless retry)",
   await withReflector(async ({ api, rec, log }) => {
     rec.take();
     await missChangesWhileDown(api, rec);
-    await waitFor(() => rec.calls.length === 4, "the relist's handler calls");
+    await waitFor(() => rec.calls.length === 4, { what: "the relist's handler calls" });
     assert.deepEqual(rec.take().map((c) => c.split(" ").slice(0, 2).join(" ")), [
       "delete b",
       "update a",
@@ -250,7 +253,7 @@ Deno.test("reflector: an HTTP 410 on the watch also relists (no endless retry)",
     assert.equal(rec.count("call List"), 2);
     assert.equal(rec.count("event ERROR"), 0);
     assert.ok(log.messages("warn").includes("watch answered 410 Gone; relisting"));
-    await waitFor(() => api.openWatches(VMS) === 1 && !rec.failing, "watching again");
+    await waitFor(() => api.openWatches(VMS) === 1 && !rec.failing, { what: "watching again" });
   }, {
     expiredWatchAsHttp410: true,
     prepare: (api) => {
@@ -265,8 +268,8 @@ Deno.test("reflector: a non-410 ERROR event relists too", async () => {
   await withReflector(async ({ api, rec, log }) => {
     rec.take();
     api.injectWatchError(VMS, { code: 500, message: "etcd hiccup" });
-    await waitFor(() => rec.count("call List") === 2, "the relist");
-    await waitFor(() => rec.calls.length === 1, "the relist's update");
+    await waitFor(() => rec.count("call List") === 2, { what: "the relist" });
+    await waitFor(() => rec.calls.length === 1, { what: "the relist's update" });
     assert.match(rec.take()[0], /^update a /);
     assert.ok(log.messages("error").includes("watch ERROR event; relisting"));
   }, { prepare: (api) => api.create(VMS, vm("a")) });
@@ -278,9 +281,9 @@ Deno.test("reflector: a stream cut mid-event is re-watched from the same RV, no 
     const lastRv = reflector.resourceVersion;
     assert.equal(api.cutWatches(VMS), 1);
     // The half line never completes; the reset ends the stream and the watch resumes.
-    await waitFor(() => rec.count("call Watch") === 2, "the re-watch");
+    await waitFor(() => rec.count("call Watch") === 2, { what: "the re-watch" });
     api.patchStatus(VMS, "default", "a", { phase: "Scaling" });
-    await waitFor(() => rec.calls.length === 1, "the update after re-watching");
+    await waitFor(() => rec.calls.length === 1, { what: "the update after re-watching" });
     assert.match(rec.take()[0], /^update a /);
     assert.equal(rec.count("call List"), 1);
     assert.equal(rec.undecodable.length, 0, "the half line was not taken for an event");
@@ -297,7 +300,7 @@ Deno.test("reflector: 5xx on watch and list back off, then recover", async () =>
     api.endWatches(VMS);
     await waitFor(
       () => rec.count("call Watch") === 5 && api.openWatches(VMS) === 1 && !rec.failing,
-      "recovery",
+      { what: "recovery" },
     );
     assert.ok(performance.now() - started >= 55, "three retries at >= 20 ms each");
     assert.equal(rec.count("error Watch"), 3);
@@ -305,12 +308,12 @@ Deno.test("reflector: 5xx on watch and list back off, then recover", async () =>
 
     api.failRequests("list", { status: 500, count: 2 });
     reflector.requestRelist();
-    await waitFor(() => rec.count("call List") === 4 && !rec.failing, "relist recovery");
+    await waitFor(() => rec.count("call List") === 4 && !rec.failing, { what: "relist recovery" });
     assert.equal(rec.count("error List"), 2);
     assert.equal(rec.count("relist requested"), 1);
-    await waitFor(() => rec.calls.length === 1, "the relist's update");
+    await waitFor(() => rec.calls.length === 1, { what: "the relist's update" });
     api.create(VMS, vm("b"));
-    await waitFor(() => rec.calls.includes("add b"), "live again");
+    await waitFor(() => rec.calls.includes("add b"), { what: "live again" });
   }, { prepare: (api) => api.create(VMS, vm("a")) });
 });
 
@@ -318,17 +321,19 @@ Deno.test("reflector: duplicate ADDED and unknown MODIFIED are inconsistencies â
   await withReflector(async ({ api, rec, log }) => {
     rec.take();
     api.injectDuplicateAdded(VMS, "default", "a");
-    await waitFor(() => rec.count("call List") === 2 && rec.calls.length === 1, "first relist");
+    await waitFor(() => rec.count("call List") === 2 && rec.calls.length === 1, {
+      what: "first relist",
+    });
     assert.match(rec.take()[0], /^update a /);
     assert.ok(log.messages("warn").includes("watch event inconsistent with the store; relisting"));
 
-    await waitFor(() => api.openWatches(VMS) === 1, "watching again");
+    await waitFor(() => api.openWatches(VMS) === 1, { what: "watching again" });
     const ghost = makeVirtualMachine({ name: "ghost", podIP: "127.0.0.9" });
     (ghost.metadata as Record<string, unknown>).uid = "no-such-uid";
     (ghost.metadata as Record<string, unknown>).resourceVersion = String(api.resourceVersion);
     api.injectWatchEvent(VMS, "MODIFIED", ghost);
-    await waitFor(() => rec.count("call List") === 3, "second relist");
-    await waitFor(() => rec.calls.length === 1, "its update");
+    await waitFor(() => rec.count("call List") === 3, { what: "second relist" });
+    await waitFor(() => rec.calls.length === 1, { what: "its update" });
     assert.ok(!rec.take().some((c) => c.includes("ghost")));
   }, { prepare: (api) => api.create(VMS, vm("a")) });
 });
@@ -339,12 +344,12 @@ Deno.test("reflector: an undecodable object is skipped and reported, the stream 
     const before = rv(api, "a");
     api.injectUndecodable(VMS, "default", "a");
     api.injectRawWatchLine(VMS, '{"type":"ADDED","object":{"metadata":{"name":"no-uid"}}}');
-    await waitFor(() => rec.undecodable.length === 2, "both skipped");
+    await waitFor(() => rec.undecodable.length === 2, { what: "both skipped" });
     assert.match(rec.undecodable[0], /spec\.guest\.cpus\.use: invalid quantity "abc"/);
     assert.match(rec.undecodable[1], /no metadata\.uid/);
     assert.ok(log.messages("error").includes("skipping object"));
     api.patchStatus(VMS, "default", "a", { phase: "Scaling" });
-    await waitFor(() => rec.calls.length === 1, "the next good event");
+    await waitFor(() => rec.calls.length === 1, { what: "the next good event" });
     assert.deepEqual(rec.take(), [`update a ${before}>${rv(api, "a")}`]);
     assert.equal(rec.count("call List"), 1, "no relist");
   }, { prepare: (api) => api.create(VMS, vm("a")) });
@@ -357,7 +362,7 @@ Deno.test("reflector: undecodable objects in a list are skipped; they join once 
     api.update(VMS, "default", "bad", (obj) => {
       (obj.spec as Record<string, Record<string, Record<string, unknown>>>).guest.cpus.use = 250;
     });
-    await waitFor(() => rec.calls.length === 1, "the add");
+    await waitFor(() => rec.calls.length === 1, { what: "the add" });
     assert.deepEqual(rec.take(), ["add bad"], "a MODIFIED for a skipped object is an add");
     assert.equal(rec.count("call List"), 1);
   }, {
@@ -401,7 +406,7 @@ Deno.test("reflector: throwing handlers and observers are reported; events keep 
     await reflector.start(controller.signal);
     api.create(VMS, vm("boom"));
     api.create(VMS, vm("after"));
-    await waitFor(() => seen.length === 3, "all adds");
+    await waitFor(() => seen.length === 3, { what: "all adds" });
     assert.deepEqual(seen, ["a", "boom", "after"]);
     assert.equal(errors.length, 1);
     controller.abort();

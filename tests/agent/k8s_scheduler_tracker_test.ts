@@ -13,7 +13,8 @@ import {
   schedulerLabelSelector,
   SchedulerTracker,
 } from "../../agent/k8s/scheduler_tracker.ts";
-import { RecordingLog, settle, waitFor, withFakeApi } from "./k8s_test_helpers.ts";
+import { RecordingLog, settle, withFakeApi } from "./k8s_test_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const T0 = Date.UTC(2025, 8, 23, 12, 0, 0);
 const NS = "kube-system";
@@ -42,7 +43,7 @@ async function withTracker(
     const controller = new AbortController();
     try {
       await tracker.start(controller.signal);
-      await waitFor(() => api.openWatches("pods") === 1, "the pod watch");
+      await waitFor(() => api.openWatches("pods") === 1, { what: "the pod watch" });
       await fn({ api, tracker, changes, log });
     } finally {
       controller.abort();
@@ -103,28 +104,28 @@ Deno.test("scheduler tracker: readiness flips, deletion and a second, newer sche
     changes.splice(0);
 
     api.create("pods", pod("b", "127.0.0.31", 10));
-    await waitFor(() => currentName(tracker) === "b", "the newer scheduler");
+    await waitFor(() => currentName(tracker) === "b", { what: "the newer scheduler" });
 
     setReady(api, "b", false);
-    await waitFor(() => currentName(tracker) === "a", "fallback to the older one");
+    await waitFor(() => currentName(tracker) === "a", { what: "fallback to the older one" });
     setReady(api, "b", true);
-    await waitFor(() => currentName(tracker) === "b", "back to the newer one");
+    await waitFor(() => currentName(tracker) === "b", { what: "back to the newer one" });
 
     api.patchStatus("pods", NS, "b", { podIP: "" });
-    await waitFor(() => currentName(tracker) === "a", "no IP: not usable");
+    await waitFor(() => currentName(tracker) === "a", { what: "no IP: not usable" });
     api.patchStatus("pods", NS, "b", { podIP: "127.0.0.31" });
-    await waitFor(() => currentName(tracker) === "b", "usable again");
+    await waitFor(() => currentName(tracker) === "b", { what: "usable again" });
 
     api.delete("pods", NS, "b");
-    await waitFor(() => currentName(tracker) === "a", "after deleting b");
+    await waitFor(() => currentName(tracker) === "a", { what: "after deleting b" });
     setReady(api, "a", false);
-    await waitFor(() => tracker.current() === null, "none ready");
+    await waitFor(() => tracker.current() === null, { what: "none ready" });
     assert.deepEqual(changes.map((c) => c?.name ?? null), ["b", "a", "b", "a", "b", "a", null]);
     assert.ok(log.messages("warn").includes("no ready scheduler known"));
     assert.ok(log.messages("info").includes("current scheduler changed"));
 
     setReady(api, "a", true);
-    await waitFor(() => currentName(tracker) === "a", "ready again");
+    await waitFor(() => currentName(tracker) === "a", { what: "ready again" });
     assert.ok(log.messages("info").includes("scheduler appeared"));
   }, (api) => api.create("pods", pod("a", "127.0.0.30", 0)));
 });
@@ -164,10 +165,10 @@ Deno.test("scheduler tracker: an IP change on a pod that stays ready is not pick
 Deno.test("scheduler tracker: an undecodable pod event is skipped", async () => {
   await withTracker(async ({ api, tracker, log }) => {
     api.injectUndecodable("pods", NS, "a");
-    await waitFor(() => log.messages("error").includes("skipping object"), "the skip");
+    await waitFor(() => log.messages("error").includes("skipping object"), { what: "the skip" });
     assert.equal(currentName(tracker), "a");
     setReady(api, "a", false);
-    await waitFor(() => tracker.current() === null, "later events still apply");
+    await waitFor(() => tracker.current() === null, { what: "later events still apply" });
   }, (api) => api.create("pods", pod("a", "127.0.0.70", 0)));
 });
 

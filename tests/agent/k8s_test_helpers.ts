@@ -30,19 +30,6 @@ export async function withFakeApi(
   }
 }
 
-/** Polls until `condition` holds; fails after `timeoutMs`. */
-export async function waitFor(
-  condition: () => boolean,
-  what = "condition",
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** Lets pending I/O settle for a while (to show that nothing more happens). */
 export function settle(ms = 100): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -7,7 +7,8 @@ import {
 } from "../../sim/k8s/mod.ts";
 import { type VmEvent, VmWatcher } from "../../agent/k8s/vm_watcher.ts";
 import type { VirtualMachine } from "../../agent/k8s/vm.ts";
-import { RecordingLog, settle, waitFor, withFakeApi } from "./k8s_test_helpers.ts";
+import { RecordingLog, settle, withFakeApi } from "./k8s_test_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const VMS = "virtualmachines";
 const GiB = 1024 ** 3;
@@ -57,7 +58,7 @@ async function withWatcher(
     const controller = new AbortController();
     try {
       await watcher.start(controller.signal);
-      await waitFor(() => api.openWatches(VMS) === 1, "the watch");
+      await waitFor(() => api.openWatches(VMS) === 1, { what: "the watch" });
       await fn({ api, watcher, events, timeline, log });
     } finally {
       controller.abort();
@@ -86,7 +87,7 @@ Deno.test("vm watcher: our VMs get added; other nodes are ignored but still meas
     api.create(VMS, vm("later", { node: "other-node" }));
     api.patchStatus(VMS, "default", "theirs", { phase: "Scaling" });
     api.delete(VMS, "default", "theirs");
-    await waitFor(() => timeline.length === 4, "the metrics calls");
+    await waitFor(() => timeline.length === 4, { what: "the metrics calls" });
     assert.deepEqual(timeline.splice(0), [
       "metrics add later",
       "metrics update theirs",
@@ -105,11 +106,11 @@ Deno.test("vm watcher: moving in and out of responsibility", async () => {
   await withWatcher(async ({ api, events }) => {
     assert.deepEqual(kinds(events), []);
     api.patchStatus(VMS, "default", "v", { phase: "Running" });
-    await waitFor(() => events.length === 1, "added");
+    await waitFor(() => events.length === 1, { what: "added" });
     api.patchStatus(VMS, "default", "v", { phase: "Scaling" });
-    await waitFor(() => events.length === 2, "updated");
+    await waitFor(() => events.length === 2, { what: "updated" });
     api.patchStatus(VMS, "default", "v", { phase: "Migrating" });
-    await waitFor(() => events.length === 3, "deleted");
+    await waitFor(() => events.length === 3, { what: "deleted" });
     api.patchStatus(VMS, "default", "v", { phase: "Running", node: "node-b" });
     api.update(VMS, "default", "v", (obj) => {
       ((obj.metadata as JsonObject).labels as JsonObject)["autoscaling.neon.tech/enabled"] =
@@ -120,9 +121,9 @@ Deno.test("vm watcher: moving in and out of responsibility", async () => {
     api.update(VMS, "default", "v", (obj) => {
       ((obj.metadata as JsonObject).labels as JsonObject)["autoscaling.neon.tech/enabled"] = "true";
     });
-    await waitFor(() => events.length === 4, "added again");
+    await waitFor(() => events.length === 4, { what: "added again" });
     api.patchStatus(VMS, "default", "v", { podIP: "" });
-    await waitFor(() => events.length === 5, "deleted again");
+    await waitFor(() => events.length === 5, { what: "deleted again" });
     assert.deepEqual(kinds(events), [
       "added v v-pod",
       "updated v v-pod",
@@ -153,11 +154,11 @@ Deno.test("vm watcher: a VM invalid when first ours gets a Runner once it become
     api.update(VMS, "default", "v", (obj) => {
       ((obj.metadata as JsonObject).annotations as JsonObject)[BOUNDS] = GOOD_BOUNDS;
     });
-    await waitFor(() => events.length === 1, "added");
+    await waitFor(() => events.length === 1, { what: "added" });
     assert.equal(events[0].kind, "added");
     assert.equal(events[0].vmInfo.cpu.max, 2000);
     api.patchStatus(VMS, "default", "v", { phase: "Running" });
-    await waitFor(() => events.length === 2, "updated");
+    await waitFor(() => events.length === 2, { what: "updated" });
     assert.deepEqual(kinds(events), ["added v v-pod", "updated v v-pod"]);
   }, (api) => api.create(VMS, vm("v", { annotations: { [BOUNDS]: BAD_BOUNDS } })));
 });
@@ -168,7 +169,7 @@ Deno.test("vm watcher: broken annotations keep the last VmInfo and still delete 
     api.update(VMS, "default", "v", (obj) => {
       ((obj.metadata as JsonObject).annotations as JsonObject)[BOUNDS] = GOOD_BOUNDS;
     });
-    await waitFor(() => events.length === 1, "updated with the bounds");
+    await waitFor(() => events.length === 1, { what: "updated with the bounds" });
     const [updated] = events.splice(0);
     assert.equal(updated.kind, "updated");
     assert.equal(updated.vmInfo.cpu.max, 2000);
@@ -176,11 +177,11 @@ Deno.test("vm watcher: broken annotations keep the last VmInfo and still delete 
     api.update(VMS, "default", "v", (obj) => {
       ((obj.metadata as JsonObject).annotations as JsonObject)[BOUNDS] = "{not json";
     });
-    await waitFor(() => log.messages("error").length === 1, "the invalid update logged");
+    await waitFor(() => log.messages("error").length === 1, { what: "the invalid update logged" });
     assert.equal(events.length, 0, "no updated event for an invalid VM");
 
     api.delete(VMS, "default", "v");
-    await waitFor(() => events.length === 1, "deleted");
+    await waitFor(() => events.length === 1, { what: "deleted" });
     const [deleted] = events;
     // Replaces the reference's deleted event built by full extraction, dropped here (S-13).
     assert.equal(deleted.kind, "deleted");
@@ -197,7 +198,7 @@ Deno.test("vm watcher: deleting a VM that stops being ours while broken still de
       ((obj.metadata as JsonObject).annotations as JsonObject)[BOUNDS] = BAD_BOUNDS;
     });
     api.patchStatus(VMS, "default", "v", { phase: "Succeeded" });
-    await waitFor(() => events.length === 1, "deleted");
+    await waitFor(() => events.length === 1, { what: "deleted" });
     assert.deepEqual(kinds(events), ["deleted v v-pod"]);
   }, (api) => api.create(VMS, vm("v")));
 });
@@ -206,7 +207,7 @@ Deno.test("vm watcher: a pod rename while ours retires the old Runner and adds a
   await withWatcher(async ({ api, events }) => {
     kinds(events);
     api.patchStatus(VMS, "default", "v", { podName: "v-pod2", podIP: "127.0.0.3" });
-    await waitFor(() => events.length === 2, "deleted and added");
+    await waitFor(() => events.length === 2, { what: "deleted and added" });
     assert.deepEqual(kinds(events), ["deleted v v-pod", "added v v-pod2"]);
   }, (api) => api.create(VMS, vm("v")));
 });
@@ -216,7 +217,7 @@ Deno.test("vm watcher: a relist fans updated events out to every Runner (S-16)",
     kinds(events);
     timeline.splice(0);
     watcher.requestRelist();
-    await waitFor(() => events.length === 2, "two updated events");
+    await waitFor(() => events.length === 2, { what: "two updated events" });
     assert.deepEqual(kinds(events).sort(), ["updated a a-pod", "updated b b-pod"]);
     assert.deepEqual(timeline.filter((t) => t.startsWith("metrics")).sort(), [
       "metrics update a",
@@ -236,7 +237,7 @@ Deno.test("vm watcher: metrics are updated before the event they cause", async (
     api.create(VMS, vm("n"));
     api.patchStatus(VMS, "default", "n", { phase: "Scaling" });
     api.delete(VMS, "default", "n");
-    await waitFor(() => timeline.length === 8, "all calls");
+    await waitFor(() => timeline.length === 8, { what: "all calls" });
     assert.deepEqual(timeline, [
       "metrics add n",
       "added n",

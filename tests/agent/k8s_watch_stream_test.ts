@@ -17,7 +17,7 @@ import { decodeVirtualMachine } from "../../agent/k8s/vm.ts";
 import { USER_AGENT } from "../../agent/http/user_agent.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { SeededRandom } from "../../lib/random.ts";
-import { waitFor } from "./k8s_test_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const SECOND = 1000;
 const MINUTE = 60 * SECOND;
@@ -125,7 +125,7 @@ for (const transport of ["fetch", "client-node"] as const) {
       assert.equal(watches().length, 1, "quiet is not dead before 2.5 bookmark periods");
       await advance(2 * SECOND);
       // Virtual time stands still here: only the request's bytes are waited for.
-      await waitFor(() => watches().length === 2, "the second watch");
+      await waitFor(() => watches().length === 2, { what: "the second watch" });
       assert.deepEqual(errors, ["Watch"]);
     }, { transport, api: { bookmarkPeriodMs: 0 } });
   });
@@ -137,7 +137,9 @@ Deno.test("watch (fetch): a connection the server resets is re-opened at once", 
     assert.equal(api.resetWatches(), 1);
     // The reflector's retry delay (up to 1 s), not the idle limit.
     await advance(2 * SECOND);
-    await waitFor(() => watches().length === 2 && api.openWatches() === 1, "the second watch");
+    await waitFor(() => watches().length === 2 && api.openWatches() === 1, {
+      what: "the second watch",
+    });
   });
 });
 
@@ -146,6 +148,8 @@ Deno.test("watch (client-node): a connection the server resets is re-opened with
     await advance(30 * SECOND);
     assert.equal(api.resetWatches(), 1);
     await advance(152 * SECOND);
-    await waitFor(() => watches().length === 2 && api.openWatches() === 1, "the second watch");
+    await waitFor(() => watches().length === 2 && api.openWatches() === 1, {
+      what: "the second watch",
+    });
   }, { transport: "client-node" });
 });

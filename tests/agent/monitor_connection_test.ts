@@ -5,7 +5,8 @@ import type { Dispatcher } from "../../agent/monitor/dispatcher.ts";
 import { GenerationCounter } from "../../agent/executor/clients.ts";
 import { SystemClock } from "../../lib/clock.ts";
 import type { MonitorServer } from "../../sim/vm/monitor_server.ts";
-import { delay, until, withMonitor } from "./monitor_helpers.ts";
+import { delay, withMonitor } from "./monitor_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 type Sleep = (ms: number, signal?: AbortSignal) => Promise<boolean>;
 
@@ -65,13 +66,13 @@ Deno.test("connection: reconnects after the monitor closes, resetting in between
     const owner = new Owner();
     const startedAt = Date.now();
     owner.start(monitor, 100);
-    await until(() => owner.events.length === 1);
+    await waitFor(() => owner.events.length === 1);
     assert.deepEqual(owner.current?.generation, 1);
     const first = owner.current!.dispatcher;
     await first.healthCheck();
 
     monitor.closeSession({ code: 1001, reason: "monitor restarting" });
-    await until(() => owner.events.length === 3);
+    await waitFor(() => owner.events.length === 3);
     assert.deepEqual(owner.events, ["connected", "reset", "connected"]);
     // Reset bumped to 2; the new connection is generation 3.
     assert.equal(owner.current?.generation, 3);
@@ -90,11 +91,11 @@ Deno.test("connection: reconnects at once when the last attempt started long eno
   await withMonitor({}, async (monitor) => {
     const owner = new Owner();
     owner.start(monitor, 40);
-    await until(() => owner.events.length === 1);
+    await waitFor(() => owner.events.length === 1);
     await delay(80);
     const closedAt = Date.now();
     monitor.closeSession();
-    await until(() => owner.events.length === 3);
+    await waitFor(() => owner.events.length === 3);
     const gap = monitor.sessions[1].openedAt - closedAt;
     assert.ok(gap < 40, `reconnected after ${gap} ms`);
     await owner.stop();
@@ -106,9 +107,9 @@ Deno.test("connection: failed attempts are retried at the minimum spacing, each 
     monitor.setHandshake({ reject: "not ready" });
     const owner = new Owner();
     owner.start(monitor, 60);
-    await until(() => monitor.sessionCount >= 3);
+    await waitFor(() => monitor.sessionCount >= 3);
     monitor.setHandshake("normal");
-    await until(() => owner.events.includes("connected"));
+    await waitFor(() => owner.events.includes("connected"));
     const starts = monitor.sessions.map((session) => session.openedAt);
     for (let i = 1; i < starts.length; i++) {
       // Dial latency shifts what the fake sees by a few ms either way.
@@ -126,12 +127,12 @@ Deno.test("connection: aborting ends the connection normally and stops the loop"
   await withMonitor({}, async (monitor) => {
     const owner = new Owner();
     owner.start(monitor, 50);
-    await until(() => owner.events.length === 1);
+    await waitFor(() => owner.events.length === 1);
     const dispatcher = owner.current!.dispatcher;
     await owner.stop();
     assert.equal(await dispatcher.exited, null);
     assert.deepEqual(owner.events, ["connected", "reset"]);
-    await until(() => monitor.sessions[0].closeCode !== undefined);
+    await waitFor(() => monitor.sessions[0].closeCode !== undefined);
     assert.equal(monitor.sessions[0].closeCode, 1000);
     await delay(100);
     assert.equal(monitor.sessionCount, 1, "no attempt after the abort");
@@ -142,9 +143,9 @@ Deno.test("connection: aborting while waiting to retry stops the loop", async ()
   await withMonitor({}, async (monitor) => {
     const owner = new Owner();
     owner.start(monitor, 10_000);
-    await until(() => owner.events.length === 1);
+    await waitFor(() => owner.events.length === 1);
     monitor.closeSession();
-    await until(() => owner.events.length === 2);
+    await waitFor(() => owner.events.length === 2);
     const started = Date.now();
     await owner.stop();
     assert.ok(Date.now() - started < 500);

@@ -3,15 +3,8 @@ import assert from "node:assert/strict";
 import type { MonitorServer } from "../../sim/vm/monitor_server.ts";
 import { CloseCode } from "../../agent/monitor/close.ts";
 import { Dispatcher, INTERNAL_ERROR_MESSAGE } from "../../agent/monitor/dispatcher.ts";
-import {
-  delay,
-  GiB,
-  options,
-  received,
-  until,
-  withDispatcher,
-  withMonitor,
-} from "./monitor_helpers.ts";
+import { delay, GiB, options, received, withDispatcher, withMonitor } from "./monitor_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ONE_CU = { vCPU: 250, mem: 1 * GiB };
 const THREE_CU = { vCPU: 750, mem: 3 * GiB };
@@ -90,7 +83,7 @@ Deno.test("dispatcher: a reply after the timeout gets an InvalidMessage with its
     monitor.addFault({ id: 2, fault: { kind: "delay", ms: 150 } });
     await withDispatcher(monitor, { responseTimeoutMs: 50 }, async (d, rec) => {
       await assert.rejects(d.upscale(THREE_CU), /timed out/);
-      await until(() => received(monitor, "InvalidMessage").length === 1);
+      await waitFor(() => received(monitor, "InvalidMessage").length === 1);
       const [invalid] = received(monitor, "InvalidMessage");
       assert.equal(invalid.id, 2);
       assert.match(
@@ -108,7 +101,7 @@ Deno.test("dispatcher: an InternalError with an unknown id is answered under the
   await withMonitor({}, async (monitor) => {
     await withDispatcher(monitor, {}, async (d) => {
       monitor.sendRaw('{"type":"InternalError","error":"boom","id":9}');
-      await until(() => received(monitor, "InvalidMessage").length === 1);
+      await waitFor(() => received(monitor, "InvalidMessage").length === 1);
       const [invalid] = received(monitor, "InvalidMessage");
       assert.equal(invalid.id, 9);
       assert.deepEqual(invalid.content, {
@@ -172,7 +165,7 @@ Deno.test("dispatcher: a second reply to the same id gets an InvalidMessage", as
     monitor.addFault({ type: "DownscaleRequest", fault: { kind: "twice" }, times: 1 });
     await withDispatcher(monitor, {}, async (d, rec) => {
       assert.equal((await d.downscale(ONE_CU)).ok, true);
-      await until(() => received(monitor, "InvalidMessage").length === 1);
+      await waitFor(() => received(monitor, "InvalidMessage").length === 1);
       assert.equal(received(monitor, "InvalidMessage")[0].id, 2);
       assert.deepEqual(rec.outbound, [["DownscaleRequest", "ok"]]);
       await d.healthCheck();
@@ -185,7 +178,7 @@ Deno.test("dispatcher: an unknown inbound type gets an InvalidMessage; the conne
     await withDispatcher(monitor, {}, async (d, rec) => {
       const id = monitor.sendUnknownType("Frobnicate");
       assert.equal(id, 3);
-      await until(() => received(monitor, "InvalidMessage").length === 1);
+      await waitFor(() => received(monitor, "InvalidMessage").length === 1);
       const [invalid] = received(monitor, "InvalidMessage");
       assert.equal(invalid.id, 3);
       assert.deepEqual(invalid.content, {
@@ -203,7 +196,7 @@ Deno.test("dispatcher: UpscaleRequests (ids 3, 5) reach the owner and are never 
     await withDispatcher(monitor, {}, async (d, rec) => {
       assert.equal(monitor.requestUpscale(), 3);
       assert.equal(monitor.requestUpscale(), 5);
-      await until(() => rec.upscaleRequests === 2);
+      await waitFor(() => rec.upscaleRequests === 2);
       assert.deepEqual(rec.inbound, [["UpscaleRequest", "ok"], ["UpscaleRequest", "ok"]]);
       await d.healthCheck();
       assert.deepEqual(monitor.messages.map((m) => m.type), ["HealthCheck"]);
@@ -235,11 +228,11 @@ Deno.test("dispatcher: reply keys match case-insensitively and may be missing", 
     monitor.addFault({ type: "DownscaleRequest", fault: { kind: "drop" } });
     await withDispatcher(monitor, {}, async (d) => {
       const first = d.downscale(ONE_CU);
-      await until(() => received(monitor, "DownscaleRequest").length === 1);
+      await waitFor(() => received(monitor, "DownscaleRequest").length === 1);
       monitor.sendRaw('{"type":"DownscaleResult","ok":true,"STATUS":"shrunk","id":2}\n');
       assert.deepEqual(await first, { ok: true, status: "shrunk" });
       const second = d.downscale(ONE_CU);
-      await until(() => received(monitor, "DownscaleRequest").length === 2);
+      await waitFor(() => received(monitor, "DownscaleRequest").length === 2);
       monitor.sendRaw('{"type":"DownscaleResult","id":4}');
       assert.deepEqual(await second, { ok: false, status: "" });
     });
@@ -252,7 +245,7 @@ Deno.test("dispatcher: an InvalidMessage for a pending id fails that request at 
     await withDispatcher(monitor, { responseTimeoutMs: 5000 }, async (d, rec) => {
       const started = Date.now();
       const check = d.healthCheck();
-      await until(() => received(monitor, "HealthCheck").length === 1);
+      await waitFor(() => received(monitor, "HealthCheck").length === 1);
       monitor.sendRaw('{"type":"InvalidMessage","error":"what is this","id":2}');
       await assert.rejects(check, /rejected the request as invalid: what is this/);
       assert.ok(Date.now() - started < 1000);
@@ -267,7 +260,7 @@ Deno.test("dispatcher: an undecodable reply is answered, fails its request and e
     monitor.addFault({ type: "DownscaleRequest", fault: { kind: "drop" } });
     await withDispatcher(monitor, {}, async (d, rec) => {
       const request = d.downscale(ONE_CU);
-      await until(() => received(monitor, "DownscaleRequest").length === 1);
+      await waitFor(() => received(monitor, "DownscaleRequest").length === 1);
       monitor.sendRaw('{"type":"DownscaleResult","Ok":"yes","Status":"","id":2}');
       await assert.rejects(request, /failed unmarshaling JSON/);
       assert.deepEqual(rec.outbound, [["DownscaleRequest", "[error: failed unmarshaling JSON]"]]);
@@ -276,7 +269,7 @@ Deno.test("dispatcher: an undecodable reply is answered, fails its request and e
         String(error?.message),
         /error unmarshaling DownscaleResult: json: cannot unmarshal string into Go struct field DownscaleResult\.ok of type bool$/,
       );
-      await until(() => monitor.sessions[0].closeCode !== undefined);
+      await waitFor(() => monitor.sessions[0].closeCode !== undefined);
       const [invalid] = received(monitor, "InvalidMessage");
       assert.equal(invalid.id, 2);
       assert.deepEqual(invalid.content, {
@@ -309,7 +302,7 @@ for (
         send(monitor);
         const exitError = await d.exited;
         assert.match(String(exitError?.message), error);
-        await until(() => monitor.sessions[0].closeCode !== undefined);
+        await waitFor(() => monitor.sessions[0].closeCode !== undefined);
         assert.equal(monitor.sessions[0].closedBy, "agent");
         assert.equal(monitor.sessions[0].closeCode, CloseCode.internalError);
         assert.equal(rec.upscaleRequests, 0);
@@ -325,7 +318,7 @@ Deno.test("dispatcher: a message over 32 KiB ends the connection with 4009", asy
     await withDispatcher(monitor, {}, async (d) => {
       monitor.sendRaw(JSON.stringify({ type: "UpscaleRequest", id: 3, pad: "x".repeat(33000) }));
       assert.match(String((await d.exited)?.message), /exceeds the 32768-byte limit/);
-      await until(() => monitor.sessions[0].closeCode !== undefined);
+      await waitFor(() => monitor.sessions[0].closeCode !== undefined);
       assert.equal(monitor.sessions[0].closeCode, CloseCode.messageTooBig);
       assert.equal(monitor.sessions[0].closeReason, "message too big");
     });
@@ -340,7 +333,7 @@ Deno.test("dispatcher: the close reason is cut to 123 UTF-8 bytes", async () => 
       d.exit(CloseCode.normal, null);
       assert.equal(await d.exited, error);
       await d.closed;
-      await until(() => monitor.sessions[0].closeCode !== undefined);
+      await waitFor(() => monitor.sessions[0].closeCode !== undefined);
       assert.equal(monitor.sessions[0].closeCode, CloseCode.internalError);
       assert.equal(monitor.sessions[0].closeReason, "é".repeat(61));
     });
@@ -352,7 +345,7 @@ Deno.test("dispatcher: the monitor closing fails pending requests at once and ex
     monitor.addFault({ type: "HealthCheck", fault: { kind: "drop" } });
     await withDispatcher(monitor, { responseTimeoutMs: 5000 }, async (d, rec) => {
       const check = d.healthCheck();
-      await until(() => received(monitor, "HealthCheck").length === 1);
+      await waitFor(() => received(monitor, "HealthCheck").length === 1);
       monitor.closeSession({ code: 1001, reason: "restarting" });
       await assert.rejects(
         check,
@@ -382,7 +375,7 @@ Deno.test("dispatcher: aborting the owner's signal is a normal exit", async () =
     assert.equal(await d.exited, null);
     assert.equal(d.hasExited, true);
     await d.closed;
-    await until(() => monitor.sessions[0].closeCode !== undefined);
+    await waitFor(() => monitor.sessions[0].closeCode !== undefined);
     assert.deepEqual(
       [monitor.sessions[0].closeCode, monitor.sessions[0].closeReason],
       [1000, "normal exit"],

@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { CloseCode } from "../../agent/monitor/close.ts";
 import { Dispatcher } from "../../agent/monitor/dispatcher.ts";
-import { options, until, withMonitor } from "./monitor_helpers.ts";
+import { options, withMonitor } from "./monitor_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 Deno.test("handshake: sends the v1 range with a newline and gets version 1", async () => {
   await withMonitor({}, async (monitor) => {
@@ -15,7 +16,7 @@ Deno.test("handshake: sends the v1 range with a newline and gets version 1", asy
     scope.abort();
     assert.equal(await d.exited, null);
     await d.closed;
-    await until(() => monitor.sessions[0].closeCode !== undefined);
+    await waitFor(() => monitor.sessions[0].closeCode !== undefined);
     assert.equal(monitor.sessions[0].closeCode, 1000);
     assert.equal(monitor.sessions[0].closeReason, "normal exit");
   });
@@ -108,7 +109,7 @@ Deno.test("handshake: a silent monitor hits the connect timeout", async () => {
     );
     const took = Date.now() - started;
     assert.ok(took >= 140 && took < 1000, `took ${took} ms`);
-    await until(() => monitor.sessions[0]?.closeCode !== undefined);
+    await waitFor(() => monitor.sessions[0]?.closeCode !== undefined);
     assert.equal(monitor.sessions[0].closedBy, "agent");
     assert.equal(monitor.sessions[0].closeCode, CloseCode.protocolError);
   });
@@ -129,10 +130,10 @@ Deno.test("handshake: aborting the owner's signal stops the attempt", async () =
     monitor.setHandshake("silent");
     const scope = new AbortController();
     const attempt = Dispatcher.connect(monitor.url, options(scope.signal));
-    await until(() => monitor.received.length > 0);
+    await waitFor(() => monitor.received.length > 0);
     scope.abort(new Error("runner stopping"));
     await assert.rejects(attempt, /runner stopping/);
-    await until(() => monitor.sessions[0]?.closeCode !== undefined);
+    await waitFor(() => monitor.sessions[0]?.closeCode !== undefined);
     assert.equal(monitor.sessions[0].closeCode, CloseCode.normal);
   });
 });
@@ -146,7 +147,7 @@ Deno.test("handshake: an UpscaleRequest sent right after the version is not lost
       ...options(scope.signal),
       hooks: { onUpscaleRequest: () => requests++ },
     });
-    await until(() => requests === 1);
+    await waitFor(() => requests === 1);
     scope.abort();
     await d.closed;
   });

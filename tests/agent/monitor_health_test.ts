@@ -1,13 +1,14 @@
 /** The dispatcher's periodic health checks and the failure-streak teardown. */
 import assert from "node:assert/strict";
 import { CloseCode } from "../../agent/monitor/close.ts";
-import { delay, received, until, withDispatcher, withMonitor } from "./monitor_helpers.ts";
+import { delay, received, withDispatcher, withMonitor } from "./monitor_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 Deno.test("health checks: periodic, the first one a full period after connecting", async () => {
   await withMonitor({}, async (monitor) => {
     const connectedAt = Date.now();
     await withDispatcher(monitor, { healthCheckIntervalMs: 50 }, async (_d, rec) => {
-      await until(() => rec.healthOk >= 4);
+      await waitFor(() => rec.healthOk >= 4);
       const checks = received(monitor, "HealthCheck");
       assert.ok(
         checks[0].at - connectedAt >= 45,
@@ -28,7 +29,7 @@ Deno.test("health checks: a check that overruns the period is followed at once",
     monitor.addFault({ type: "HealthCheck", fault: { kind: "delay", ms: 250 }, times: 1 });
     const opts = { healthCheckIntervalMs: 200, responseTimeoutMs: 1000 };
     await withDispatcher(monitor, opts, async (_d, rec) => {
-      await until(() => rec.healthOk >= 2);
+      await waitFor(() => rec.healthOk >= 2);
       const [first, second] = received(monitor, "HealthCheck");
       const gap = second.at - first.at;
       // Sent at 200 ms, answered at 450 ms: the tick at 400 ms is pending and fires then, not
@@ -43,7 +44,7 @@ Deno.test("health checks: after a long overrun, one check at once, then back on 
     monitor.addFault({ type: "HealthCheck", fault: { kind: "delay", ms: 700 }, times: 1 });
     const opts = { healthCheckIntervalMs: 200, responseTimeoutMs: 2000 };
     await withDispatcher(monitor, opts, async (_d, rec) => {
-      await until(() => rec.healthOk >= 4, 3000);
+      await waitFor(() => rec.healthOk >= 4, { limitMs: 3000 });
       const [first, second, third, fourth] = received(monitor, "HealthCheck");
       // Sent at 200 ms, answered at 900 ms: the ticks at 400 and 600 ms are dropped, the one at
       // 800 ms fires at once, and the grid goes on at 1000 and 1200 ms; neither a burst of
@@ -66,7 +67,7 @@ Deno.test("health checks: isolated failures never end the connection", async () 
       maxHealthCheckSequentialFailuresMs: 1,
     };
     await withDispatcher(monitor, opts, async (d, rec) => {
-      await until(() => rec.outbound.length >= 5);
+      await waitFor(() => rec.outbound.length >= 5);
       assert.equal(d.hasExited, false);
       assert.deepEqual(rec.outbound.slice(0, 4), [
         ["HealthCheck", "[error: timed out waiting for response]"],
@@ -86,7 +87,7 @@ Deno.test("health checks: a silent monitor is dropped once the streak exceeds th
       maxHealthCheckSequentialFailuresMs: 150,
     };
     await withDispatcher(monitor, opts, async (d, rec) => {
-      await until(() => rec.healthOk >= 1);
+      await waitFor(() => rec.healthOk >= 1);
       const silentFrom = Date.now();
       monitor.addFault({ type: "HealthCheck", fault: { kind: "drop" } });
       const error = await d.exited;
@@ -96,7 +97,7 @@ Deno.test("health checks: a silent monitor is dropped once the streak exceeds th
       assert.ok(took >= 150 + 30 && took < 2000, `took ${took} ms`);
       const failures = rec.outbound.filter(([, code]) => code !== "ok");
       assert.ok(failures.length >= 4, `${failures.length} failures`);
-      await until(() => monitor.sessions[0].closeCode !== undefined);
+      await waitFor(() => monitor.sessions[0].closeCode !== undefined);
       assert.equal(monitor.sessions[0].closeCode, CloseCode.internalError);
       assert.match(String(monitor.sessions[0].closeReason), /health checks/);
     });
@@ -116,7 +117,7 @@ Deno.test("health checks: one success resets the failure streak", async () => {
       for (const id of [2, 4, 8, 10, 14, 16, 20, 22, 26, 28]) {
         monitor.addFault({ type: "HealthCheck", id, fault: { kind: "drop" } });
       }
-      await until(() => rec.outbound.length >= 15, 3000);
+      await waitFor(() => rec.outbound.length >= 15, { limitMs: 3000 });
       assert.equal(d.hasExited, false);
       assert.equal(rec.healthOk, 5);
     });
@@ -126,7 +127,7 @@ Deno.test("health checks: one success resets the failure streak", async () => {
 Deno.test("health checks stop with the connection", async () => {
   await withMonitor({}, async (monitor) => {
     await withDispatcher(monitor, { healthCheckIntervalMs: 20 }, async (d, rec) => {
-      await until(() => rec.healthOk >= 1);
+      await waitFor(() => rec.healthOk >= 1);
       d.exit(CloseCode.normal, null);
       await d.closed;
       const count = rec.outbound.length;

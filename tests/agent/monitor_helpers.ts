@@ -13,15 +13,6 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `cond` every 5 ms; throws after `ms`. */
-export async function until(cond: () => boolean, ms = 2000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${ms} ms`);
-    await delay(5);
-  }
-}
-
 /** Runs `fn` against a started fake monitor that sends no automatic upscale requests. */
 export async function withMonitor(
   opts: Partial<MonitorServerOptions>,

@@ -19,7 +19,7 @@ import {
 import { SchedulerPlugin } from "../../sim/plugin/scheduler_plugin.ts";
 import { cu, GiB } from "../core/helpers.ts";
 import { recordingLog } from "../support/log.ts";
-import { until } from "../support/wait.ts";
+import { waitFor } from "../support/wait.ts";
 
 const POD = { namespace: "default", name: "example-x7k2p" };
 
@@ -520,9 +520,9 @@ async function inFlightOutlivesIdle(
   server: { open: number },
   inFlight: ReturnType<typeof pooledPost>,
 ): Promise<void> {
-  await until(() => server.open === 1, 2000, "the idle connection closed");
+  await waitFor(() => server.open === 1, { what: "the idle connection closed", limitMs: 2000 });
   assert.ok((await inFlight).ok, "a request in flight ends normally");
-  await until(() => server.open === 0, 2000, "its connection closed after it");
+  await waitFor(() => server.open === 0, { what: "its connection closed after it", limitMs: 2000 });
 }
 
 Deno.test("plugin client pool: a burst of requests leaves at most a handful of connections open", async () => {
@@ -537,7 +537,10 @@ Deno.test("plugin client pool: a burst of requests leaves at most a handful of c
     assert.ok(results.every((r) => r.ok), "every request answered");
     // No cap: no request of the burst waited for another's connection.
     assert.equal(server.accepted, 60);
-    await until(() => server.open === PLUGIN_IDLE_CONNECTIONS, 2000, "idle connections closed");
+    await waitFor(() => server.open === PLUGIN_IDLE_CONNECTIONS, {
+      what: "idle connections closed",
+      limitMs: 2000,
+    });
     // The kept ones serve the next requests.
     assert.ok((await burst(PLUGIN_IDLE_CONNECTIONS)).every((r) => r.ok));
     assert.equal(server.accepted, 60);
@@ -587,7 +590,7 @@ Deno.test("plugin client pool: a failed request leaves no connection behind", as
     await withPool(async (pool) => {
       const result = await pooledPost(server.url, pool, 50);
       assert.equal(result.code, "[error doing request: context deadline exceeded]");
-      await until(() => server.open === 0, 2000, "the connection closed");
+      await waitFor(() => server.open === 0, { what: "the connection closed", limitMs: 2000 });
       assert.ok((await pooledPost(server.url, pool)).ok);
       assert.equal(server.accepted, 2);
     });

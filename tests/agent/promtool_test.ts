@@ -6,8 +6,9 @@
 
 import assert from "node:assert/strict";
 import { constant } from "../../sim/vm/workload.ts";
-import { startSimAgent, waitFor } from "./e2e_helpers.ts";
+import { startSimAgent } from "./e2e_helpers.ts";
 import { findPromtool, problemsBeyondReference, promtoolProblems } from "./promtool.ts";
+import { waitFor } from "../support/wait.ts";
 
 const promtool = findPromtool();
 if (promtool === undefined) {
@@ -26,8 +27,8 @@ Deno.test({
     try {
       // Series of every kind exist once a VM has been scaled and counted.
       await waitFor(
-        "an upscale and a scaling event",
         () => sim.cluster.api.patches.some((p) => p.name === "busy" && p.status === 200),
+        { what: "an upscale and a scaling event" },
       );
       const global = await (await fetch(sim.agent.addresses.metrics!)).text();
       const perVm = await (await fetch(sim.agent.addresses.vmMetrics!)).text();

@@ -18,7 +18,7 @@ import {
   type SystemMetricsValues,
 } from "../../sim/vm/metrics_server.ts";
 import { recordingLog } from "../support/log.ts";
-import { until } from "../support/wait.ts";
+import { waitFor } from "../support/wait.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { ok } from "../../lib/result.ts";
 import { systemClock } from "../../lib/clock.ts";
@@ -159,7 +159,7 @@ async function driveWaits(
 ): Promise<number[]> {
   const waits: number[] = [];
   for (let i = 1; i <= n; i++) {
-    await until(() => clock.pendingTimers === 1, 5000, `wait ${i}`);
+    await waitFor(() => clock.pendingTimers === 1, { what: `wait ${i}`, limitMs: 5000 });
     const ms = clock.nextDue()! - clock.now();
     waits.push(ms);
     before(i);
@@ -314,7 +314,7 @@ function recordingClock(): { clock: VirtualClock; set: number[] } {
 /** Fires the timers as they come due, moving virtual time, until `count` have been set. */
 async function runTimers(clock: VirtualClock, set: number[], count: number): Promise<void> {
   for (;;) {
-    await until(() => clock.pendingTimers > 0 || set.length >= count);
+    await waitFor(() => clock.pendingTimers > 0 || set.length >= count);
     if (set.length >= count) return;
     await clock.runUntil(clock.nextDue()!);
   }

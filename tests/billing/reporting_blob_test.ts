@@ -4,6 +4,7 @@
  * that it shares no code with the client under test.
  */
 
+import type { VirtualClock } from "../../lib/virtual_clock.ts";
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import { billingClients, scalingEventsClients } from "../../billing/reporting/clients.ts";
@@ -22,12 +23,12 @@ import {
   advance,
   constantRandom,
   exists,
-  FakeScheduler,
   gunzip,
   makeEvent,
   metric,
   readBatchFile,
   recordingLog,
+  reportingClock,
   spoolFile,
 } from "./reporting_helpers.ts";
 
@@ -84,11 +85,11 @@ function spooledKeys(dir: string, client: string, n: number, kind = "billing"): 
 
 async function run(
   clients: ReportingClient[],
-  fn: (p: ReportingPipeline, s: FakeScheduler, dir: string, registry: Registry) => Promise<void>,
+  fn: (p: ReportingPipeline, s: VirtualClock, dir: string, registry: Registry) => Promise<void>,
   options: { dir?: string; kind?: "billing" | "scalingevents"; quarantineAfter?: number } = {},
 ): Promise<string> {
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "blob-test-" });
-  const scheduler = new FakeScheduler();
+  const scheduler = reportingClock();
   const registry = new Registry();
   const pipeline = new ReportingPipeline({
     kind: options.kind ?? "billing",

@@ -9,10 +9,8 @@ import type { Registry } from "prom-client";
 export { recordingLog } from "../support/log.ts";
 
 /** Virtual time, starting where the reporting tests' expected object keys do. */
-export class FakeScheduler extends VirtualClock {
-  constructor(start = Date.UTC(2024, 3, 12, 7, 19, 27)) {
-    super({ startMs: start, settle: tick });
-  }
+export function reportingClock(startMs = Date.UTC(2024, 3, 12, 7, 19, 27)): VirtualClock {
+  return new VirtualClock({ startMs, settle: tick });
 }
 
 /** A "random" source that always draws `value`, so back-off waits are exact. */
@@ -31,7 +29,7 @@ export function tick(): Promise<void> {
 
 /** Advances `scheduler` while letting the pipeline's senders finish what each step started. */
 export function advance(
-  scheduler: FakeScheduler,
+  scheduler: VirtualClock,
   pipeline: ReportingPipeline,
   ms: number,
 ): Promise<void> {

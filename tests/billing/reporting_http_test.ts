@@ -1,3 +1,4 @@
+import type { VirtualClock } from "../../lib/virtual_clock.ts";
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import { BillingCollector } from "../../sim/billing/collector.ts";
@@ -8,11 +9,11 @@ import {
   advance,
   constantRandom,
   exists,
-  FakeScheduler,
   keyOf,
   makeEvent,
   metric,
   recordingLog,
+  reportingClock,
 } from "./reporting_helpers.ts";
 
 const events = (from: number, n: number) =>
@@ -21,7 +22,7 @@ const SHORT_ID = /^[2-9A-HJ-NP-Za-km-z]{1,22}$/;
 
 interface Setup {
   collector: BillingCollector;
-  scheduler: FakeScheduler;
+  scheduler: VirtualClock;
   registry: Registry;
   pipeline: ReportingPipeline;
   dir: string;
@@ -38,7 +39,7 @@ async function withCollector(
   const collector = new BillingCollector({ basePath: "/base", maxBatchSize: 100 });
   collector.start();
   const dir = await Deno.makeTempDir({ prefix: "http-test-" });
-  const scheduler = new FakeScheduler();
+  const scheduler = reportingClock();
   const registry = new Registry();
   const pipeline = new ReportingPipeline({
     kind: "billing",

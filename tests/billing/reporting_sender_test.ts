@@ -1,3 +1,4 @@
+import type { VirtualClock } from "../../lib/virtual_clock.ts";
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import { jsonArrayBody } from "../../billing/reporting/batch.ts";
@@ -8,12 +9,12 @@ import {
   constantRandom,
   exists,
   fakeClient,
-  FakeScheduler,
   FakeTransport,
   makeEvent,
   metric,
   readBatchFile,
   recordingLog,
+  reportingClock,
   spoolFile,
   tick,
 } from "./reporting_helpers.ts";
@@ -24,7 +25,7 @@ const events = (from: number, n: number) =>
 const body = (from: number, n: number) => text(jsonArrayBody(events(from, n)));
 
 interface Setup {
-  scheduler: FakeScheduler;
+  scheduler: VirtualClock;
   transport: FakeTransport;
   registry: Registry;
   pipeline: ReportingPipeline;
@@ -36,7 +37,7 @@ async function withPipeline(
   fn: (s: Setup) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "sender-test-" });
-  const scheduler = new FakeScheduler();
+  const scheduler = reportingClock();
   const transport = new FakeTransport(scheduler);
   const registry = new Registry();
   const pipeline = new ReportingPipeline({
@@ -158,7 +159,7 @@ Deno.test("sender: batches behind a failing one wait and then go in FIFO order",
 
 Deno.test("sender: clients are independent", async () => {
   const dir = await Deno.makeTempDir();
-  const scheduler = new FakeScheduler();
+  const scheduler = reportingClock();
   const down = new FakeTransport(scheduler);
   down.respond = fail("S3 error");
   const up = new FakeTransport(scheduler);
@@ -265,7 +266,7 @@ Deno.test("sender: the shutdown deadline cancels attempts; the batch stays spool
 
 Deno.test("metrics: both pipelines share a registry under their own prefixes", async () => {
   const dir = await Deno.makeTempDir();
-  const scheduler = new FakeScheduler();
+  const scheduler = reportingClock();
   const registry = new Registry();
   const down = new FakeTransport(scheduler);
   down.respond = fail("S3 error");

@@ -1,3 +1,4 @@
+import type { VirtualClock } from "../../lib/virtual_clock.ts";
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import { jsonArrayBody } from "../../billing/reporting/batch.ts";
@@ -12,13 +13,13 @@ import {
   constantRandom,
   exists,
   fakeClient,
-  FakeScheduler,
   FakeTransport,
   gunzip,
   makeEvent,
   metric,
   readBatchFile,
   recordingLog,
+  reportingClock,
   spoolFile,
 } from "./reporting_helpers.ts";
 
@@ -26,7 +27,7 @@ const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const events = (from: number, n: number) =>
   Array.from({ length: n }, (_, i) => makeEvent(from + i));
 
-function failing(scheduler: FakeScheduler): FakeTransport {
+function failing(scheduler: VirtualClock): FakeTransport {
   const transport = new FakeTransport(scheduler);
   transport.respond = () => {
     throw new SendFailure("HTTP code 503", false);
@@ -45,7 +46,7 @@ async function withSpool(fn: (dir: string) => Promise<void>): Promise<void> {
 
 function open(
   spoolDir: string,
-  scheduler: FakeScheduler,
+  scheduler: VirtualClock,
   extra: Partial<PipelineOptions> & { transport?: FakeTransport; maxBatchSize?: number } = {},
 ): ReportingPipeline {
   const transport = extra.transport ?? new FakeTransport(scheduler);
@@ -62,7 +63,7 @@ function open(
 
 Deno.test("spool: enqueue returns with the event in the journal on disk", async () => {
   await withSpool(async (dir) => {
-    const pipeline = open(dir, new FakeScheduler());
+    const pipeline = open(dir, reportingClock());
     pipeline.enqueue(makeEvent(0));
     assert.equal(Deno.readTextFileSync(spoolFile(dir, 1, "journal")), `${makeEvent(0)}\n`);
     pipeline.enqueue(makeEvent(1));
@@ -76,7 +77,7 @@ Deno.test("spool: enqueue returns with the event in the journal on disk", async 
 
 Deno.test("spool: a full batch is one file with header and exact body; its journal goes", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const pipeline = open(dir, scheduler);
     pipeline.enqueueAll(events(0, 3));
     assert.ok(!exists(spoolFile(dir, 1, "journal")));
@@ -96,7 +97,7 @@ Deno.test("spool: a full batch is one file with header and exact body; its journ
 
 Deno.test("spool: blob batches carry the object key chosen when they were completed", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const transport = new FakeTransport(scheduler);
     const pipeline = new ReportingPipeline({
       kind: "scalingevents",
@@ -122,7 +123,7 @@ Deno.test("spool: blob batches carry the object key chosen when they were comple
 Deno.test("spool: enqueueAll splits its journal writes at the batch boundaries", async () => {
   await withSpool(async (dir) => {
     const registry = new Registry();
-    const pipeline = open(dir, new FakeScheduler(), { maxBatchSize: 4, registry });
+    const pipeline = open(dir, reportingClock(), { maxBatchSize: 4, registry });
     pipeline.enqueue(makeEvent(0));
     pipeline.enqueueAll(events(1, 9));
     assert.deepEqual(readBatchFile(spoolFile(dir, 1, "batch")).body, jsonArrayBody(events(0, 4)));
@@ -141,7 +142,7 @@ Deno.test("spool: enqueueAll splits its journal writes at the batch boundaries",
 
 Deno.test("spool: a restart sends what was left, in order, with the same bytes and keys", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const down = new FakeTransport(scheduler);
     down.respond = () => {
       throw new SendFailure("S3 error", false);
@@ -192,7 +193,7 @@ Deno.test("spool: recovery keeps the newest journal as the ongoing batch, minus 
       spoolFile(dir, 5, "journal"),
       `${makeEvent(1)}\n\0\0\0\n${makeEvent(2)}\n${makeEvent(3).slice(0, 40)}`,
     );
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const transport = new FakeTransport(scheduler);
     const log = recordingLog();
     const pipeline = open(dir, scheduler, { transport, maxBatchSize: 10, log });
@@ -214,7 +215,7 @@ Deno.test("spool: recovery keeps the newest journal as the ongoing batch, minus 
 
 Deno.test("spool: a journal whose batch exists is dropped, temp files are removed", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const first = open(dir, scheduler, { maxBatchSize: 2, transport: failing(scheduler) });
     first.enqueueAll(events(0, 2));
     await first.stop({ deadlineMs: 0 });
@@ -237,7 +238,7 @@ Deno.test("spool: a journal whose batch exists is dropped, temp files are remove
 
 Deno.test("spool: older journals without a batch are batched again after the rest", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const first = open(dir, scheduler, { maxBatchSize: 2, transport: failing(scheduler) });
     first.enqueueAll(events(10, 2)); // batch 1
     await first.stop({ deadlineMs: 0 });
@@ -263,7 +264,7 @@ Deno.test("spool: an unreadable batch file is moved to dead/ with an error", asy
     Deno.writeTextFileSync(spoolFile(dir, 3, "batch"), '{"v":1,"bodyBytes":100}\nshort');
     const registry = new Registry();
     const log = recordingLog();
-    const pipeline = open(dir, new FakeScheduler(), { registry, log });
+    const pipeline = open(dir, reportingClock(), { registry, log });
     assert.ok(exists(`${dir}/billing/http/dead/000000000003.batch`));
     assert.equal(await metric(registry, "autoscaling_agent_billing_dead_batches"), 1);
     assert.ok(log.messages("error").includes("unreadable spooled batch moved to dead/"));
@@ -275,17 +276,17 @@ Deno.test("spool: an unreadable batch file is moved to dead/ with an error", asy
 
 Deno.test("spool: a second process cannot open a spool in use", async () => {
   await withSpool(async (dir) => {
-    const pipeline = open(dir, new FakeScheduler());
-    assert.throws(() => open(dir, new FakeScheduler()), /in use by another process/);
+    const pipeline = open(dir, reportingClock());
+    assert.throws(() => open(dir, reportingClock()), /in use by another process/);
     await pipeline.stop();
-    const again = open(dir, new FakeScheduler());
+    const again = open(dir, reportingClock());
     await again.stop();
   });
 });
 
 Deno.test("spool: a failed write keeps nothing anywhere and throws to the producer", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const registry = new Registry();
     const a = new FakeTransport(scheduler);
     const b = new FakeTransport(scheduler);
@@ -328,7 +329,7 @@ Deno.test("spool: a failed write keeps nothing anywhere and throws to the produc
 
 Deno.test("spool: above the cap events are still accepted, with a metric and one loud log", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const registry = new Registry();
     const log = recordingLog();
     const transport = new FakeTransport(scheduler);
@@ -371,7 +372,7 @@ Deno.test("spool: above the cap events are still accepted, with a metric and one
 
 Deno.test("spool: an event already in the ongoing batch is not added twice", async () => {
   await withSpool(async (dir) => {
-    const scheduler = new FakeScheduler();
+    const scheduler = reportingClock();
     const transport = new FakeTransport(scheduler);
     const pipeline = open(dir, scheduler, { transport, maxBatchSize: 3 });
     pipeline.enqueueAll([makeEvent(0), makeEvent(1)]);
@@ -394,7 +395,7 @@ Deno.test("spool: an event already in the ongoing batch is not added twice", asy
 
 Deno.test("spool: with no clients events are dropped and the disk is not touched", async () => {
   await withSpool(async (dir) => {
-    const pipeline = open(dir, new FakeScheduler(), { clients: [] });
+    const pipeline = open(dir, reportingClock(), { clients: [] });
     pipeline.enqueue(makeEvent(0));
     pipeline.start();
     await pipeline.stop();

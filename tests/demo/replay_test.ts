@@ -27,8 +27,9 @@ import {
 import { guestOf, parseCsvTrace, type ReplayGuest, traceSpanMs } from "../../demo/trace.ts";
 import { pluginJitterMs } from "../../agent/runner/runner.ts";
 import { cuAt, cuOf } from "../../demo/timeline.ts";
-import { startSimAgent, waitFor } from "../agent/e2e_helpers.ts";
+import { startSimAgent } from "../agent/e2e_helpers.ts";
 import { reportData } from "./helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const CONFIG = `${root}examples/sim-config.json`;
@@ -234,9 +235,9 @@ Deno.test("replay: its core timings are the ones the agent's Runner gives its co
   const sim = await startSimAgent({ cluster: { vms: [{ name: "timed" }] } });
   try {
     const dumped = await waitFor(
-      "the Runner's core",
       () =>
         sim.agent.state.dump().find((p) => p.runner?.executorState)?.runner?.executorState?.config,
+      { what: "the Runner's core" },
     );
     const config = await loadConfig(CONFIG);
     const { revisionSource: _, ...replayed } = coreConfigOf(config);

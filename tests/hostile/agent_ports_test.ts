@@ -8,9 +8,9 @@
 import assert from "node:assert/strict";
 import { Cluster } from "../../sim/cluster.ts";
 import { constant } from "../../sim/vm/workload.ts";
-import { waitFor } from "../agent/e2e_helpers.ts";
 import { AgentProcess } from "./agent_process.ts";
 import { HEALTHY_LOAD, healthyScaled } from "./helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 /** The DaemonSet's memory limit. */
 const RSS_LIMIT_MIB = 600;
@@ -63,14 +63,16 @@ Deno.test("hostile: descriptors run out on the metrics port; it serves again onc
   try {
     await healthyScaled(cluster, ["healthy"]);
     held = await hold(agent.ports.metrics, 400);
-    await waitFor(
-      "an accept to fail for want of descriptors",
-      () => agent.lines.some((l) => /Too many open files/.test(JSON.stringify(l))),
-      20_000,
-    );
+    await waitFor(() => agent.lines.some((l) => /Too many open files/.test(JSON.stringify(l))), {
+      what: "an accept to fail for want of descriptors",
+      limitMs: 20_000,
+    });
     release(held);
     held = [];
-    await waitFor("the metrics port to serve again", () => metricsServed(agent), 20_000);
+    await waitFor(() => metricsServed(agent), {
+      what: "the metrics port to serve again",
+      limitMs: 20_000,
+    });
     assert.ok(await metricsServed(agent));
   } finally {
     release(held);
@@ -103,7 +105,9 @@ Deno.test("hostile: silent and half-sent connections on every port time out, exc
     }
     // Over the cap: refused at once. After the header timeout the held ones are gone, and a
     // scraper gets its answer.
-    await waitFor("the metrics port to serve through the attack", () => metricsServed(agent));
+    await waitFor(() => metricsServed(agent), {
+      what: "the metrics port to serve through the attack",
+    });
     await healthyScaled(cluster, ["healthy-a", "healthy-b"]);
     const rss = await agent.rssMiB();
     assert.ok(rss < RSS_LIMIT_MIB, `RSS ${rss} MiB`);

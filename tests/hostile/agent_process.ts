@@ -5,7 +5,8 @@
  */
 
 import type { Cluster } from "../../sim/cluster.ts";
-import { simConfigJson, waitFor } from "../agent/e2e_helpers.ts";
+import { simConfigJson } from "../agent/e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 
@@ -120,12 +121,12 @@ export class AgentProcess {
       }
     })();
     this.#child.status.then((status) => this.#status = status);
-    await waitFor("the agent to start", () => {
+    await waitFor(() => {
       if (this.#status !== undefined) {
         throw new Error(`agent exited ${JSON.stringify(this.#status)}: ${this.tail()}`);
       }
       return this.lines.some((l) => l.msg === "agent started");
-    }, 30_000);
+    }, { what: "the agent to start", limitMs: 30_000 });
   }
 
   get pid(): number {
@@ -157,7 +158,7 @@ export class AgentProcess {
     if (this.#status === undefined) child.kill(signal);
     let status: Deno.CommandStatus | null = null;
     try {
-      status = await waitFor("the agent to exit", () => this.#status, ms);
+      status = await waitFor(() => this.#status, { what: "the agent to exit", limitMs: ms });
     } catch {
       child.kill("SIGKILL");
       await child.status;

@@ -7,7 +7,8 @@
  */
 
 import type { Cluster } from "../../sim/cluster.ts";
-import { specUse, waitFor } from "../agent/e2e_helpers.ts";
+import { specUse } from "../agent/e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 /** Replaces a VM's system metrics endpoint with `handler`; returns a function that stops it. */
 export async function replaceSystemMetrics(
@@ -47,9 +48,9 @@ export const HEALTHY_LOAD = 0.7;
 /** Waits until every named VM was patched to 3 CU (750m, 3 slots). */
 export async function healthyScaled(cluster: Cluster, names: string[], ms = 20_000) {
   for (const name of names) {
-    await waitFor(`${name} to be scaled to 3 CU`, () => {
+    await waitFor(() => {
       const use = specUse(cluster, name);
       return use.cpu === "750m" && use.slots === 3;
-    }, ms);
+    }, { what: `${name} to be scaled to 3 CU`, limitMs: ms });
   }
 }

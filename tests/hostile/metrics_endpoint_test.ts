@@ -5,8 +5,9 @@
 
 import assert from "node:assert/strict";
 import { constant } from "../../sim/vm/workload.ts";
-import { sample, startSimAgent, waitFor } from "../agent/e2e_helpers.ts";
+import { sample, startSimAgent } from "../agent/e2e_helpers.ts";
 import { canary, HEALTHY_LOAD, healthyScaled, replaceSystemMetrics } from "./helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 const healthy = (name: string) => ({ name, workload: constant({ load: HEALTHY_LOAD }) });
 
@@ -23,12 +24,12 @@ Deno.test("hostile: a metrics redirect is followed only to the VM's own address"
     );
     try {
       const refused = await waitFor(
-        "the refused redirect in the logs",
         () =>
           sim.logs.find((l) =>
             l.message === "error getting system metrics" &&
             String(l.fields.error).includes("redirect to")
           ),
+        { what: "the refused redirect in the logs" },
       );
       assert.match(
         String(refused.fields.error),
@@ -73,8 +74,8 @@ Deno.test("hostile: pages over the body limit are cut off, and large ones only w
     );
     await healthyScaled(sim.cluster, ["healthy-a", "healthy-b"]);
     await waitFor(
-      "a skipped scrape",
       () => sim.logs.find((l) => String(l.fields.error).startsWith("scrape skipped:")),
+      { what: "a skipped scrape" },
     );
     const cut = sim.logs.find((l) =>
       String(l.fields.error).includes(`response body larger than ${2 * LIMIT} bytes`)

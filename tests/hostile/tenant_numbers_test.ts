@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { constant } from "../../sim/vm/workload.ts";
-import { sample, specUse, startSimAgent, waitFor } from "../agent/e2e_helpers.ts";
+import { sample, specUse, startSimAgent } from "../agent/e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 
 // The goal is load / 0.9 / 0.25 CU: this load asks for 2^32 + 2^16 + 1 CU, which wrapped
 // modulo 2^32 and then 2^16 is 1 CU, the VM's minimum.
@@ -25,14 +26,18 @@ Deno.test("hostile: negative and huge loads are neither forwarded nor wrapped; a
     const { cluster } = sim;
     cluster.vm("negative").system.set({ load1: -5, load5: -5 });
     cluster.vm("huge").system.set({ load1: WRAPPING_LOAD, load5: WRAPPING_LOAD });
-    await waitFor("the healthy VM to reach 3 CU", () => specUse(cluster, "healthy").cpu === "750m");
-    await waitFor("the huge VM to reach its maximum", () => specUse(cluster, "huge").slots === 4);
+    await waitFor(() => specUse(cluster, "healthy").cpu === "750m", {
+      what: "the healthy VM to reach 3 CU",
+    });
+    await waitFor(() => specUse(cluster, "huge").slots === 4, {
+      what: "the huge VM to reach its maximum",
+    });
     const negative = await waitFor(
-      "a plugin request for the negative VM",
       () =>
         cluster.plugin.requests.find((r) =>
           r.request?.pod.name.startsWith("negative-") && r.request.metrics !== null
         ),
+      { what: "a plugin request for the negative VM" },
     );
     for (const r of cluster.plugin.requests) {
       const load = r.request?.metrics?.loadAvg1M;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { MonitorServer, type MonitorServerOptions } from "../../sim/vm/monitor_server.ts";
+import { waitFor } from "../support/wait.ts";
 
 const GiB = 1024 ** 3;
 
@@ -88,14 +89,6 @@ class Agent {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error("condition not reached in time");
-    await delay(5);
-  }
 }
 
 async function withMonitor(
@@ -262,7 +255,7 @@ Deno.test("monitor: UpscaleRequest ids are 3, 5, 7 and restart per session", asy
       assert.equal(await first.next(), `{"type":"UpscaleRequest","id":${id}}`);
     }
     await first.close();
-    await until(() => !monitor.connected);
+    await waitFor(() => !monitor.connected);
     const second = await Agent.ready(monitor);
     assert.equal(monitor.requestUpscale(), 3);
     assert.equal(await second.next(), '{"type":"UpscaleRequest","id":3}');
@@ -310,7 +303,7 @@ Deno.test("monitor: records the agent's close code and reason", async () => {
   await withMonitor({}, async (monitor) => {
     const agent = await Agent.ready(monitor);
     await agent.close(4000, "health checks failing");
-    await until(() => monitor.sessions[0].closedAt !== undefined);
+    await waitFor(() => monitor.sessions[0].closedAt !== undefined);
     assert.deepEqual(
       [
         monitor.sessions[0].closedBy,
