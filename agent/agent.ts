@@ -40,6 +40,7 @@ import { type Random, systemRandom } from "../lib/random.ts";
 import { errorText } from "../lib/result.ts";
 import type { KubeApi, MetricsTransport, MonitorDialer, PluginTransport } from "./ports.ts";
 import { VmStatusWaiter } from "./k8s/vm_status_waiter.ts";
+import { websocketDialer } from "./monitor/websocket.ts";
 
 /** What {@link startAgent} needs. */
 export interface AgentOptions {
@@ -301,7 +302,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         healthCheckIntervalMs: options.tuning?.healthCheckIntervalMs,
         pluginHttp,
         metricsHttp: ports.metrics,
-        monitorDial: ports.monitor,
+        monitorDial: ports.monitor ?? websocketDialer({ clock, random }),
       },
       log,
       restartDelayMs: options.tuning?.restartDelayMs,

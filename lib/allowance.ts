@@ -45,10 +45,10 @@ export class Allowance {
   get tokens(): number {
     const now = this.#clock.now();
     if (now > this.#at) {
-      this.#tokens = Math.min(
-        this.burst,
-        this.#tokens + ((now - this.#at) / 1000) * this.perSecond,
-      );
+      const tokens = this.#tokens + ((now - this.#at) / 1000) * this.perSecond;
+      // Refills are sums of fractions: a token that is due must not come out a hair short.
+      const whole = Math.round(tokens);
+      this.#tokens = Math.min(this.burst, Math.abs(tokens - whole) < 1e-9 ? whole : tokens);
       this.#at = now;
     }
     return this.#tokens;

@@ -187,6 +187,11 @@ const CONFIG_DESCRIPTIONS: Record<string, string> = {
   "monitor.requestedUpscaleValidSeconds": "How long a monitor's upscale request is honoured.",
   "monitor.retryFailedRequestSeconds": "Wait after a failed monitor request.",
   ...failedRequestRate("monitor.maxFailedRequestRate", "vm-monitor"),
+  "monitor.inboundRateLimit": "Not in the reference: how many messages a VM's vm-monitor may " +
+    "send. One more than the allowance ends the connection (close code 4008, logged with the " +
+    "reason); it is opened again after `connectionRetryMinWaitSeconds`.",
+  "monitor.inboundRateLimit.perSecond": "Messages per second on average.",
+  "monitor.inboundRateLimit.burst": "Messages at once after a quiet period.",
 
   neonvm: "Patches of the NeonVM `VirtualMachine` objects that resize VMs.",
   "neonvm.requestTimeoutSeconds": "Timeout of one VM patch, waiting for a rate-limit token " +

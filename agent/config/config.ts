@@ -19,6 +19,7 @@ import {
 import { parseQuantity, quantityToBytes, quantityToMilli } from "../../lib/quantity.ts";
 import { estimatorProblems } from "../k8s/vm.ts";
 import { MAX_METRICS_BODY_BYTES, METRICS_BYTES_PER_SECOND } from "../vm_metrics/scrape.ts";
+import { INBOUND_RATE_LIMIT } from "../monitor/dispatcher.ts";
 import { billingConfigSchema, scalingEventsConfigSchema } from "../../billing/config.ts";
 import {
   isUint,
@@ -151,6 +152,16 @@ const monitor = z.strictObject({
   requestedUpscaleValidSeconds: uint({ nonZero: true }),
   retryFailedRequestSeconds: uint({ nonZero: true }),
   maxFailedRequestRate: failedRequestRate,
+  /**
+   * Our key: messages per second a vm-monitor may send on average, and at once; one more ends
+   * its connection, which is opened again after `connectionRetryMinWaitSeconds`.
+   */
+  inboundRateLimit: z
+    .strictObject({
+      perSecond: positiveNumber(INBOUND_RATE_LIMIT.perSecond),
+      burst: uint({ nonZero: true, absent: INBOUND_RATE_LIMIT.burst }),
+    })
+    .prefault({}),
 });
 
 const neonvm = z.strictObject({

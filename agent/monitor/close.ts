@@ -9,11 +9,13 @@ import { type MonitorSocket, SocketState } from "../ports.ts";
 
 /**
  * Close codes. `WebSocket.close()` only accepts 1000 and 3000–4999 (S-27), so the reference's
- * 1002 / 1009 / 1011 become 4002 / 4009 / 4011; the monitor does not interpret them.
+ * 1002 / 1008 / 1009 / 1011 become 4002 / 4008 / 4009 / 4011; the monitor does not interpret
+ * them.
  */
 export const CloseCode = {
   normal: 1000,
   protocolError: 4002,
+  policyViolation: 4008,
   messageTooBig: 4009,
   internalError: 4011,
 } as const;

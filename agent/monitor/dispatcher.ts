@@ -12,12 +12,15 @@ import type { Resources } from "../../core/mod.ts";
 import { type Log, silentLog } from "../../lib/log.ts";
 import { childScope, onAbort } from "../../lib/abort.ts";
 import { type Clock, systemClock } from "../../lib/clock.ts";
+import { Allowance } from "../../lib/allowance.ts";
+import { type Random, systemRandom } from "../../lib/random.ts";
 import { errorText, toError } from "../../lib/result.ts";
 import { type MonitorDialer, type MonitorSocket, SocketState } from "../ports.ts";
 import { CloseCode, closeSocket } from "./close.ts";
 import { abortedWith, handshake, HandshakeError } from "./handshake.ts";
 import { DEFAULT_HEALTH_CHECK_INTERVAL_MS, runHealthChecks } from "./health.ts";
 import { type Frame, Inbox } from "./inbox.ts";
+import { websocketDialer } from "./websocket.ts";
 import {
   type DecodedFrame,
   decodeInbound,
@@ -73,8 +76,15 @@ export interface DispatcherOptions {
   /** Defaults to the reference's fixed 5 s; shorter in tests. */
   healthCheckIntervalMs?: number;
   clock?: Clock;
-  /** Opens the websocket (default: the native `WebSocket`). */
+  /** Opens the websocket (default: our own client, `websocket.ts`, with `random`). */
   dial?: MonitorDialer;
+  /** For the default dialer's handshake key and masks (default: the system's). */
+  random?: Random;
+  /**
+   * Messages per second the monitor may send on average, and at once (default 50, burst 100);
+   * one more ends the connection, which the owner opens again after its usual wait.
+   */
+  inboundRateLimit?: { perSecond: number; burst: number };
   hooks?: DispatcherHooks;
   log?: Log;
 }
@@ -88,6 +98,12 @@ interface Waiter {
   expect: ReplyType;
   settle(result: WaiterResult): void;
 }
+
+/** The default of {@link DispatcherOptions.inboundRateLimit}. */
+export const INBOUND_RATE_LIMIT = { perSecond: 50, burst: 100 } as const;
+
+/** The close reason when the monitor sends messages faster than its allowance. */
+const TOO_MANY_MESSAGES = "too many messages";
 
 /** A failure of the message handler; `rootCause` becomes the close reason. */
 class HandlerError extends Error {
@@ -110,6 +126,8 @@ export class Dispatcher {
   readonly #hooks: DispatcherHooks;
   readonly #log: Log;
   readonly #responseTimeoutMs: number;
+  /** What the monitor may still send: a tenant flooding the agent is cut off, not served. */
+  readonly #inbound: Allowance;
   readonly #waiters = new Map<number, Waiter>();
   readonly #resolveExited: (error: Error | null) => void;
   #lastId = 0;
@@ -132,7 +150,9 @@ export class Dispatcher {
     const abort = abortedWith(attempt.signal);
     let socket: MonitorSocket | undefined;
     try {
-      socket = opts.dial?.(addr) ?? new WebSocket(addr);
+      const dial = opts.dial ??
+        websocketDialer({ clock: opts.clock ?? systemClock, random: opts.random ?? systemRandom });
+      socket = dial(addr);
       socket.binaryType = "arraybuffer";
       const inbox = new Inbox(socket);
       const version = await Promise.race([
@@ -171,6 +191,10 @@ export class Dispatcher {
     this.#hooks = opts.hooks ?? {};
     this.#log = opts.log ?? silentLog;
     this.#responseTimeoutMs = opts.responseTimeoutMs;
+    this.#inbound = new Allowance({
+      ...(opts.inboundRateLimit ?? INBOUND_RATE_LIMIT),
+      clock: this.#clock,
+    });
     const exited = Promise.withResolvers<Error | null>();
     this.exited = exited.promise;
     this.#resolveExited = exited.resolve;
@@ -324,8 +348,12 @@ export class Dispatcher {
       this.#log.error("error handling vm-monitor message, shutting down connection", {
         error: errorText(err),
       });
-      const code = err instanceof HandlerError && err.rootCause === "message too big"
+      const code = !(err instanceof HandlerError)
+        ? CloseCode.internalError
+        : err.rootCause === "message too big"
         ? CloseCode.messageTooBig
+        : err.rootCause === TOO_MANY_MESSAGES
+        ? CloseCode.policyViolation
         : CloseCode.internalError;
       const reason = err instanceof HandlerError ? err.rootCause : errorText(err);
       this.exit(code, new Error(`error handling vm-monitor message: ${errorText(err)}`), reason);
@@ -337,6 +365,13 @@ export class Dispatcher {
 
   /** Handles one frame (agent.md §3.9.4 steps 2–4); throws a handler error. */
   #handleFrame(frame: Frame): void {
+    if (!this.#inbound.take()) {
+      const { perSecond, burst } = this.#inbound;
+      throw new HandlerError(
+        `vm-monitor sent more than ${perSecond} messages/s (burst ${burst})`,
+        TOO_MANY_MESSAGES,
+      );
+    }
     if (typeof frame !== "string") throw new HandlerError("received a binary frame");
     // A UTF-16 code unit is at most 3 UTF-8 bytes, so most frames skip the encoding.
     if (frame.length * 3 > MAX_MESSAGE_BYTES) {

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { rateLimitedLog, TENANT_LOG_LINES } from "../../lib/log_limit.ts";
 import {
   DefaultRevisionSource,
   lfcMetricsSteps,
@@ -74,7 +75,7 @@ export interface RunnerDeps {
   pluginHttp: PluginTransport;
   /** Opens the VM metrics endpoints (default: a keep-alive HTTP client per endpoint). */
   metricsHttp?: MetricsTransport;
-  /** Opens vm-monitor websockets (default: the native `WebSocket`). */
+  /** Opens vm-monitor websockets (default: our own client, `monitor/websocket.ts`). */
   monitorDial?: MonitorDialer;
 }
 
@@ -240,6 +241,9 @@ export class Runner {
     const status = this.#status;
     const pod = this.#pod;
     const log = this.#log;
+    // What the VM's exporters and vm-monitor send causes these workers' lines: one VM may not
+    // flood the node's log.
+    const tenantLog = rateLimitedLog(log, { ...TENANT_LOG_LINES, clock });
 
     spawn("podStatus updater", async (signal, wlog) => {
       while (await clock.sleep(t.refreshStateMs, signal)) {
@@ -288,7 +292,7 @@ export class Runner {
         },
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "system" }),
         log: wlog,
-      }));
+      }), tenantLog);
     spawn("get LFC metrics", (signal, wlog) =>
       runMetricsLoop(signal, {
         ...scraping,
@@ -305,10 +309,10 @@ export class Runner {
         },
         onError: () => metrics.vmMetricsScrapeErrors.inc({ kind: "LFC" }),
         log: wlog,
-      }));
+      }), tenantLog);
 
     const generation = new GenerationCounter();
-    const monitorLog = log.child("vm-monitor");
+    const monitorLog = tenantLog.child("vm-monitor");
     spawn("vm-monitor reconnection loop", (signal, wlog) =>
       runMonitorConnection({
         addr: `ws://${hostPort(pod.podIP, config.monitor.serverPort)}/monitor`,
@@ -320,7 +324,9 @@ export class Runner {
           maxHealthCheckSequentialFailuresMs: t.monitor.maxHealthCheckSequentialFailuresMs,
           healthCheckIntervalMs: this.#deps.healthCheckIntervalMs,
           clock,
+          random: this.#deps.random,
           dial: this.#deps.monitorDial,
+          inboundRateLimit: config.monitor.inboundRateLimit,
           hooks: {
             onOutbound: (endpoint, code) => metrics.monitorOutbound.inc({ endpoint, code }),
             onInbound: (endpoint, code) => metrics.monitorInbound.inc({ endpoint, code }),

@@ -113,6 +113,7 @@ Deno.test("the deployed config parses to the documented values", async () => {
       requestedUpscaleValidSeconds: 10,
       retryFailedRequestSeconds: 3,
       maxFailedRequestRate: failedRate(2),
+      inboundRateLimit: { perSecond: 50, burst: 100 },
     },
     neonvm: {
       requestTimeoutSeconds: 10,

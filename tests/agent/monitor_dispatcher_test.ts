@@ -5,6 +5,7 @@ import { CloseCode } from "../../agent/monitor/close.ts";
 import { Dispatcher, INTERNAL_ERROR_MESSAGE } from "../../agent/monitor/dispatcher.ts";
 import { delay, GiB, options, received, withDispatcher, withMonitor } from "./monitor_helpers.ts";
 import { waitFor } from "../support/wait.ts";
+import { giantFrame, rawMonitor } from "../hostile/helpers.ts";
 
 const ONE_CU = { vCPU: 250, mem: 1 * GiB };
 const THREE_CU = { vCPU: 750, mem: 3 * GiB };
@@ -383,4 +384,43 @@ Deno.test("dispatcher: aborting the owner's signal is a normal exit", async () =
     await delay(10);
     assert.equal(monitor.messages.length, 1);
   });
+});
+
+Deno.test("dispatcher: a monitor sending more than its allowance is cut off with 4008", async () => {
+  await withMonitor({}, async (monitor) => {
+    const limit = { perSecond: 50, burst: 100 };
+    await withDispatcher(monitor, { inboundRateLimit: limit }, async (d, rec) => {
+      for (let id = 1; id <= 400; id += 2) {
+        monitor.sendRaw(JSON.stringify({ type: "UpscaleRequest", id }));
+      }
+      assert.equal(
+        (await d.exited)?.message,
+        "error handling vm-monitor message: vm-monitor sent more than 50 messages/s (burst 100)",
+      );
+      // The burst was handled; the flood's tail was not.
+      assert.ok(rec.upscaleRequests >= 100 && rec.upscaleRequests < 110, `${rec.upscaleRequests}`);
+      await waitFor(() => monitor.sessions[0].closeCode !== undefined);
+      assert.equal(monitor.sessions[0].closeCode, CloseCode.policyViolation);
+      assert.equal(monitor.sessions[0].closeReason, "too many messages");
+    });
+  });
+});
+
+Deno.test("dispatcher: a 63 MiB frame ends the connection with 4009 before its payload arrives", async () => {
+  // The native WebSocket buffered up to 64 MiB before the dispatcher could see the frame: only
+  // 64 KiB of it ever come here, so the connection would hang.
+  const monitor = rawMonitor("127.0.0.1", 0, giantFrame(63 << 20, 64 * 1024));
+  const scope = new AbortController();
+  try {
+    const d = await Dispatcher.connect(monitor.url, options(scope.signal));
+    const exited = await Promise.race([d.exited, delay(5000).then(() => "still connected")]);
+    assert.equal(
+      exited instanceof Error ? exited.message : exited,
+      "error handling vm-monitor message: connection lost: vm-monitor message of 66060288 " +
+        "bytes exceeds the 32768-byte limit (code 4009)",
+    );
+  } finally {
+    scope.abort();
+    await monitor.stop();
+  }
 });
