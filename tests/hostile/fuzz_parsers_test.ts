@@ -149,6 +149,12 @@ Deno.test("fuzz: the HTTP response reader gives the same outcome however the byt
       async (bytes, cuts, limit) => {
         const whole = await readResponse(source([bytes]).read, limit);
         const split = await readResponse(source(splitAt(bytes, cuts)).read, limit);
+        // Bytes after a response make its connection unusable, but only once they are seen:
+        // read whole, they always are; split, they may still be on their way.
+        if ("keepAlive" in whole && "keepAlive" in split) {
+          assert.ok(split.keepAlive || !whole.keepAlive, "split saw extra bytes, whole did not");
+          split.keepAlive = whole.keepAlive;
+        }
         assert.deepStrictEqual(split, whole);
       },
     ),
