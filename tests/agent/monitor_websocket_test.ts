@@ -10,6 +10,7 @@ import { USER_AGENT } from "../../agent/http/user_agent.ts";
 import { systemClock } from "../../lib/clock.ts";
 import { SeededRandom } from "../../lib/random.ts";
 import type { MonitorSocket } from "../../agent/ports.ts";
+import { waitFor } from "../support/wait.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -158,18 +159,13 @@ function record(socket: MonitorSocket) {
 
 const dial = websocketDialer({ clock: systemClock, random: new SeededRandom(1) });
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(check(), `timed out waiting for ${what}`);
-}
-
 Deno.test("websocket: the upgrade carries our User-Agent; text, fragmented and binary messages arrive whole", async () => {
   const server = rawServer();
   const socket = dial(server.url);
   const rec = record(socket);
   try {
     await rec.opened;
-    await until(() => server.peers.length === 1, "the connection");
+    await waitFor(() => server.peers.length === 1, { what: "the connection" });
     const peer = server.peers[0];
     assert.match(peer.request, /^GET \/monitor HTTP\/1\.1\r\n/);
     assert.ok(peer.request.includes(`User-Agent: ${USER_AGENT}\r\n`));
@@ -179,17 +175,17 @@ Deno.test("websocket: the upgrade carries our User-Agent; text, fragmented and b
       new Uint8Array([...frame(1, "ab", false), ...frame(9, "p?"), ...frame(0, "cd")]),
     );
     await peer.send(frame(2, new Uint8Array([1, 2, 3])));
-    await until(() => rec.messages.length === 3, "three messages");
+    await waitFor(() => rec.messages.length === 3, { what: "three messages" });
     assert.deepEqual(rec.messages.slice(0, 2), ["héllo", "abcd"]);
     assert.deepEqual([...new Uint8Array(rec.messages[2] as ArrayBuffer)], [1, 2, 3]);
     socket.send("up");
-    await until(() => peer.frames.length === 2, "the pong and the text");
+    await waitFor(() => peer.frames.length === 2, { what: "the pong and the text" });
     assert.deepEqual(peer.frames.map((f) => [f.opcode, decoder.decode(f.payload)]), [
       [10, "p?"],
       [1, "up"],
     ]);
     socket.close(1000, "bye");
-    await until(() => peer.closeFrames().length === 1, "the close frame");
+    await waitFor(() => peer.closeFrames().length === 1, { what: "the close frame" });
     assert.deepEqual(peer.closeFrames(), [{ code: 1000, reason: "bye" }]);
     await peer.send(frame(8, new Uint8Array([0x03, 0xe8])));
     const closed = await rec.closed;
@@ -206,7 +202,7 @@ Deno.test("websocket: a 64 MiB frame is refused on its header with 4009, its pay
   const rec = record(socket);
   try {
     await rec.opened;
-    await until(() => server.peers.length === 1, "the connection");
+    await waitFor(() => server.peers.length === 1, { what: "the connection" });
     const peer = server.peers[0];
     // The header and a first slice of the payload: the rest never comes.
     await peer.send(new Uint8Array([...header(1, 64 * 1024 * 1024), ...new Uint8Array(1000)]));
@@ -217,10 +213,10 @@ Deno.test("websocket: a 64 MiB frame is refused on its header with 4009, its pay
       "error: vm-monitor message of 67108864 bytes exceeds the 32768-byte limit",
       "close 4009 unclean",
     ]);
-    await until(() => peer.closeFrames().length === 1, "the close frame");
+    await waitFor(() => peer.closeFrames().length === 1, { what: "the close frame" });
     assert.deepEqual(peer.closeFrames(), [{ code: 4009, reason: "message too big" }]);
     // The client waits a moment for the monitor's close frame, then hangs up.
-    await until(() => peer.ended, "the connection to end");
+    await waitFor(() => peer.ended, { what: "the connection to end" });
   } finally {
     server.close();
   }
@@ -232,7 +228,7 @@ Deno.test("websocket: fragments adding up to more than the limit are refused at 
   const rec = record(socket);
   try {
     await rec.opened;
-    await until(() => server.peers.length === 1, "the connection");
+    await waitFor(() => server.peers.length === 1, { what: "the connection" });
     await server.peers[0].send(frame(1, "x".repeat(30000), false));
     await server.peers[0].send(header(0, 3000));
     assert.equal((await rec.closed).code, 4009);
@@ -258,11 +254,13 @@ Deno.test("websocket: malformed streams end the connection with the right code",
       const rec = record(socket);
       try {
         await rec.opened;
-        await until(() => server.peers.length === 1, "the connection");
+        await waitFor(() => server.peers.length === 1, { what: "the connection" });
         await server.peers[0].send(bytes);
         assert.equal((await rec.closed).code, code);
         assert.match(rec.events[1], new RegExp(message));
-        await until(() => server.peers[0].closeFrames().length === 1, "the close frame");
+        await waitFor(() => server.peers[0].closeFrames().length === 1, {
+          what: "the close frame",
+        });
         assert.equal(server.peers[0].closeFrames()[0].code, code);
       } finally {
         server.close();
@@ -296,7 +294,7 @@ Deno.test("websocket: after the agent closes, a flood is skipped unread and cut 
   const rec = record(socket);
   try {
     await rec.opened;
-    await until(() => server.peers.length === 1, "the connection");
+    await waitFor(() => server.peers.length === 1, { what: "the connection" });
     socket.close(1000, "");
     const flood = frame(1, "x".repeat(60000));
     // More than the client skips before it gives up on the monitor's close frame.
@@ -306,7 +304,7 @@ Deno.test("websocket: after the agent closes, a flood is skipped unread and cut 
     const closed = await rec.closed;
     assert.equal(closed.code, 1006);
     assert.equal(rec.messages.length, 0);
-    await until(() => server.peers[0].ended, "the connection to end");
+    await waitFor(() => server.peers[0].ended, { what: "the connection to end" });
   } finally {
     server.close();
   }

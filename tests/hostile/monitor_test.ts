@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Cluster } from "../../sim/cluster.ts";
 import { constant } from "../../sim/vm/workload.ts";
-import { waitFor } from "../agent/e2e_helpers.ts";
+import { waitFor } from "../support/wait.ts";
 import { AgentProcess } from "./agent_process.ts";
 import { flood, giantFrame, HEALTHY_LOAD, healthyScaled, replaceMonitor } from "./helpers.ts";
 
@@ -37,11 +37,10 @@ Deno.test("hostile: monitors sending 63 MiB frames and floods; memory, log and h
   try {
     await healthyScaled(cluster, healthy);
     // Every attacker has been refused more than once: each reconnection is another attack.
-    await waitFor(
-      "every hostile monitor to be reconnected to",
-      () => attackers.every((a) => a.state.connections >= 2),
-      20_000,
-    );
+    await waitFor(() => attackers.every((a) => a.state.connections >= 2), {
+      what: "every hostile monitor to be reconnected to",
+      limitMs: 20_000,
+    });
     assert.ok(maxRss < RSS_LIMIT_MIB, `RSS reached ${maxRss} MiB`);
     // A flood of 40,000 messages per connection leaves a bounded trace in the log.
     const floodLines = agent.lines.filter((l) => JSON.stringify(l).includes("flood-"));
