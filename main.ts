@@ -26,7 +26,7 @@ const SHUTDOWN_LIMIT_MS = 25_000;
 async function main(): Promise<number> {
   await setupLogging();
   const log = agentLog();
-  // The last line of defence: a stray rejection is logged, never a process exit (agent.md 7.4).
+  // The last line of defence: a stray rejection is logged, never a process exit.
   // `main`'s own result is handled below, so a failed `main` never comes through here.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();

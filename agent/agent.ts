@@ -1,5 +1,5 @@
 /**
- * The agent's main routine (agent.md 1.2 step 7): watchers, global state, metrics and dump
+ * The agent's main routine: watchers, global state, metrics and dump
  * servers, started in-process from one call so that `main.ts`, the demo and the tests share it.
  *
  * @module
@@ -373,7 +373,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
             pluginHttp.close();
             kube.close();
           }],
-          // The reference keeps the dump server up until exit (S-22); an in-process agent has
+          // The reference keeps the dump server up until exit; an in-process agent has
           // to release its port, so it closes last.
           ["dump server", () => dumpServer?.close()],
         ];

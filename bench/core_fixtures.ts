@@ -12,7 +12,7 @@ import {
 
 const GiB = 1024 ** 3;
 
-/** The deployed defaults (core.md 13.1). */
+/** The deployed defaults. */
 export function deployedConfig(): CoreConfig {
   return {
     computeUnit: { vCPU: 250, mem: GiB },

@@ -149,7 +149,7 @@ async function run(count: number): Promise<Result> {
   };
   config.dumpState = { port: ports.dump, timeoutSeconds: 5 };
   config.scheduler.requestPort = cluster.plugin.port;
-  // BENCH_PATCH_RATE=<n>: lift the client-side NeonVM token bucket (5/s by default, S-33), to
+  // BENCH_PATCH_RATE=<n>: lift the client-side NeonVM token bucket (5/s by default), to
   // measure the agent's own UpscaleRequest latency when the patch demand exceeds it.
   const patchRate = Number(Deno.env.get("BENCH_PATCH_RATE") ?? NaN);
   if (Number.isFinite(patchRate)) {
@@ -327,7 +327,7 @@ function rateLimited(text: string): number {
 
 /**
  * Waits for steady state: every Runner starts by patching its VM from the benchmark's initial
- * size to its goal, and at 5 patches/s (S-33) that backlog takes a while to drain. Steady state is
+ * size to its goal, and at 5 patches/s that backlog takes a while to drain. Steady state is
  * 10 s without a patch refused by the agent's token bucket (at most 5 minutes); returns the
  * seconds it took.
  */

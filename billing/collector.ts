@@ -1,9 +1,9 @@
 /**
- * The billing collector (billing.md 1): samples the VM objects on this node every
+ * The billing collector: samples the VM objects on this node every
  * `collectEverySeconds`, accumulates CPU-seconds and active time per (VM UID, endpoint ID) series,
  * and drains them into incremental events every `accumulateEverySeconds`. Unlike the reference, it
- * drains once more at shutdown (DECISIONS, billing Q1) and checkpoints its state so that a crash
- * loses no measured usage and never bills it twice (§9.3 items 1 and 4).
+ * drains once more at shutdown and checkpoints its state so that a crash
+ * loses no measured usage and never bills it twice.
  *
  * ## Checkpoint protocol
  *
@@ -30,10 +30,10 @@
  *   rebuilds identical bytes from the same history or replays the pending bytes it wrote.
  *
  * A crash between a sink `enqueue` and the phase-2 write replays events that the sink already
- * holds: the same bytes with the same idempotency keys, which consumers deduplicate (§3.6), so
+ * holds: the same bytes with the same idempotency keys, which consumers deduplicate, so
  * no usage is billed twice. If a checkpoint write fails, drains stay pending in memory and are
  * handed over after the next successful write: billing late, never twice. The downtime itself is
- * not billed (DECISIONS, billing Q5), so sightings before a crash do not carry over.
+ * not billed, so sightings before a crash do not carry over.
  *
  * @module
  */
@@ -65,7 +65,7 @@ const ALIVE_PHASES: ReadonlySet<string> = new Set([
 
 const NS_PER_S = 1_000_000_000n;
 const NS_PER_MS = 1_000_000n;
-// The reference's fixed offset between the collect and accumulate tickers (§1.3).
+// The reference's fixed offset between the collect and accumulate tickers.
 const ACCUMULATE_OFFSET_MS = 500;
 
 /** What the collector reads of a VirtualMachine object; the agent's decoded VMs have it. */
@@ -193,7 +193,7 @@ export class BillingCollector {
   }
 
   /**
-   * Recovery, the reference's timing (§1.3: collect ticker armed, 500 ms later the accumulate
+   * Recovery, the reference's timing (collect ticker armed, 500 ms later the accumulate
    * ticker, the window start and a first collection), then collections and drains until `signal`
    * aborts, then a final collection and drain. Never rejects.
    */
@@ -287,14 +287,14 @@ export class BillingCollector {
     this.#lastCollect = null;
   }
 
-  /** One collection (§1.5), then the checkpoint. */
+  /** One collection, then the checkpoint. */
   async collect(): Promise<void> {
     this.#requireBegun();
     this.#sample(this.#clock.instant());
     await this.#commit();
   }
 
-  /** One drain (§1.7) through the two phases of the checkpoint protocol. */
+  /** One drain through the two phases of the checkpoint protocol. */
   async drain(): Promise<void> {
     const windowStart = this.#requireBegun();
     const now = this.#laterThan(windowStart, this.#clock.instant());
@@ -378,7 +378,7 @@ export class BillingCollector {
       const key = JSON.stringify([uid, endpointID]);
       const before = old.get(key);
       if (before !== undefined && this.#lastCollect !== null) {
-        // The smaller end bills the whole interval: under-bill rather than over-bill (§1.5).
+        // The smaller end bills the whole interval: under-bill rather than over-bill.
         this.#appendSlice(key, uid, endpointID, {
           cpuMilli: Math.min(before, cpuMilli),
           startMonoNs: this.#lastCollect.monoNs,
@@ -401,7 +401,7 @@ export class BillingCollector {
 
   #appendSlice(key: string, uid: string, endpointID: string, slice: OpenSlice): void {
     if (slice.endMonoNs < slice.startMonoNs) {
-      // The reference panics here (the agent exits); DECISIONS rule 3: skip the slice instead.
+      // The reference panics here (the agent exits); this agent skips the slice instead.
       this.#error("negative_duration", "Negative billing slice skipped");
       return;
     }
@@ -411,7 +411,7 @@ export class BillingCollector {
       this.#history.set(key, history);
     }
     const open = history.open;
-    // Merged rather than summed, so the float results match the reference's (§1.6).
+    // Merged rather than summed, so the float results match the reference's.
     if (open !== null && open.endMonoNs === slice.startMonoNs && open.cpuMilli === slice.cpuMilli) {
       open.endMonoNs = slice.endMonoNs;
       return;

@@ -52,9 +52,9 @@ export const billingConfigSchema = z.strictObject({
 });
 
 export const scalingEventsConfigSchema = z.strictObject({
-  // Positive, unlike the reference's "≠0" (DECISIONS: negative cuMultiplier rejected).
+  // Positive, unlike the reference's "≠0": a negative cuMultiplier is rejected at start-up.
   cuMultiplier: positiveNumber(),
-  // Positive too, and used by the limiter rather than a hard-coded 0.25 (DECISIONS, billing Q2).
+  // Positive too, and used by the limiter rather than a hard-coded 0.25.
   rereportThreshold: positiveNumber(),
   regionName: string(),
   /** No `http` sink for scaling events. */

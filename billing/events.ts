@@ -1,12 +1,12 @@
 /**
- * Billing and scaling events and their exact JSON bytes (billing.md 2, 4.2): key order, the
+ * Billing and scaling events and their exact JSON bytes (docs/wire.md): key order, the
  * reference's timestamp and idempotency-key formats, and Go's `encoding/json` escaping and number
  * formatting, so that a consumer cannot tell these events from the reference's.
  *
  * @module
  */
 
-/** One incremental billing event (§2.1); times are wall-clock nanoseconds since the epoch. */
+/** One incremental billing event; times are wall-clock nanoseconds since the epoch. */
 export interface IncrementalEvent {
   idempotencyKey: string;
   metric: string;
@@ -24,7 +24,7 @@ export interface GoalComponents {
   lfc?: number;
 }
 
-/** One scaling event (§4.2). */
+/** One scaling event. */
 export type ScalingEvent =
   & {
     timestampNs: bigint;
@@ -68,20 +68,20 @@ function trimmedFraction(fraction: bigint, digits: number): string {
 
 /**
  * RFC 3339 in UTC with up to 9 fraction digits, trailing zeros removed and no dot for a whole
- * second: Go's `time.Time` JSON form (§2.2).
+ * second: Go's `time.Time` JSON form.
  */
 export function formatTimestamp(wallNs: bigint): string {
   const { seconds, fractionNs } = splitSeconds(wallNs);
   return `${formatDateTime(seconds)}${trimmedFraction(fractionNs, 9)}Z`;
 }
 
-/** The time part of an idempotency key: microseconds, truncated, then trimmed (§2.3). */
+/** The time part of an idempotency key: microseconds, truncated, then trimmed. */
 export function formatKeyTimestamp(wallNs: bigint): string {
   const { seconds, fractionNs } = splitSeconds(wallNs);
   return `${formatDateTime(seconds)}${trimmedFraction(fractionNs / 1000n, 6)}Z`;
 }
 
-/** `<T>-<hostname>-<i>/<n>` (§2.3): `i` is 1-based within the drain, `n` is 2 × series. */
+/** `<T>-<hostname>-<i>/<n>`: `i` is 1-based within the drain, `n` is 2 × series. */
 export function idempotencyKey(
   drainWallNs: bigint,
   hostname: string,
@@ -112,7 +112,7 @@ export function encodeGoString(text: string): string {
 /**
  * A float64 as Go's encoder writes it. `JSON.stringify` already uses the shortest round-trip
  * digits and the same switch to exponent form (below 1e-6, from 1e21 on) with the same exponent
- * spelling; only negative zero differs. Non-finite values cannot be encoded (§2.5).
+ * spelling; only negative zero differs. Non-finite values cannot be encoded.
  */
 export function encodeGoFloat(x: number): string {
   if (!Number.isFinite(x)) throw new RangeError(`cannot encode ${x} as JSON`);
@@ -131,7 +131,7 @@ export function roundHalfAwayFromZero(x: number): number {
   return Math.abs(x - whole) >= 0.5 ? whole + Math.sign(x) : whole;
 }
 
-/** The exact bytes of an incremental event (§2.1, §2.5). */
+/** The exact bytes of an incremental event. */
 export function encodeIncrementalEvent(event: IncrementalEvent): string {
   return `{"idempotency_key":${encodeGoString(event.idempotencyKey)},` +
     `"metric":${encodeGoString(event.metric)},"type":"incremental",` +
@@ -141,7 +141,7 @@ export function encodeIncrementalEvent(event: IncrementalEvent): string {
     `"value":${encodeNonNegativeInteger(event.value, "value")}}`;
 }
 
-/** The exact bytes of a scaling event (§4.2); absent goal components are left out. */
+/** The exact bytes of a scaling event; absent goal components are left out. */
 export function encodeScalingEvent(event: ScalingEvent): string {
   let json = `{"timestamp":"${formatTimestamp(event.timestampNs)}",` +
     `"region":${encodeGoString(event.region)},` +

@@ -1,5 +1,5 @@
 /**
- * The Prometheus metrics of billing collection and scaling events (billing.md 6). The reporting
+ * The Prometheus metrics of billing collection and scaling events. The reporting
  * pipeline registers its own (`…_queue_size`, `…_last_send_duration_seconds`,
  * `…_send_errors_total`).
  *

@@ -1,5 +1,5 @@
 /**
- * The scaling-events reporter (billing.md 4): `actual` events for every NeonVM request the agent
+ * The scaling-events reporter: `actual` events for every NeonVM request the agent
  * starts, `hypothetical` events for the goal the state machine computes, behind a per-runner
  * re-report limiter.
  *
@@ -32,7 +32,7 @@ type ComponentKey = keyof GoalComponents;
 const COMPONENT_KEYS: readonly ComponentKey[] = ["cpu", "mem", "lfc"];
 
 /**
- * One runner's memory of its last submitted hypothetical event (§4.1). It lives and dies with the
+ * One runner's memory of its last submitted hypothetical event. It lives and dies with the
  * runner, so the first event after a runner restart is always sent.
  */
 export class RereportLimiter {
@@ -75,7 +75,7 @@ export class ScalingEventsReporter {
     this.#log = options.log ?? silentLog;
   }
 
-  /** A limiter for one runner, honouring `rereportThreshold` (DECISIONS, billing Q2). */
+  /** A limiter for one runner, honouring `rereportThreshold`. */
   newLimiter(): RereportLimiter {
     return new RereportLimiter(this.#options.config.rereportThreshold);
   }
@@ -124,7 +124,7 @@ export class ScalingEventsReporter {
     return roundHalfAwayFromZero(1000 * cu * this.#options.config.cuMultiplier) >>> 0;
   }
 
-  // The reference crashes on a non-finite component (§2.5); we leave that component out.
+  // The reference crashes on a non-finite component; we leave that component out.
   #components(endpointID: string, parts: ScalingGoalParts): GoalComponents {
     const components: GoalComponents = {};
     for (const key of COMPONENT_KEYS) {

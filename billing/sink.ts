@@ -1,6 +1,6 @@
 /**
  * The port between the event producers (billing collector, scaling-events reporter) and the
- * reporting pipeline (billing.md 0, 3).
+ * reporting pipeline (docs/billing-guarantees.md).
  *
  * @module
  */

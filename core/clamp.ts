@@ -1,5 +1,5 @@
 /**
- * Directional clamping (core.md section 7).
+ * Directional clamping.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The goal number of compute units from the VM's metrics (core.md section 3).
+ * The goal number of compute units from the VM's metrics.
  *
  * @module
  */
@@ -32,7 +32,7 @@ function blend(v: number, t1: number, t2: number): number {
   return (v - t1) / (t2 - t1 + BLEND_EPSILON);
 }
 
-/** Computes the goal per input; see core.md section 3 for every step. */
+/** Computes the goal per input: load, memory and the file-cache working set. */
 export function calculateGoalCU(
   cfg: ResolvedScalingConfig,
   computeUnit: Resources,

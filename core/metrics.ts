@@ -1,5 +1,5 @@
 /**
- * Parsing the VM's system and LFC metrics (core.md section 2).
+ * Parsing the VM's system and LFC metrics.
  *
  * @module
  */
@@ -79,7 +79,7 @@ function fail(what: string, problems: string[]): never {
   throw new Error(`${what}: ${problems.join("; ")}`);
 }
 
-/** Throws Error on any problem (section 2.1). */
+/** Throws Error on any problem. */
 export function parseSystemMetrics(prometheusText: string): SystemMetrics {
   return runSteps(systemMetricsSteps(prometheusText, Infinity));
 }
@@ -109,7 +109,7 @@ export function* systemMetricsSteps(
   };
 }
 
-/** Throws Error on any problem (section 2.2). */
+/** Throws Error on any problem. */
 export function parseLFCMetrics(prometheusText: string): LFCMetrics {
   return runSteps(lfcMetricsSteps(prometheusText, Infinity));
 }

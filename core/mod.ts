@@ -3,7 +3,7 @@
  * what to ask the scheduler plugin, NeonVM and the vm-monitor next. No I/O, no clocks: time
  * comes in as epoch milliseconds.
  *
- * Exports exactly the contract of core.md section 14.
+ * This export list is the whole contract: everything a caller may use, nothing else.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * Field-wise arithmetic on {@link Resources} (core.md section 1.1).
+ * Field-wise arithmetic on {@link Resources}.
  *
  * Every operation treats CPU and memory independently of each other.
  *
@@ -88,7 +88,7 @@ export function validateNonZero(r: Resources): Error | null {
 
 /**
  * The vm-monitor wire form. `milli * 0.001` rather than `milli / 1000` keeps the float bits
- * identical to the reference's (protocols.md section 0.4).
+ * identical to the reference's.
  */
 export function convertToAllocation(r: Resources): Allocation {
   return { cpu: r.vCPU * 0.001, mem: r.mem };

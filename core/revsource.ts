@@ -1,5 +1,5 @@
 /**
- * Revisions and latency tracking (core.md section 10).
+ * Revisions and latency tracking.
  *
  * @module
  */
@@ -66,7 +66,7 @@ export class NilRevisionSource implements RevisionSource {
   }
 }
 
-/** Returns the new "current" revision (section 10.2). */
+/** Returns the new "current" revision. */
 export function propagate(
   now: Millis,
   target: RevisionWithTime,

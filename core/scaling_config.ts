@@ -1,5 +1,5 @@
 /**
- * Merging, resolving and validating scaling configurations (core.md section 1.4).
+ * Merging, resolving and validating scaling configurations.
  *
  * @module
  */
@@ -63,7 +63,7 @@ export function resolveScalingConfig(cfg: ScalingConfig): ResolvedScalingConfig 
     memoryUsageFractionTarget: cfg.memoryUsageFractionTarget!,
     memoryTotalFractionTarget: cfg.memoryTotalFractionTarget!,
     enableLFCMetrics: cfg.enableLFCMetrics!,
-    // Deliberate deviation (core.md 15.8): the reference dereferences a nil pointer here.
+    // Deliberate deviation: the reference dereferences a nil pointer here.
     lfcUseLargestWindow: cfg.lfcUseLargestWindow ?? false,
     lfcToMemoryRatio: cfg.lfcToMemoryRatio!,
     lfcMinWaitBeforeDownscaleMinutes: cfg.lfcMinWaitBeforeDownscaleMinutes!,
@@ -73,7 +73,7 @@ export function resolveScalingConfig(cfg: ScalingConfig): ResolvedScalingConfig 
   };
 }
 
-/** mode "defaults" requires all fields (section 1.4); returns the list of problems (empty = valid). */
+/** mode "defaults" requires all fields; returns the list of problems (empty = valid). */
 export function validateScalingConfig(
   cfg: ScalingConfig,
   mode: "defaults" | "overrides",

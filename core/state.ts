@@ -1,5 +1,5 @@
 /**
- * The per-VM scaling state machine (core.md sections 5–12).
+ * The per-VM scaling state machine.
  *
  * Executors report what happened through the three handles and {@link State.updatedVM} /
  * metrics updates, then ask {@link State.nextActions} what to start next.
@@ -92,7 +92,7 @@ export interface NeonVMHandle {
 /** Which kind of request is in flight to the vm-monitor. */
 export type MonitorRequestKind = "upscale" | "downscale";
 
-/** JSON-serialisable snapshot of a {@link State} (core.md section 12). */
+/** JSON-serialisable snapshot of a {@link State}. */
 export interface StateDump {
   /** The config's values; its hooks (log, revision source, callbacks) are not data. */
   config: Omit<CoreConfig, "log" | "revisionSource" | "observabilityCallbacks">;
@@ -214,7 +214,7 @@ export class State {
     return this.#effective;
   }
 
-  /** What to do next; see core.md section 8. */
+  /** What to do next: the requests to start, and how long to wait before asking again. */
   nextActions(now: Millis): ActionSet {
     const desired = this.desiredResourcesFromMetricsOrRequestedUpscaling(now);
     const using = vmUsing(this.#vm);
@@ -253,7 +253,7 @@ export class State {
     return actions;
   }
 
-  /** Desired resources from metrics, monitor requests and denials (section 6). Not read-only. */
+  /** Desired resources from metrics, monitor requests and denials. Not read-only. */
   desiredResourcesFromMetricsOrRequestedUpscaling(now: Millis): DesiredResourcesResult {
     const cu = this.#config.computeUnit;
     const using = vmUsing(this.#vm);
@@ -443,7 +443,7 @@ export class State {
   }
 
   /**
-   * Deliberate deviation (core.md 15.32): the reference panics in the NeonVM clamp when a shrink
+   * Deliberate deviation: the reference panics in the NeonVM clamp when a shrink
    * completed while an upscale notification was in flight. We lower `approved` to usage instead.
    */
   #clampApprovedToUsage(using: Resources): void {
@@ -538,7 +538,7 @@ export class State {
     const approved = monitor.approved;
     if (approved === null) return {};
     // The reference's further "one CU per step" clamp is built from this target and never
-    // changes it (core.md 15.22), so it is left out.
+    // changes it, so it is left out.
     const target = clampDirectional(approved, using, approved, resourcesMax(desired, approved));
     if (resourcesEqual(target, approved)) return {};
     const ongoing = monitor.ongoingRequest;
@@ -640,7 +640,7 @@ export class State {
     };
   }
 
-  /** Swaps in a new VM object, keeping the core's own record of usage (section 9.1). */
+  /** Swaps in a new VM object, keeping the core's own record of usage. */
   updatedVM(vm: VmInfo): void {
     this.#vm = vmWithUsing(vm, vmUsing(this.#vm));
     this.#effective = null;
@@ -668,7 +668,7 @@ export class State {
     this.#metrics = { ...sanitizeSystemMetrics(metrics).metrics };
   }
 
-  /** Stored even while LFC metrics are disabled (core.md 15.4). */
+  /** Stored even while LFC metrics are disabled. */
   updateLFCMetrics(lfc: LFCMetrics): void {
     const metrics = sanitizeLFCMetrics(lfc).metrics;
     this.#lfcMetrics = {

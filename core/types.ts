@@ -1,5 +1,5 @@
 /**
- * Domain types shared by the whole core (core.md section 14, `core/types.ts`).
+ * Domain types shared by the whole core.
  *
  * @module
  */
@@ -192,7 +192,7 @@ export interface ActionSet {
   monitorUpscale?: ActionMonitorUpscale;
 }
 
-/** Machine-readable warning codes (core.md section 11). */
+/** Machine-readable warning codes. */
 export type CoreWarningCode =
   | "incompleteMetrics"
   | "insufficientWssData"
@@ -260,7 +260,7 @@ export interface RevisionSource {
   observe(moment: Millis, rev: Revision): Error | null;
 }
 
-/** Everything the core needs to know besides the VM (core.md section 13). */
+/** Everything the core needs to know besides the VM. */
 export interface CoreConfig {
   computeUnit: Resources;
   /** Must be complete (all fields set); lfcUseLargestWindow defaults to false if absent. */

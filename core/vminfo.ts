@@ -1,5 +1,5 @@
 /**
- * Derived values of a {@link VmInfo} (core.md section 1.3).
+ * Derived values of a {@link VmInfo}.
  *
  * @module
  */

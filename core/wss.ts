@@ -1,5 +1,5 @@
 /**
- * Working-set-size estimation from LFC windows (core.md section 4).
+ * Working-set-size estimation from LFC windows.
  *
  * @module
  */

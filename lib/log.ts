@@ -14,7 +14,7 @@ import {
   type Sink,
 } from "@logtape/logtape";
 
-/** The root logger name (agent.md 7.2). */
+/** The root logger name. */
 export const ROOT_LOGGER = "autoscaler-agent";
 
 /** The logging surface every agent module accepts; fields are structured, never interpolated. */

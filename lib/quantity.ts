@@ -1,9 +1,9 @@
 /**
  * Kubernetes `resource.Quantity` parsing and the JSON number encodings built on it, for the agent
- * and the simulator alike (protocols.md §0).
+ * and the simulator alike.
  *
  * Values are exact decimals `mantissa × 10^exponent` with a bigint mantissa: the ceiling rules of
- * §0.1 need the exact value, and a float parse turns `"0.3"` × 1000 into 300.00000000000006.
+ * quantities need the exact value, and a float parse turns `"0.3"` × 1000 into 300.00000000000006.
  *
  * @module
  */
@@ -44,7 +44,7 @@ const GRAMMAR = /^([+-]?)([0-9]*)(?:\.([0-9]*))?(.*)$/;
 const EXACT_LIMIT = 2n ** 53n;
 
 /**
- * Parses a quantity (§0.1). A number is read through its literal text, as the reference reads a
+ * Parses a quantity. A number is read through its literal text, as the reference reads a
  * bare JSON number; throws {@link QuantityError} on anything outside the grammar.
  */
 export function parseQuantity(input: string | number): Quantity {
@@ -137,14 +137,14 @@ function decodeUnsigned(json: unknown, convert: (q: Quantity) => number): number
 }
 
 /**
- * Decodes a MilliCPU JSON value (§0.2): `0.25`, `"0.25"` and `"250m"` give 250; null gives 0.
+ * Decodes a MilliCPU JSON value: `0.25`, `"0.25"` and `"250m"` give 250; null gives 0.
  * Throws {@link QuantityError} for other types, bad text and negative values.
  */
 export function decodeMilliCPU(json: unknown): number {
   return decodeUnsigned(json, quantityToMilli);
 }
 
-/** Decodes a Bytes JSON value (§0.3): `512`, `"1Gi"`, `"1e9"`; null gives 0. */
+/** Decodes a Bytes JSON value: `512`, `"1Gi"`, `"1e9"`; null gives 0. */
 export function decodeBytes(json: unknown): number {
   return decodeUnsigned(json, quantityToBytes);
 }
@@ -155,7 +155,7 @@ function requireUnsigned(value: number, what: string): void {
   }
 }
 
-/** MilliCPU JSON (§0.2): the CPU count as a number when whole (`2000` → `2`), else `"NNNm"`. */
+/** MilliCPU JSON: the CPU count as a number when whole (`2000` → `2`), else `"NNNm"`. */
 export function encodeMilliCPU(milli: number): number | string {
   requireUnsigned(milli, "milli-CPU");
   return milli % 1000 === 0 ? milli / 1000 : `${milli}m`;
@@ -190,13 +190,13 @@ export function formatBytesQuantity(bytes: number): string {
   return `${rest}${BINARY_SUFFIXES[power]}`;
 }
 
-/** Bytes JSON (§0.3): a number below 1024, else the canonical binary-SI string. */
+/** Bytes JSON: a number below 1024, else the canonical binary-SI string. */
 export function encodeBytes(bytes: number): number | string {
   requireUnsigned(bytes, "byte count");
   return bytes < 1024 ? bytes : formatBytesQuantity(bytes);
 }
 
-/** `metav1.Time` (§0.5): RFC 3339 UTC at whole seconds, the fraction dropped, not rounded. */
+/** `metav1.Time`: RFC 3339 UTC at whole seconds, the fraction dropped, not rounded. */
 export function formatK8sTime(ms: number): string {
   const date = new Date(Math.floor(ms / 1000) * 1000);
   if (Number.isNaN(date.getTime())) throw new RangeError(`invalid time ${ms}`);

@@ -1,5 +1,5 @@
 /**
- * The agent's JSON config file (agent.md 1.3, billing.md 5): decoding and validation.
+ * The agent's JSON config file: decoding and validation.
  *
  * Decoding follows the reference's Go decoder where a file could tell the difference: keys match
  * case-insensitively, `null` means absent, unknown keys are rejected at every level, and content
@@ -131,7 +131,7 @@ const metricsSource = z.strictObject({
 
 const scheduler = z.strictObject({
   schedulerName: string(),
-  /** Timeout of plugin requests (DECISIONS: used as intended, unlike the reference; S-6). */
+  /** Timeout of plugin requests, used as intended, unlike the reference (docs/differences.md). */
   requestTimeoutSeconds: uint({ nonZero: true }),
   requestAtLeastEverySeconds: uint({ nonZero: true }),
   retryFailedRequestSeconds: uint({ nonZero: true }),
@@ -169,12 +169,12 @@ const neonvm = z.strictObject({
   retryFailedRequestSeconds: uint({ nonZero: true }),
   maxFailedRequestRate: failedRequestRate,
   /**
-   * Our key (DECISIONS "notify the monitor only after the resources arrived"): how long to wait
+   * Our key: how long to wait
    * for the VM status to show a patched size before notifying the monitor anyway. 0 notifies
    * right after the patch, as the reference does.
    */
   statusWaitSeconds: uint({ nonZero: false, absent: 10 }),
-  /** Our key (DECISIONS, agent Q7): token bucket shared by all NeonVM API calls. */
+  /** Our key: token bucket shared by all NeonVM API calls. */
   patchRateLimit: z
     .strictObject({
       perSecond: positiveNumber(5),
@@ -244,7 +244,7 @@ const listen = z
 
 /** The whole config file. */
 export const agentConfigSchema = z.strictObject({
-  // Rejected when 0, unlike the reference, whose refresh ticker then throws forever (S-31).
+  // Rejected when 0, unlike the reference, whose refresh ticker then throws forever.
   refereshStateIntervalSeconds: uint({ nonZero: true }),
   billing: billingConfigSchema,
   scalingEvents: scalingEventsConfigSchema,
@@ -345,7 +345,7 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
 }
 
 /**
- * Go's decoder reads one JSON value and ignores whatever follows it (agent.md 1.4); this finds
+ * Go's decoder reads one JSON value and ignores whatever follows it; this finds
  * the end of a leading object or array so the rest can be ignored the same way.
  */
 function firstJsonValue(text: string): string {

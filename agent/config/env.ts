@@ -1,5 +1,5 @@
 /**
- * The agent's inputs from the environment (agent.md 1.1). There are no command-line flags.
+ * The agent's inputs from the environment. There are no command-line flags.
  *
  * @module
  */
@@ -12,7 +12,7 @@ export interface AgentEnv {
   /**
    * `AUTOSCALER_AGENT_STATE_DIR`: the billing checkpoint and reporting spools. An environment
    * variable rather than a config key, so that the same ConfigMap also works with the reference,
-   * which rejects unknown keys (billing.md 9.3).
+   * which rejects unknown keys.
    */
   StateDir: string;
 }

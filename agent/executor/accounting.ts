@@ -1,5 +1,5 @@
 /**
- * The change accounting of the execution bridge (agent.md 3.8), as pure functions: they say what
+ * The change accounting of the execution bridge, as pure functions: they say what
  * to add to which counter, and the caller adds it. For NeonVM only the requested change is
  * counted: {@link resourceChanges} from the current size to the target.
  *
@@ -58,7 +58,7 @@ export interface PluginAccounting {
   partialApproval: boolean;
   /** `scaling_full_denials_total{direction="inc"}` +1. */
   fullDenial: boolean;
-  /** The pod status's scheduler failure counter +1 (denials count too, S-18). */
+  /** The pod status's scheduler failure counter +1 (denials count too). */
   schedulerFailure: boolean;
 }
 
@@ -80,7 +80,7 @@ export function pluginAccounting(
   else if (resourcesEqual(permit, target)) outcome = "approved";
   else if (lastPermit !== null && !resourcesEqual(permit, lastPermit)) {
     outcome = "partiallyApproved";
-  } // S-18: without a last permit, anything but the target counts as a denial.
+  } // Without a last permit, anything but the target counts as a denial.
   else outcome = "denied";
   return {
     outcome,
@@ -100,7 +100,7 @@ export interface MonitorAccounting {
   approved: Change[];
   /** The pod status's monitor failure counter +1. */
   monitorFailure: boolean;
-  /** `scaling_full_denials_total{direction="dec"}` +1: failed downscale requests (S-18). */
+  /** `scaling_full_denials_total{direction="dec"}` +1: failed downscale requests. */
   fullDenialDec: boolean;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The execution bridge (agent.md 3.8): the executor loops' ports implemented on the real
+ * The execution bridge: the executor loops' ports implemented on the real
  * protocol clients, with the metrics and failure counters each outcome feeds.
  *
  * @module

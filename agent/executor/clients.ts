@@ -1,5 +1,5 @@
 /**
- * The executor loops' ports to the three peers (agent.md 3.8). The Runner implements them on top
+ * The executor loops' ports to the three peers. The Runner implements them on top
  * of the real protocol clients; tests implement them directly.
  *
  * Contract for every implementation: a request that goes wrong *returns* `{ok: false, error}`;
@@ -12,7 +12,7 @@
 import type { ActionNeonVMRequest, ApiMetrics, PluginResponse, Resources } from "../../core/mod.ts";
 import type { Result } from "../../lib/result.ts";
 
-/** Asks the scheduler plugin for a permit (§3.9.2). */
+/** Asks the scheduler plugin for a permit. */
 export interface PluginClient {
   request(
     lastPermit: Resources | null,
@@ -22,11 +22,11 @@ export interface PluginClient {
   ): Promise<Result<PluginResponse>>;
 }
 
-/** Patches the VM (§3.9.3). */
+/** Patches the VM. */
 export interface NeonVMClient {
   /**
    * Resolves once the core may treat the VM as resized to `patch.target`: after the patch *and*
-   * after the VM status shows the new size or the status wait ran out (DECISIONS.md). The
+   * after the VM status shows the new size or the status wait ran out. The
    * revision is stamped with the send time.
    */
   request(patch: ActionNeonVMRequest, signal: AbortSignal): Promise<Result<void>>;
@@ -40,10 +40,10 @@ export interface DownscaleResult {
 
 /**
  * One vm-monitor connection as captured when a request starts. The calls do not take a signal:
- * they end only on reply or on the monitor response timeout (S-8).
+ * they end only on reply or on the monitor response timeout.
  */
 export interface MonitorHandle {
-  /** The generation of the connection this handle belongs to (§3.6). */
+  /** The generation of the connection this handle belongs to. */
   readonly generation: number;
   downscale(current: Resources, target: Resources): Promise<Result<DownscaleResult>>;
   upscale(current: Resources, target: Resources): Promise<Result<void>>;
@@ -57,7 +57,7 @@ export interface MonitorClient {
   getHandle(): MonitorHandle | null;
 }
 
-/** The per-incarnation counter bumped on every monitor reset and connect (§3.6). */
+/** The per-incarnation counter bumped on every monitor reset and connect. */
 export class GenerationCounter {
   #value = 0;
 

@@ -1,5 +1,5 @@
 /**
- * The executor core (agent.md 3.5): one core `State` behind an implicit lock, its cached next
+ * The executor core: one core `State` behind an implicit lock, its cached next
  * actions tagged with ids, and a broadcast on every update.
  *
  * Every method runs synchronously from start to end, so with a single-threaded event loop each
@@ -119,7 +119,7 @@ export class ExecutorCore {
 
   /**
    * Like {@link update}, but only if no action set newer than `actions` has been computed; an
-   * update without recomputation does not count (S-2), so executors may start actions from the
+   * update without recomputation does not count, so executors may start actions from the
    * same set side by side.
    */
   updateIfActionsUnchanged(actions: ActionsWithId, fn: (state: State) => void): boolean {
@@ -160,8 +160,8 @@ export class ExecutorCore {
    * changes nothing while the monitor is inactive. `withLock` gets the same answer.
    */
   upscaleRequested(resources: MoreResources, withLock?: (recorded: boolean) => void): boolean {
-    // Replaces the reference's crash on a request from a not-yet-active or reset connection
-    // (S-9): the core has no approved size to grow from, so the request is dropped.
+    // Replaces the reference's crash on a request from a not-yet-active or reset connection:
+    // the core has no approved size to grow from, so the request is dropped.
     if (!this.#state.monitor().isActive()) {
       withLock?.(false);
       return false;

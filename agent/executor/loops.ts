@@ -1,5 +1,5 @@
 /**
- * The executor loops (agent.md 3.7): each one waits for a state change, takes its action from the
+ * The executor loops: each one waits for a state change, takes its action from the
  * current action set, marks it started (only if no newer set was computed meanwhile), makes the
  * request outside every lock, and records the outcome. Retries and spacing are the core's job.
  *
@@ -134,7 +134,7 @@ export async function runNeonVMLoop(
     });
     if (next === null) return;
     const { action, startTime } = next;
-    // S-5: the end time is the send time. It stamps the revision written to the VM and the
+    // The end time is the send time. It stamps the revision written to the VM and the
     // outcome, so a failure's retry wait counts from when the patch was sent.
     const endTime = core.now();
     const targetRevision = { ...action.targetRevision, updatedAt: endTime };
@@ -170,7 +170,7 @@ interface MonitorRequests<A extends ActionMonitorDownscale | ActionMonitorUpscal
 
 /**
  * Sends the vm-monitor requests of one kind. The connection is captured inside the lock as the
- * request starts, and the outcome is applied only if it is still the current one (S-1: a reset
+ * request starts, and the outcome is applied only if it is still the current one (a reset
  * or reconnect wiped the monitor state the result is for).
  */
 async function runMonitorLoop<A extends ActionMonitorDownscale | ActionMonitorUpscale, R>(

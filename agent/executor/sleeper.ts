@@ -1,5 +1,5 @@
 /**
- * The sleeper (agent.md 3.7, `DoSleeper`): the core answers "nothing to do for N ms" with a
+ * The sleeper (the reference's `DoSleeper`): the core answers "nothing to do for N ms" with a
  * `wait` action; when that time passes without any other change, the sleeper forces a no-op
  * update so that every loop looks at the actions again.
  *
@@ -32,7 +32,7 @@ export async function runSleeper(
       if (woke === "alarm") {
         log.debug("wait elapsed, refreshing actions", { wait });
         // The sleeper's own broadcast is not a reason to look again; it re-aims for the fresh
-        // actions right away (a deliberate deviation from S-4, which stalls until an outside
+        // actions right away (docs/differences.md: the reference stalls until an outside
         // change).
         core.update(() => {});
         receiver.awake();

@@ -126,7 +126,7 @@ export class HttpClient {
 
   /**
    * One GET, bounded by `timeoutMs` (connect, request and the whole body) and by `signal`;
-   * never rejects. Redirects are followed (protocols.md §3), over the same single connection
+   * never rejects. Redirects are followed, over the same single connection
    * slot, but only to the URL's own host: the host is a VM's pod IP, and a VM must not make the
    * agent fetch anything else (the reference follows them anywhere). `status` in a failure is
    * set once the final response's headers arrived.

@@ -1,7 +1,7 @@
 /**
- * Kubernetes access through `@kubernetes/client-node` (protocols.md §5): the kubeconfig, the
+ * Kubernetes access through `@kubernetes/client-node`: the kubeconfig, the
  * NeonVM JSON Patch, and the list/watch transports the reflectors use. Every call goes through
- * a client-side token bucket (agent.md S-33). Lists and patches travel over Deno's `fetch` where
+ * a client-side token bucket. Lists and patches travel over Deno's `fetch` where
  * the kubeconfig allows it (`transport.ts`).
  *
  * @module
@@ -61,7 +61,7 @@ export function loadKubeConfig(): k8s.KubeConfig {
   if ((Deno.env.get("KUBECONFIG") ?? "") !== "") {
     kc.loadFromDefault();
   } else if ((Deno.env.get("KUBERNETES_SERVICE_HOST") ?? "") !== "") {
-    // The service-account token file is re-read every minute by client-node (S-34).
+    // The service-account token file is re-read every minute by client-node.
     kc.loadFromCluster();
   } else {
     throw new Error(
@@ -278,7 +278,7 @@ export class KubeClient implements KubeApi {
     }
   }
 
-  /** Every VirtualMachine in the cluster: no namespace, no selectors (§5.2). */
+  /** Every VirtualMachine in the cluster: no namespace, no selectors. */
   virtualMachines(): ListWatchSource {
     const target = { path: `/apis/${VM_GROUP}/${VM_VERSION}/${VM_PLURAL}`, query: {} };
     return {

@@ -1,5 +1,5 @@
 /**
- * The JSON Patch the agent sends to a VirtualMachine (protocols.md §4.5).
+ * The JSON Patch the agent sends to a VirtualMachine.
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
  * Client-side throttling of Kubernetes API calls, like client-go's default token bucket
- * (agent.md S-33: 5 requests/s, burst 10, shared by all NeonVM calls of the process), with
+ * (5 requests/s, burst 10, shared by all NeonVM calls of the process, as client-go's default), with
  * the upscales the vm-monitor asked for served first, then the other upscales, then the rest.
  *
  * @module

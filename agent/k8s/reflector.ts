@@ -1,5 +1,5 @@
 /**
- * Our own list/watch loop (protocols.md §5.3, DECISIONS "list/watch"): a store keyed by UID,
+ * Our own list/watch loop: a store keyed by UID,
  * handlers run one at a time in watch order, relist on `ERROR` events and inconsistencies,
  * bookmarks requested, and retries forever with a back-off until the owner aborts.
  *
@@ -36,7 +36,7 @@ export interface ReflectorHandlers<T> {
 export type ReflectorCallMethod = "List" | "Watch";
 export type ReflectorErrorSource = "List" | "Watch" | "Watch.Event";
 
-/** Hooks for the watcher metrics of agent.md §4.2, so this module needs no metrics library. */
+/** Hooks for the watcher metrics, so this module needs no metrics library. */
 export interface ReflectorObserver {
   clientCall?(method: ReflectorCallMethod): void;
   event?(type: string): void;

@@ -1,5 +1,5 @@
 /**
- * Which scheduler plugin to talk to (protocols.md §2.1, agent.md §2.9): a reflector over the
+ * Which scheduler plugin to talk to: a reflector over the
  * scheduler pods in `kube-system`, a set of the usable ones, and the current choice.
  *
  * @module
@@ -139,7 +139,7 @@ export class SchedulerTracker {
       update: (oldPod, newPod) => {
         const was = this.#usable.has(newPod.uid);
         const now = isUsable(newPod);
-        // A pod that stays usable is not refreshed, so an IP change goes unnoticed (S-35).
+        // A pod that stays usable is not refreshed, so an IP change goes unnoticed.
         if (!was && now) this.#insert(newPod);
         else if (was && !now) this.#remove(oldPod.uid);
       },

@@ -1,5 +1,5 @@
 /**
- * The HTTP transport under client-node's typed API calls (protocols.md §5): Deno's own `fetch`
+ * The HTTP transport under client-node's typed API calls: Deno's own `fetch`
  * in place of the npm `undici` that client-node ships with.
  *
  * client-node still builds every request: URL, query, body, `Authorization` and the other

@@ -1,5 +1,5 @@
 /**
- * The NeonVM `VirtualMachine` object as the agent reads it (protocols.md §4.2–4.4): a lenient
+ * The NeonVM `VirtualMachine` object as the agent reads it: a lenient
  * decoder, the responsibility test and the extraction of the core's `VmInfo`.
  *
  * @module
@@ -31,7 +31,7 @@ export const LABEL_PROJECT_ID = "neon/project-id";
 export const ANNOTATION_BOUNDS = "autoscaling.neon.tech/bounds";
 export const ANNOTATION_CONFIG = "autoscaling.neon.tech/config";
 
-/** The sanity range of CPU bounds, in milli-CPU (§4.4 step 4). */
+/** The sanity range of CPU bounds, in milli-CPU. */
 export const MIN_CPU_BOUND = 50;
 export const MAX_CPU_BOUND = 512_000;
 
@@ -158,7 +158,7 @@ export interface ResponsibilityParams {
   schedulerName: string;
 }
 
-/** §4.4: the VM runs on this node, is alive and addressable, opted in, and uses our scheduler. */
+/** The VM runs on this node, is alive and addressable, opted in, and uses our scheduler. */
 export function isOurResponsibility(vm: VirtualMachine, params: ResponsibilityParams): boolean {
   return vm.status.node === params.nodeName &&
     RESPONSIBLE_PHASES.has(vm.status.phase) &&
@@ -253,7 +253,7 @@ export function decodeConfigAnnotation(annotation: string): Decoded<ScalingConfi
 }
 
 /**
- * What the core's working-set estimator needs of a complete scaling config (core.md 15.7). The
+ * What the core's working-set estimator needs of a complete scaling config. The
  * reference accepts a config that breaks them and then crashes its Runner on every LFC scrape;
  * we refuse such a config where it enters, naming the keys.
  */
@@ -286,7 +286,7 @@ export interface ExtractedVm {
 // The reference stores slot counts as uint16.
 const toUint16 = (n: number) => n & 0xffff;
 
-/** §4.4 VmInfo extraction; every failure names the field or annotation that was wrong. */
+/** VmInfo extraction; every failure names the field or annotation that was wrong. */
 export function extractVmInfo(
   vm: VirtualMachine,
   defaults: ScalingConfig = {},
@@ -321,7 +321,7 @@ export function extractVmInfo(
         );
       }
     }
-    // A replacement, not an intersection with the spec bounds (§4.4 step 2).
+    // A replacement, not an intersection with the spec bounds.
     cpu.min = bounds.min.cpu;
     cpu.max = bounds.max.cpu;
     mem.min = toUint16(bounds.min.mem / slotSize);

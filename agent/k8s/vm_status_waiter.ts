@@ -1,6 +1,6 @@
 /**
- * Waits until a VM's status shows a size (DECISIONS: the monitor is told of an upscale, and the
- * plugin of a downscale, only once NeonVM has actually applied the patch).
+ * Waits until a VM's status shows a size: the monitor is told of an upscale, and the plugin of a
+ * downscale, only once NeonVM has actually applied the patch (docs/differences.md).
  *
  * The VM watcher feeds every status it sees; Runners wait on it after each patch.
  *

@@ -1,8 +1,8 @@
 /**
- * The VM watcher (agent.md §2.1–2.4): a reflector over every VirtualMachine in the cluster whose
+ * The VM watcher: a reflector over every VirtualMachine in the cluster whose
  * handlers turn responsibility changes into runner events, in watch order.
  *
- * Two reference bugs are fixed here (DECISIONS, protocols.md §4.4 and agent.md S-13):
+ * Two reference bugs are fixed here:
  * - whether a VM has a Runner is tracked per UID, so a VM that was invalid when it first became
  *   ours gets an `added` event as soon as it becomes valid, instead of never;
  * - `deleted` events are built from the names recorded when the Runner was announced, so a VM
@@ -46,7 +46,7 @@ export interface VmEvent extends VmEventTarget {
   vmInfo: VmInfo;
 }
 
-/** Sees every VM add/update/delete, ours or not, before any event it causes (§2.4, §2.10). */
+/** Sees every VM add/update/delete, ours or not, before any event it causes. */
 export interface VmMetricsObserver {
   add(vm: VirtualMachine): void;
   update(oldVm: VirtualMachine, newVm: VirtualMachine): void;
@@ -163,7 +163,7 @@ export class VmWatcher {
     } else if (!ours) {
       this.#retire(newVm.metadata.uid, announced);
     } else if (newVm.status.podName !== announced.target.podName) {
-      // The registry is keyed by pod name: a rename would orphan the Runner (agent.md S-14).
+      // The registry is keyed by pod name: a rename would orphan the Runner.
       this.#retire(newVm.metadata.uid, announced);
       this.#announce(newVm);
     } else {
@@ -218,7 +218,7 @@ export class VmWatcher {
   }
 
   #retire(uid: string, announced: Announced): void {
-    // Replaces the reference's extraction of the final state, which dropped the event (S-13).
+    // Replaces the reference's extraction of the final state, which dropped the event.
     this.#announced.delete(uid);
     this.#options.onEvent({ kind: "deleted", ...announced.target, vmInfo: announced.vmInfo });
   }

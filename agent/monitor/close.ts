@@ -8,7 +8,7 @@
 import { type MonitorSocket, SocketState } from "../ports.ts";
 
 /**
- * Close codes. `WebSocket.close()` only accepts 1000 and 3000–4999 (S-27), so the reference's
+ * Close codes. `WebSocket.close()` only accepts 1000 and 3000–4999, so the reference's
  * 1002 / 1008 / 1009 / 1011 become 4002 / 4008 / 4009 / 4011; the monitor does not interpret
  * them.
  */

@@ -1,7 +1,7 @@
 /**
- * The vm-monitor reconnection loop (agent.md §3.4.6): connect, hand the connection to the owner,
+ * The vm-monitor reconnection loop: connect, hand the connection to the owner,
  * wait for it to end, reset, and try again — with attempt *starts* at least
- * `connectionRetryMinWaitMs` apart (S-32), without back-off or an attempt limit.
+ * `connectionRetryMinWaitMs` apart, without back-off or an attempt limit.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * One websocket connection to a VM's vm-monitor (agent.md §3.9.4, protocols.md §1): version
+ * One websocket connection to a VM's vm-monitor: version
  * handshake, request/reply pairing by even ids, the inbound message handler and the periodic
  * health checks. Two loops run for the life of a connection, the frame reader and the health
  * checks (`health.ts`); {@linkcode Dispatcher.exit} ends both, and every failure ends the
@@ -52,12 +52,12 @@ export interface DispatcherHooks {
   onInbound?(endpoint: string, code: string): void;
   /**
    * A message with no waiter failed to be handled. The reference only *creates* the inbound
-   * series `{endpoint, code}` here, at zero, without incrementing it (S-29).
+   * series `{endpoint, code}` here, at zero, without incrementing it.
    */
   declareInbound?(endpoint: string, code: string): void;
   /**
    * The monitor asked for more memory. The owner applies it to its scaling state, and ignores it
-   * while the monitor is not active (DECISIONS.md). A throw ends the connection.
+   * while the monitor is not active. A throw ends the connection.
    */
   onUpscaleRequest?(): void;
   /** A health check succeeded (feeds "last successful monitor communication"). */
@@ -235,7 +235,8 @@ export class Dispatcher {
     this.#resolveExited(error);
     this.#removeAbort?.();
     this.#stop.abort();
-    // S-8 lets pending calls run to their timeout; failing them now is equivalent, only sooner.
+    // The reference lets pending calls run to their timeout; failing them now is equivalent,
+    // only sooner.
     const closing = new Error(
       `vm-monitor connection ended: ${error === null ? "normal exit" : error.message}`,
     );
@@ -263,7 +264,7 @@ export class Dispatcher {
 
   /**
    * Sends one request and waits for the reply with its id, up to `timeoutMs` (the scope is not
-   * observed, S-8). Reports exactly one outcome through `onOutbound`.
+   * observed). Reports exactly one outcome through `onOutbound`.
    */
   async call<T extends RequestType>(
     type: T,
@@ -363,7 +364,7 @@ export class Dispatcher {
     }
   }
 
-  /** Handles one frame (agent.md §3.9.4 steps 2–4); throws a handler error. */
+  /** Handles one frame; throws a handler error. */
   #handleFrame(frame: Frame): void {
     if (!this.#inbound.take()) {
       const { perSecond, burst } = this.#inbound;
@@ -485,7 +486,7 @@ export class Dispatcher {
       });
     } else if (message.type !== waiter.expect) {
       // Fixes the reference matching replies by id alone (a false success, or a crash for a
-      // DownscaleRequest): a reply of the wrong type fails the request (DECISIONS.md).
+      // DownscaleRequest): a reply of the wrong type fails the request.
       this.#log.warn("vm-monitor replied with the wrong message type", {
         id,
         expected: waiter.expect,

@@ -74,7 +74,7 @@ export async function handshake(
     );
   }
   const version = reply.version;
-  // Fixes the reference accepting a reply without a version as "version 0" (DECISIONS.md).
+  // Fixes the reference accepting a reply without a version as "version 0".
   if (version === null || version < PROTOCOL_VERSION_MIN || version > PROTOCOL_VERSION_MAX) {
     throw new HandshakeError(
       `vm-monitor negotiated ${version === null ? "no" : "unsupported"} protocol version` +

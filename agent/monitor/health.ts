@@ -9,7 +9,7 @@ import type { Clock } from "../../lib/clock.ts";
 import { errorText } from "../../lib/result.ts";
 import type { Log } from "../../lib/log.ts";
 
-/** The reference's hard-coded health-check period (protocols.md §1.8). */
+/** The reference's hard-coded health-check period. */
 export const DEFAULT_HEALTH_CHECK_INTERVAL_MS = 5000;
 
 export interface HealthCheckOptions {

@@ -1,5 +1,5 @@
 /**
- * The vm-monitor wire format (protocols.md §1.2–§1.5): the version handshake, the agent's
+ * The vm-monitor wire format: the version handshake, the agent's
  * `content`-nested envelope, and the monitor's flattened replies.
  *
  * @module
@@ -12,7 +12,7 @@ import { type Allocation, convertToAllocation, type Resources } from "../../core
 export const PROTOCOL_VERSION_MIN = 1;
 export const PROTOCOL_VERSION_MAX = 1;
 
-/** The reference's websocket library refuses larger messages (§1.2). */
+/** The reference's websocket library refuses larger messages. */
 export const MAX_MESSAGE_BYTES = 32768;
 
 /** Requests the agent sends and the reply type each one expects. */
@@ -53,7 +53,7 @@ export type ReplyFor<T extends RequestType> = Extract<
   { type: (typeof REPLY_TYPE)[T] }
 >;
 
-/** `{"min":1,"max":1}` plus the stream encoder's newline (§1.2, §1.3). */
+/** `{"min":1,"max":1}` plus the stream encoder's newline. */
 export function encodeVersionRange(): string {
   return JSON.stringify({ min: PROTOCOL_VERSION_MIN, max: PROTOCOL_VERSION_MAX }) + "\n";
 }

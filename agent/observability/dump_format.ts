@@ -1,5 +1,5 @@
 /**
- * The state dump's JSON shapes (agent.md 5.3): the reference's field names and encodings, so
+ * The state dump's JSON shapes: the reference's field names and encodings, so
  * tools written against its dumps read ours. Resources use the scheduler protocol's encoding,
  * durations are nanoseconds, times RFC 3339 as Go writes them; errors are strings rather than Go's `{}`.
  *

@@ -1,7 +1,7 @@
 /**
- * The state-dump HTTP server (agent.md section 5): `GET` on any path returns the global state
+ * The state-dump HTTP server: `GET` on any path returns the global state
  * as JSON. A body that is not a JSON object gets 400 `bad JSON`, as from the reference.
- * Deliberate deviation (DECISIONS): an empty body is accepted, so `curl host:10300/` works.
+ * Deliberate deviation: an empty body is accepted, so `curl host:10300/` works.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The agent's Prometheus metrics (agent.md section 4): one registry for the global port and one
+ * The agent's Prometheus metrics: one registry for the global port and one
  * for the per-VM port, with every family named, typed and labelled as the reference's.
  *
  * @module
@@ -103,7 +103,7 @@ function changeCounter(registry: Registry, name: string, help: string): Counter<
   return c;
 }
 
-/** What a watcher reports (agent.md 4.2, "Watchers"). */
+/** What a watcher reports. */
 export interface WatcherMetrics {
   clientCalls: Counter<"watcher_instance" | "method">;
   relistRequests: Counter<"watcher_instance">;

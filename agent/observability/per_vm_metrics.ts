@@ -1,5 +1,5 @@
 /**
- * Upkeep of the per-VM gauges (agent.md 2.10 and 4.3) for every VM on this node, whether or not
+ * Upkeep of the per-VM gauges for every VM on this node, whether or not
  * it has a Runner, driven synchronously by the VM watch.
  *
  * @module
@@ -146,7 +146,7 @@ export class PerVmMetricsUpkeep implements VmMetricsObserver {
     }
   }
 
-  /** Sets the desired-CU gauges of a VM still on this node (S-17); parts are CU, unscaled. */
+  /** Sets the desired-CU gauges of a VM still on this node; parts are CU, unscaled. */
   desiredCU(
     vm: { namespace: string; name: string },
     goalCU: number,

@@ -1,5 +1,5 @@
 /**
- * The scheduler plugin client (agent.md 3.9.2, protocols.md §2): one `AgentRequest` v5.0 per
+ * The scheduler plugin client: one `AgentRequest` v5.0 per
  * call to the current scheduler, the `PluginResponse` decoded and checked for shape (the core
  * checks the permit's values), and the `code` label of `scheduler_plugin_requests_total`.
  *
@@ -21,7 +21,7 @@ export const PLUGIN_PROTO_VERSION = 7;
 
 const NO_SCHEDULER = "no known ready scheduler to send request to";
 
-/** The request body (protocols.md §2.3), before encoding. */
+/** The request body, before encoding. */
 export interface AgentRequest {
   protoVersion: number;
   pod: { namespace: string; name: string };
@@ -156,7 +156,7 @@ export interface SchedulerPluginClientOptions {
   scheduler: () => string | null;
   /** `scheduler.requestPort`. */
   port: number;
-  /** `scheduler.requestTimeoutSeconds`, in ms (DECISIONS.md: not the NeonVM timeout of S-6). */
+  /** `scheduler.requestTimeoutSeconds`, in ms, not the NeonVM timeout the reference uses. */
   timeoutMs: number;
   /** The runner pod. */
   pod: { namespace: string; name: string };

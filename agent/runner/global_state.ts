@@ -1,5 +1,5 @@
 /**
- * The agent's global state (agent.md section 2): which VMs have a Runner, what VM events do to
+ * The agent's global state: which VMs have a Runner, what VM events do to
  * them, and the restart policy that brings a failed Runner back.
  *
  * Events are handled synchronously as the watcher delivers them, so they keep watch order and
@@ -38,7 +38,7 @@ interface PodRecord {
   vmUpdates: Broadcaster;
 }
 
-/** One pod of the state dump (agent.md 5.3). */
+/** One pod of the state dump. */
 export interface PodDump {
   podName: NamespacedName;
   status: Record<string, unknown>;
@@ -91,7 +91,7 @@ export class GlobalState {
     return this.#pods.size;
   }
 
-  /** Applies one VM event (agent.md 2.6). */
+  /** Applies one VM event. */
   handleEvent(event: VmEvent): void {
     const pod = { namespace: event.namespace, name: event.podName };
     const vm = { namespace: event.namespace, name: event.name };
@@ -117,7 +117,7 @@ export class GlobalState {
         record!.status.update((s) => {
           s.vmInfo = event.vmInfo;
           s.endpointID = event.endpointID;
-          // S-12: every update restarts the endpoint's grace period, as in the reference.
+          // Every update restarts the endpoint's grace period, as in the reference.
           s.endpointAssignedAt = this.#deps.clock.now();
         });
         record!.vmUpdates.broadcast();
@@ -193,7 +193,7 @@ export class GlobalState {
       .catch((err) => log.error("restarting Runner failed", { error: err }));
   }
 
-  /** agent.md 2.11; no back-off, as the reference. */
+  /** The restart policy (docs/runner.md); no back-off, as the reference. */
   async #restartIfNecessary(record: PodRecord, log: Log): Promise<void> {
     if (this.#pods.get(podKey(record.pod)) !== record) return;
     const end = record.status.endState;
@@ -238,7 +238,7 @@ export class GlobalState {
     for (const record of this.#pods.values()) record.scope.abort();
   }
 
-  /** Every pod's status and Runner state, sorted by pod name (agent.md 5.2). */
+  /** Every pod's status and Runner state, sorted by pod name. */
   dump(): PodDump[] {
     const pods: PodDump[] = [];
     for (const record of this.#pods.values()) {

@@ -1,5 +1,5 @@
 /**
- * The status a VM's Runner shares across its incarnations (agent.md 2.8): end states, failure
+ * The status a VM's Runner shares across its incarnations: end states, failure
  * counters, monitor health, and the derived runner state that feeds `runners_current`.
  *
  * @module
@@ -73,7 +73,7 @@ export class PodStatus {
 
   /**
    * Applies `change` and re-derives the runner state, moving the runner between gauge series.
-   * Deliberate deviation (DECISIONS, agent Q6): the label follows the status as it is after the
+   * Deliberate deviation: the label follows the status as it is after the
    * change, instead of the reference's label that lags one update behind.
    */
   update(change: (status: PodStatus) => void = () => {}): void {

@@ -1,9 +1,9 @@
 /**
- * One incarnation of a VM's Runner (agent.md section 3): an executor core over the scaling
+ * One incarnation of a VM's Runner: an executor core over the scaling
  * `State`, the workers that feed it (metrics, VM updates, the vm-monitor connection) and the
  * executor loops that act on what it decides.
  *
- * Any worker that throws ends the incarnation; the global state restarts it (agent.md 2.11).
+ * Any worker that throws ends the incarnation; the global state restarts it.
  * There is no deadlock checker: no section that touches the state awaits, so the event loop is
  * the only lock and it cannot deadlock.
  *
@@ -65,9 +65,9 @@ export interface RunnerDeps {
   /** The current scheduler's pod IP, or null. */
   schedulerIP: () => string | null;
   statusWaiter: VmStatusWaiter;
-  /** Sets the VM's desired-CU gauges (ignored once the VM left this node, S-17). */
+  /** Sets the VM's desired-CU gauges (ignored once the VM left this node). */
   desiredCU: (vm: NamespacedName, goalCU: number, parts: Record<string, number | null>) => void;
-  /** Where actual and hypothetical scaling events go (agent.md 3.10). */
+  /** Where actual and hypothetical scaling events go. */
   scalingEvents: ScalingEventsReporter;
   /** The vm-monitor health-check period; the reference's fixed 5 s unless a test shortens it. */
   healthCheckIntervalMs?: number;
@@ -79,7 +79,7 @@ export interface RunnerDeps {
   monitorDial?: MonitorDialer;
 }
 
-/** Fixed at the Runner's creation (S-15, S-36). */
+/** Fixed at the Runner's creation. */
 export interface RunnerPod {
   vm: NamespacedName;
   pod: NamespacedName;
@@ -87,7 +87,7 @@ export interface RunnerPod {
   memSlotSize: number;
 }
 
-/** The Runner part of the state dump (agent.md 3.11), in core field names. */
+/** The Runner part of the state dump, in core field names. */
 export interface RunnerDump {
   podIP: string;
   executorState: StateDump | null;
@@ -103,7 +103,7 @@ type Worker = (signal: AbortSignal, log: Log) => Promise<void>;
  * at least the reference's [0, 100) ms.
  *
  * Deliberate deviation: the reference draws from [0, 100) ms so that the periodic requests of
- * different VMs spread out (core.md 11), which they do not at a thousand VMs per node. Runners
+ * different VMs spread out, which they do not at a thousand VMs per node. Runners
  * that start together, as after every agent restart, send their periodic requests in the same
  * second, and every stall of the event loop fires the timers due during it together and locks
  * those Runners into one phase: the scale benchmark saw 400–600 plugin requests in one second
@@ -148,7 +148,7 @@ export class Runner {
    */
   async run(signal: AbortSignal): Promise<void> {
     const shutdown = childScope(signal);
-    // Deliberate deviation (S-19): the first worker failure is latched, never dropped.
+    // Deliberate deviation: the first worker failure is latched, never dropped.
     const failure = Promise.withResolvers<Error>();
     let failed = false;
     const spawn = (name: string, worker: Worker, log: Log = this.#log) => {

@@ -1,5 +1,5 @@
 /**
- * Scraping a VM's metrics endpoints (agent.md 3.4.4, protocols.md §3): one `GET /metrics`, and
+ * Scraping a VM's metrics endpoints: one `GET /metrics`, and
  * the loop that repeats it for the life of a Runner.
  *
  * @module
@@ -213,7 +213,7 @@ export async function runMetricsLoop<T>(
       if (result === undefined) continue;
       if (result.ok) {
         const metrics = result.value;
-        // Debug, not the reference's info: agent.md 7.1 keeps per-request lines out of production.
+        // Debug, not the reference's info: per-request lines stay out of production logs.
         opts.apply(metrics, () => log.debug("updated metrics", { kind, metrics }));
       } else {
         log.error(`error getting ${kind} metrics`, { url, error: result.error.message });

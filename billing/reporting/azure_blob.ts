@@ -1,5 +1,5 @@
 /**
- * The Azure Blob transport (billing.md 3.10): one block-blob upload per attempt, the default
+ * The Azure Blob transport: one block-blob upload per attempt, the default
  * Azure credential chain.
  *
  * @module

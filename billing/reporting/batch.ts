@@ -1,5 +1,5 @@
 /**
- * Batch bodies (billing.md 3.2): the HTTP client's JSON object and the blob clients' gzipped JSON
+ * Batch bodies: the HTTP client's JSON object and the blob clients' gzipped JSON
  * Lines, built from events that are already serialised.
  *
  * @module

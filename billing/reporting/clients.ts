@@ -1,5 +1,5 @@
 /**
- * The clients of each pipeline, built from the validated config (billing.md 3.1, 5).
+ * The clients of each pipeline, built from the validated config.
  *
  * @module
  */
@@ -124,7 +124,7 @@ export interface ReportingPipelinesOptions {
 
 /**
  * Both pipelines of the agent, spools recovered, not started yet. Throws when a client cannot be
- * built or a spool cannot be used; start-up must then fail (billing.md 3.1).
+ * built or a spool cannot be used; start-up must then fail.
  */
 export async function openReportingPipelines(
   config: { billing: BillingConfig; scalingEvents: ScalingEventsConfig },

@@ -1,5 +1,5 @@
 /**
- * Short IDs and blob object keys (billing.md 3.11).
+ * Short IDs and blob object keys.
  *
  * @module
  */

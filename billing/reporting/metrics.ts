@@ -1,5 +1,5 @@
 /**
- * The reporting pipeline's Prometheus metrics (billing.md 6): the reference's three sink families
+ * The reporting pipeline's Prometheus metrics: the reference's three sink families
  * under `autoscaling_agent_billing_` or `autoscaling_agent_scalingevents_`, plus our spool's.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * A reporting pipeline (billing.md 0, 3): the event sink that the billing collector or the
+ * A reporting pipeline: the event sink that the billing collector or the
  * scaling-events reporter writes to, fanned out to one spooled queue and one sender per client.
  *
  * Durability: `enqueue` returns only once the event is in every client's journal and
@@ -9,8 +9,8 @@
  * drain) should hand them over with `enqueueAll`, which pays that once per client for the whole
  * list (100 events: about 3 ms with one client, 6 ms with three).
  *
- * The spool cap is an alarm, not a limit: above it, events are still accepted (DECISIONS: no
- * measured usage is lost), an error is logged (again every 5 minutes while above) and
+ * The spool cap is an alarm, not a limit: above it, events are still accepted (no measured usage
+ * is lost, docs/billing-guarantees.md), an error is logged (again every 5 minutes while above) and
  * `…_spool_cap_reached` is 1. Memory does not grow with the backlog, which stays on disk: per
  * client it holds the ongoing batch (at most `maxBatchSize` events) and a small descriptor per
  * unsent batch.
@@ -31,7 +31,7 @@ import { DEFAULT_RETRY, type RetryPolicy, Sender } from "./sender.ts";
 import { denoStorage, type Storage, type StorageLock } from "../storage.ts";
 import { Canceled, type ClientName, type Transport } from "./transport.ts";
 
-/** One configured destination (billing.md 3.1). */
+/** One configured destination. */
 export interface ReportingClient {
   name: ClientName;
   format: BatchFormat;
@@ -96,7 +96,7 @@ export class ReportingPipeline implements EventSink {
   /**
    * Opens (creating it if needed) and locks the spool, and loads what a previous run left.
    * Throws when the directory cannot be used or another process holds it: the agent must not
-   * run without its spool (billing.md 9.3, the gap about an unusable directory). With no
+   * run without its spool. With no
    * clients the disk is not touched: events are dropped anyway, as the reference does.
    */
   constructor(options: PipelineOptions) {

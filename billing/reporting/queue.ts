@@ -1,5 +1,5 @@
 /**
- * One client's batcher (billing.md 3.3) on top of its spool: the ongoing batch, the FIFO of
+ * One client's batcher on top of its spool: the ongoing batch, the FIFO of
  * completed batches, the queue-size gauge and the spool cap.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The S3 transport (billing.md 3.9): one `PutObject` per attempt, path-style addressing, the
+ * The S3 transport: one `PutObject` per attempt, path-style addressing, the
  * SDK's default credential chain.
  *
  * @module

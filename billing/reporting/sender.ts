@@ -1,5 +1,5 @@
 /**
- * One client's sender loop (billing.md 3.4), with the improvements of 9.3: failed batches are
+ * One client's sender loop, with the improvements of 9.3: failed batches are
  * retried on a timer with capped exponential back-off (item 5), a batch that keeps failing
  * permanently is quarantined so that newer ones are not blocked forever (item 6), and shutdown
  * makes one final pass bounded by a deadline (item 7).

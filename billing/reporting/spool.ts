@@ -1,5 +1,5 @@
 /**
- * One client's on-disk spool (billing.md 9.3 item 2; DECISIONS "Billing spool"): the file layout
+ * One client's on-disk spool: the file layout
  * and its durable operations. The batching logic on top is in `queue.ts`.
  *
  * Layout of `<dir>`:

@@ -1,6 +1,6 @@
 /**
  * What a client's transport does with one batch, how it reports failure, and the HTTP transport
- * (billing.md 3.8).
+ * .
  *
  * @module
  */
@@ -92,7 +92,7 @@ export class HttpTransport implements Transport {
     }
     // Read to the end so that the connection can be reused; the body itself is ignored.
     await response.arrayBuffer().catch(() => {});
-    // Any 2xx is success, where the reference accepts exactly 200 (DECISIONS, billing Q3).
+    // Any 2xx is success, where the reference accepts exactly 200.
     if (response.status >= 200 && response.status < 300) return;
     throw new SendFailure(`HTTP code ${response.status}`, PERMANENT_HTTP.has(response.status));
   }

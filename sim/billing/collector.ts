@@ -1,6 +1,6 @@
 /**
- * The fake HTTP billing collector (billing.md §7.1): receives `POST <base>/usage_events`,
- * checks each batch against the format the agent must produce (§2, §3.2, §3.8), deduplicates
+ * The fake HTTP billing collector: receives `POST <base>/usage_events`,
+ * checks each batch against the format the agent must produce, deduplicates
  * events by idempotency key as a real consumer must, and answers as scripted.
  *
  * It is a small HTTP/1.1 server on a raw TCP listener rather than `Deno.serve`, because one of
@@ -12,7 +12,7 @@
 
 import { sleep } from "../listener.ts";
 
-/** The keys of an incremental event, in the order the agent must write them (§2.1). */
+/** The keys of an incremental event, in the order the agent must write them. */
 export const EVENT_KEYS = [
   "idempotency_key",
   "metric",
@@ -413,7 +413,7 @@ function parseEvents(
   return { format: "ndjson", events };
 }
 
-/** The ways an event deviates from §2.1–2.3 (empty when it is correct). */
+/** The ways an event deviates from the billing event format (empty when it is correct). */
 export function checkEvent(event: unknown): string[] {
   if (!isObject(event)) return ["not an object"];
   const problems: string[] = [];

@@ -1,5 +1,5 @@
 /**
- * A stand-in for the NeonVM controller's status handling (protocols.md §4.6, §10.4): after a
+ * A stand-in for the NeonVM controller's status handling: after a
  * change of `cpus.use` or `memorySlots.use` on a Running VM it goes through `Scaling`, writes
  * the new `status.cpus`/`status.memorySize`, returns to `Running` and then acknowledges
  * `spec.targetRevision` in `status.currentRevision`. Each step is its own write and event.

@@ -1,6 +1,6 @@
 /**
  * Factories for realistic objects: a NeonVM `VirtualMachine` as the API server serves it
- * (protocols.md §4.6) and an autoscale-scheduler pod (§10.4 "Scheduler pods").
+ * and an autoscale-scheduler pod.
  */
 import type { JsonObject } from "./json.ts";
 import { encodeMilliCPU, formatK8sTime, formatQuantityBytes } from "../quantity.ts";

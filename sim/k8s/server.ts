@@ -1,5 +1,5 @@
 /**
- * The fake Kubernetes API server (protocols.md §10.4): plain HTTP on a loopback port, serving
+ * The fake Kubernetes API server: plain HTTP on a loopback port, serving
  * VirtualMachines and Pods with list, watch, get and patch, discovery for kubectl, and a harness
  * API for tests to change the cluster and inject faults.
  *

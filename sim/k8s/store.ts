@@ -1,6 +1,6 @@
 /**
  * The fake API server's storage: objects of both resources under one global resourceVersion
- * counter, and a bounded log of every write for watch replay (protocols.md §10.4).
+ * counter, and a bounded log of every write for watch replay.
  */
 import { ApiError } from "./status.ts";
 import { cloneJson, isJsonObject, jsonEqual, type JsonObject } from "./json.ts";

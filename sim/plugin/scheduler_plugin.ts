@@ -1,5 +1,5 @@
 /**
- * The fake scheduler plugin's agent-facing endpoint (protocols.md §2.2–2.8, §10.2): it decodes
+ * The fake scheduler plugin's agent-facing endpoint: it decodes
  * `AgentRequest`s as the Go plugin does, grants permits per field against a node-capacity model,
  * and has switches to deny, delay, fail, lie or disappear.
  *
@@ -21,7 +21,7 @@ export interface Resources {
   memBytes: number;
 }
 
-/** A decoded `AgentRequest` (§2.3). */
+/** A decoded `AgentRequest`. */
 export interface AgentRequest {
   protoVersion: number;
   pod: { namespace: string; name: string };
@@ -44,7 +44,7 @@ export interface PluginRequestRecord {
   status: number;
   /** The response body. */
   response: string;
-  /** True when answered by the `lastPermit` rule (§2.7 rule 7). */
+  /** True when answered at once because `resources` is within `lastPermit`. */
   shortcut?: boolean;
 }
 

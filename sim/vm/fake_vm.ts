@@ -1,6 +1,6 @@
 /**
  * One simulated VM: its system and LFC metrics endpoints and its vm-monitor, bound on the VM's
- * own loopback address (its "pod IP", protocols.md §10.5), all driven by one workload and by the
+ * own loopback address (its "pod IP"), all driven by one workload and by the
  * size the VM currently has.
  *
  * Idle VMs cost nothing: metrics are computed when scraped, and the monitor only polls the
@@ -13,7 +13,7 @@ import { LfcMetricsServer, SystemMetricsServer } from "./metrics_server.ts";
 import { type Allocation, MonitorServer, type MonitorServerOptions } from "./monitor_server.ts";
 import { constant, type GuestMemory, guestMemory, type Workload } from "./workload.ts";
 
-/** The ports the agent uses by default (§3, §1.1). */
+/** The ports the agent uses by default. */
 export const DEFAULT_VM_PORTS = { system: 9100, lfc: 9499, monitor: 10301 } as const;
 
 /** A VM's size as the guest sees it. */
@@ -153,7 +153,7 @@ export class FakeVm {
     return { ...this.#size };
   }
 
-  /** The size as a monitor `Allocation` (cpu = milli × 0.001, §0.4). */
+  /** The size as a monitor `Allocation` (cpu = milli × 0.001). */
   get allocation(): Allocation {
     return { cpu: this.#size.milliCpu * 0.001, mem: this.#size.memBytes };
   }

@@ -1,5 +1,5 @@
 /**
- * A VM's two metrics endpoints (protocols.md §3, §10.3): the system exporter (vector's
+ * A VM's two metrics endpoints: the system exporter (vector's
  * `host_metrics` on port 9100) and the LFC exporter (sql_exporter on port 9499), each serving
  * `GET /metrics` in Prometheus text format 0.0.4, with faults to inject.
  *

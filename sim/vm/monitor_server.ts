@@ -1,5 +1,5 @@
 /**
- * The fake vm-monitor: the websocket server inside each VM (protocols.md §1, §10.1).
+ * The fake vm-monitor: the websocket server inside each VM.
  *
  * It speaks the monitor's side of the protocol from the spec alone: one session at a time,
  * version negotiation, flattened replies carrying the request's id, a downscale policy based on
@@ -13,7 +13,7 @@ import { Listener } from "../listener.ts";
 
 const MiB = 1024 * 1024;
 
-/** `{"cpu": vCPUs, "mem": bytes}` as on the wire (§0.4). */
+/** `{"cpu": vCPUs, "mem": bytes}` as on the wire. */
 export interface Allocation {
   cpu: number;
   mem: number;
@@ -168,7 +168,7 @@ interface ActiveRule extends FaultRule {
 }
 
 /**
- * The real monitor's rule (§1.10): deny when `0.85 × (target.mem − 100 MiB)` is below the
+ * The real monitor's rule: deny when `0.85 × (target.mem − 100 MiB)` is below the
  * guest's usage plus 100 MiB, and (a fake's addition) when the target is below `minMemBytes`.
  */
 export function realMonitorPolicy(minMemBytes = 0): DownscalePolicy {
@@ -299,7 +299,7 @@ export class MonitorServer {
     this.#handshakeMode = mode;
   }
 
-  /** Send an `UpscaleRequest` right after `{"version":N}` (the reference agent's race, §1.7). */
+  /** Send an `UpscaleRequest` right after `{"version":N}` (the reference agent's race). */
   setUpscaleRequestOnHandshake(on: boolean): void {
     this.#upscaleOnHandshake = on;
   }

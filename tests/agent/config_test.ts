@@ -336,7 +336,7 @@ Deno.test("a zero where the spec says non-zero is rejected", () => {
   ]);
 });
 
-Deno.test("refereshStateIntervalSeconds = 0 is rejected (S-31), keeping the misspelled key", () => {
+Deno.test("refereshStateIntervalSeconds = 0 is rejected, keeping the misspelled key", () => {
   assert.deepEqual(problems(withValue("refereshStateIntervalSeconds", 0)), [
     "refereshStateIntervalSeconds: must be a non-zero integer, got 0",
   ]);
@@ -345,7 +345,7 @@ Deno.test("refereshStateIntervalSeconds = 0 is rejected (S-31), keeping the miss
   ]);
 });
 
-Deno.test("cuMultiplier and rereportThreshold must be positive (DECISIONS, billing Q4)", () => {
+Deno.test("cuMultiplier and rereportThreshold must be positive", () => {
   for (const bad of [0, -0.25]) {
     const obj = withValue("scalingEvents.cuMultiplier", bad);
     withValue("scalingEvents.rereportThreshold", bad, obj);

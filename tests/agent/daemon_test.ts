@@ -107,7 +107,7 @@ Deno.test("daemon: deno task start with the example config scales VMs of a runni
     });
     // deno-lint-ignore no-explicit-any
     type PodJson = { status: { startTime: unknown }; runner: { executorState: any } };
-    // The core counts the patch as done once the VM status shows it (DECISIONS).
+    // The core counts the patch as done once the VM status shows it.
     const { dump, busy } = await waitFor(async () => {
       const dump = await (await fetch(`http://127.0.0.1:${ports.dump}/`)).json();
       const busy = dump.pods.find((p: PodJson) => p.runner.executorState.VM.name === "busy");

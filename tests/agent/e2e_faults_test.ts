@@ -380,7 +380,7 @@ Deno.test("e2e fault: plugin 5xx and timeouts block upscales at the last permit;
     );
 
     // Phase 2: the plugin answers too late: 1.5 s against `scheduler.requestTimeoutSeconds` = 1
-    // (DECISIONS: not the reference's `neonvm.requestTimeoutSeconds`, 5 s here, which would wait).
+    // (not the reference's `neonvm.requestTimeoutSeconds`, 5 s here, which would wait).
     plugin.setLatency(1500);
     load(sim, "grow", FLAT_OUT);
     load(sim, "shrink", IDLE);
@@ -625,7 +625,7 @@ Deno.test("e2e fault: VM watch ends and fails, then 410 on resume: the agent rel
     const told = await waitFor(() => notifiedOf(sim, "busy", 3), {
       what: "busy's monitor told of 3 CU once the watch shows the status",
     });
-    // DECISIONS: the monitor hears of an upscale only once the VM status shows it, and the
+    // the monitor hears of an upscale only once the VM status shows it, and the
     // status reaches the agent through the watch.
     assert.ok(told.at >= clearedAt, "no notification while the watch was down");
 
@@ -858,7 +858,7 @@ Deno.test("e2e fault: NeonVM patches fail with 409, 422, 503 and a webhook refus
 Deno.test("e2e fault: a Runner worker that throws restarts only that VM's Runner", async () => {
   // Real bad input: an LFC exporter whose working-set windows shrink with their length. With a
   // valid 2-minute window, the estimator finds no cut, the scan from the offset stops at once,
-  // and projecting fewer than two values throws (core.md subtlety 7): the worker that asked
+  // and projecting fewer than two values throws: the worker that asked
   // for the next actions fails.
   const badConfig = JSON.stringify({
     enableLFCMetrics: true,

@@ -48,7 +48,7 @@ Deno.test("e2e: rising load is scaled up: plugin approval, then patch, then moni
     assert.equal(ops[0].value, "750m");
     assert.equal(ops[1].value, 3);
     assert.ok(grant.at <= patch.at, "plugin approval before the patch");
-    // DECISIONS: notify only once the status shows the new size.
+    // notify only once the status shows the new size.
     // deno-lint-ignore no-explicit-any
     const status = (cluster.vmObject("busy") as any).status;
     assert.equal(status.memorySize, "3Gi");

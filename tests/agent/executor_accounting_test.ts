@@ -44,7 +44,7 @@ Deno.test("accounting: plugin outcomes", () => {
     ["nothing of the increase", "denied", cu(1), cu(3), cu(1)],
     ["failure", "failed", cu(1), cu(3), null],
     ["first request granted", "approved", null, cu(2), cu(2)],
-    // S-18: without a last permit anything but the target is a denial.
+    // Without a last permit anything but the target is a denial.
     ["first request, less granted", "denied", null, cu(3), cu(2)],
   ];
   for (const [name, outcome, lastPermit, target, permit] of table) {
@@ -92,7 +92,7 @@ Deno.test("accounting: monitor requests", () => {
     monitorFailure: false,
     fullDenialDec: false,
   });
-  // S-18: the "full denials" counter for decreases counts failed requests, not denials.
+  // The "full denials" counter for decreases counts failed requests, not denials.
   assert.deepEqual(monitorAccounting("downscale", cu(3), cu(2), "failed"), {
     requested: down,
     approved: [],

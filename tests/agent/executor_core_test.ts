@@ -32,7 +32,7 @@ Deno.test("executor core: actions are cached and numbered per computation", () =
   assert.equal(computed(), 2);
 });
 
-Deno.test("executor core: S-2 two executors may start from the same set", () => {
+Deno.test("executor core: two executors may start from the same set", () => {
   const { core } = executor();
   const set = core.getActions();
   const ran: string[] = [];
@@ -42,7 +42,7 @@ Deno.test("executor core: S-2 two executors may start from the same set", () => 
   assert.deepEqual(ran, ["plugin", "neonvm"]);
 });
 
-Deno.test("executor core: S-2 a recomputation makes the older set stale", () => {
+Deno.test("executor core: a recomputation makes the older set stale", () => {
   const { core } = executor();
   const old = core.getActions();
   core.update(() => {});

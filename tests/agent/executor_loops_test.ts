@@ -121,7 +121,7 @@ Deno.test("plugin loop: waits for a change, then requests and records success an
   const plugin = new FakePlugin();
   const loop = start((signal) => runPluginLoop(signal, core, plugin, log));
 
-  // S-3: the core wants a request from the start, but the loop only looks after a change.
+  // The core wants a request from the start, but the loop only looks after a change.
   assert.ok(core.getActions().actions.pluginRequest);
   await settle();
   assert.equal(plugin.calls.length, 0);
@@ -201,7 +201,7 @@ function wantsUpscalePatch(core: ExecutorCore): void {
   });
 }
 
-Deno.test("NeonVM loop: S-5 the send time stamps the revision and the outcome", async () => {
+Deno.test("NeonVM loop: the send time stamps the revision and the outcome", async () => {
   const clock = new SteppingClock({ startMs: 2000 });
   const log = recordingLog();
   const core = new ExecutorCore(makeVm(), baselineConfig(), { clock });
@@ -317,7 +317,7 @@ Deno.test("monitor downscale loop: approval, denial and failure reach the core",
   }
 });
 
-Deno.test("monitor downscale loop: S-1 a result from a replaced connection is discarded", async () => {
+Deno.test("monitor downscale loop: a result from a replaced connection is discarded", async () => {
   const monitor = new FakeMonitor();
   const log = recordingLog();
   const { core, handle, trigger } = downscaleSetup(monitor);

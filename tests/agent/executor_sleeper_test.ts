@@ -64,7 +64,7 @@ Deno.test("sleeper: turns an elapsed wait into a refresh, then re-arms by itself
 
   const watcher = core.newReceiver();
   await clock.runUntil(2900);
-  // The deliberate S-4 deviation: a second timer with no outside change in between.
+  // A deliberate difference (docs/differences.md): a second timer with no outside change.
   assert.deepEqual(Object.keys(core.getActions().actions).sort(), ["neonvmRequest", "wait"]);
   assert.equal(clock.set.length, 2);
   assert.equal(clock.nextDue(), 5900);

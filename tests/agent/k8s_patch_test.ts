@@ -8,7 +8,7 @@ import { withFakeApi } from "./k8s_test_helpers.ts";
 const GiB = 1024 ** 3;
 const VM_PATH = "/apis/vm.neon.tech/v1/namespaces/default/virtualmachines/example";
 
-Deno.test("patch: the exact body of the §4.6 example", () => {
+Deno.test("patch: the exact body of a 2 CU → 3 CU upscale", () => {
   const ops = buildNeonVMPatch({
     target: { vCPU: 750, mem: 3 * GiB },
     memorySlotSize: GiB,

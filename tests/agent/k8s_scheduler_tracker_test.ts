@@ -154,7 +154,7 @@ Deno.test("scheduler tracker: ties on creationTimestamp are broken by name, not 
   }
 });
 
-Deno.test("scheduler tracker: an IP change on a pod that stays ready is not picked up (S-35)", async () => {
+Deno.test("scheduler tracker: an IP change on a pod that stays ready is not picked up", async () => {
   await withTracker(async ({ api, tracker }) => {
     api.patchStatus("pods", NS, "a", { podIP: "127.0.0.99" });
     await settle(50);

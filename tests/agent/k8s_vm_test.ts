@@ -38,7 +38,7 @@ function guest(obj: JsonObject): JsonObject {
   return (obj.spec as JsonObject).guest as JsonObject;
 }
 
-Deno.test("vm: decodes the §4.6 example, every quantity form", () => {
+Deno.test("vm: decodes the example VM, every quantity form", () => {
   const vm = decode(vmJson({}, (obj) => {
     guest(obj).cpus = { min: "250m", max: 1.25, use: "0.5" };
     (obj.status as JsonObject).cpus = "500m";
@@ -99,7 +99,7 @@ Deno.test("vm: decoding is lenient about absent optional parts, strict about bro
   assert.match(!badTime.ok ? badTime.error : "", /status\.currentRevision\.updatedAt/);
 });
 
-Deno.test("vm: responsibility table (§4.4)", () => {
+Deno.test("vm: responsibility table", () => {
   const cases: [string, Partial<VirtualMachineOptions>, boolean][] = [
     ["running on our node", {}, true],
     ["PreMigrating", { phase: "PreMigrating" }, true],
@@ -124,7 +124,7 @@ Deno.test("vm: responsibility table (§4.4)", () => {
   assert.equal(isOurResponsibility(unlabelled, PARAMS), false, "label missing");
 });
 
-Deno.test("vm: extraction of the §4.6 example", () => {
+Deno.test("vm: extraction of the example VM", () => {
   const result = extractVmInfo(decode(vmJson({
     name: "example",
     podName: "example-x7k2p",
@@ -365,7 +365,7 @@ Deno.test("vm: the bounds annotation decodes on its own for the per-VM metrics",
   assert.equal(decodeBoundsAnnotation('{"min":{"cpu":true}}').ok, false);
 });
 
-Deno.test("vm: a config annotation that breaks the working-set estimator is refused (deviation, core.md 15.7)", () => {
+Deno.test("vm: a config annotation that breaks the working-set estimator is refused (deviation)", () => {
   const defaults = { lfcWindowSizeMinutes: 5, lfcMinWaitBeforeDownscaleMinutes: 5 };
   const extract = (config: object) =>
     extractVmInfo(decode(vmJson({ annotations: { [CONFIG]: JSON.stringify(config) } })), defaults);

@@ -183,7 +183,7 @@ Deno.test("vm watcher: broken annotations keep the last VmInfo and still delete 
     api.delete(VMS, "default", "v");
     await waitFor(() => events.length === 1, { what: "deleted" });
     const [deleted] = events;
-    // Replaces the reference's deleted event built by full extraction, dropped here (S-13).
+    // Replaces the reference's deleted event built by full extraction, dropped here.
     assert.equal(deleted.kind, "deleted");
     assert.equal(deleted.podName, "v-pod");
     assert.equal(deleted.namespace, "default");
@@ -212,7 +212,7 @@ Deno.test("vm watcher: a pod rename while ours retires the old Runner and adds a
   }, (api) => api.create(VMS, vm("v")));
 });
 
-Deno.test("vm watcher: a relist fans updated events out to every Runner (S-16)", async () => {
+Deno.test("vm watcher: a relist fans updated events out to every Runner", async () => {
   await withWatcher(async ({ watcher, events, timeline }) => {
     kinds(events);
     timeline.splice(0);

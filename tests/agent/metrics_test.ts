@@ -1,4 +1,4 @@
-/** Every metric family of agent.md section 4, with the reference's type and labels. */
+/** Every metric family of the reference, with its type and labels. */
 
 import assert from "node:assert/strict";
 import { GlobalMetrics, PerVmMetrics } from "../../agent/observability/metrics.ts";
@@ -58,7 +58,7 @@ function labelNames(registry: { getSingleMetric(name: string): unknown }, name: 
   return [...metric.labelNames];
 }
 
-Deno.test("metrics: every global family of agent.md 4.2 with its type and labels", async () => {
+Deno.test("metrics: every global family with its type and labels", async () => {
   const metrics = new GlobalMetrics();
   const found = await families(metrics.registry);
   for (const [name, type, labels] of GLOBAL) {
@@ -97,7 +97,7 @@ Deno.test("metrics: change counters and runner gauges are pre-initialised at zer
   assert.match(text, /^process_resident_memory_bytes [1-9]/m);
 });
 
-Deno.test("metrics: every per-VM family of agent.md 4.3 with the common labels", async () => {
+Deno.test("metrics: every per-VM family with the common labels", async () => {
   const metrics = new PerVmMetrics();
   const found = await families(metrics.registry);
   for (const [name, type, labels] of PER_VM) {

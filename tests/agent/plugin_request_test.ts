@@ -23,7 +23,7 @@ import { waitFor } from "../support/wait.ts";
 
 const POD = { namespace: "default", name: "example-x7k2p" };
 
-// protocols.md §2.8, byte for byte.
+// The reference's request, byte for byte (docs/wire.md).
 const FIRST_REQUEST =
   '{"protoVersion":7,"pod":{"namespace":"default","name":"example-x7k2p"},"computeUnit":{"vCPUs":"250m","mem":"1Gi"},"resources":{"vCPUs":"500m","mem":"2Gi"},"lastPermit":null,"metrics":null}';
 const UPSCALE_REQUEST =
@@ -76,7 +76,7 @@ async function withPool<T>(fn: (pool: PluginHttpPool) => Promise<T>): Promise<T>
 
 const never = new AbortController().signal;
 
-Deno.test("plugin request: the body matches protocols.md 2.8 byte for byte", () => {
+Deno.test("plugin request: the body matches the reference's byte for byte", () => {
   const base = { protoVersion: PLUGIN_PROTO_VERSION, pod: POD, computeUnit: cu(1) };
   assert.equal(
     encodeAgentRequest({ ...base, resources: cu(2), lastPermit: null, metrics: null }),

@@ -32,7 +32,7 @@ const VALUES: SystemMetricsValues = {
   memoryCachedBytes: 402653184,
 };
 
-// protocols.md §3.4: MemoryUsageBytes = total − available + 100 MiB.
+// MemoryUsageBytes = total − available + 100 MiB.
 const EXPECTED: SystemMetrics = {
   loadAverage1Min: 0.52,
   loadAverage5Min: 0.31,

@@ -158,7 +158,7 @@ function virtualSleep(clock: ManualBillingClock, stopAt: number, stop: AbortCont
   };
 }
 
-/** Worked example 1.8: VM X's `.status.cpus` by time. */
+/** The worked example (a VM whose CPU doubles for 8 s): VM X's `.status.cpus` by time. */
 function exampleCpus(seconds: number): string {
   return seconds >= 16 && seconds < 24 ? "500m" : "250m";
 }
@@ -178,7 +178,7 @@ async function metricValues(registry: Registry, name: string) {
   return (await metric.get()).values.map((v) => ({ labels: v.labels, value: v.value }));
 }
 
-Deno.test("collector: worked example 1.8 on the reference's tick schedule", async () => {
+Deno.test("collector: the worked example on the reference's tick schedule", async () => {
   const clock = new ManualBillingClock(BASE_NS);
   const seen: number[] = [];
   const stop = new AbortController();
@@ -211,7 +211,7 @@ Deno.test("collector: worked example 1.8 on the reference's tick schedule", asyn
   ]);
 });
 
-Deno.test("collector: worked example 1.8 step by step", async () => {
+Deno.test("collector: the worked example, step by step", async () => {
   const { clock, source, sink, collector } = setup();
   const step = async (t: number) => {
     at(clock, t);
@@ -242,7 +242,7 @@ Deno.test("collector: worked example 1.8 step by step", async () => {
   ]);
 });
 
-Deno.test("collector: which VMs count (1.2)", async () => {
+Deno.test("collector: which VMs count", async () => {
   const { clock, source, sink, collector } = setup();
   source.list = [
     vm({ uid: "running", cpus: "1" }),
@@ -348,7 +348,7 @@ Deno.test("collector: keys count odd for CPU and even for active time, over 2N",
   assert.deepEqual(events.map((e) => e.value), [8, 8, 8, 8, 4, 4]);
 });
 
-Deno.test("collector: gaps around appearance, disappearance and a failing cache (1.5)", async () => {
+Deno.test("collector: gaps around appearance, disappearance and a failing cache", async () => {
   const { clock, source, sink, collector, registry } = setup();
   const present = [vm({ uid: "a", cpus: "2" })];
   at(clock, 0);
@@ -392,7 +392,7 @@ Deno.test("collector: a changed allocation bills the smaller end of the interval
   assert.deepEqual(sink.parsed().map((e) => e.value), [50, 30]);
 });
 
-Deno.test("collector: merged slices keep the reference's float results (1.6)", async () => {
+Deno.test("collector: merged slices keep the reference's float results", async () => {
   const { clock, source, sink, collector } = setup();
   at(clock, 0);
   collector.begin();
@@ -580,7 +580,7 @@ Deno.test("collector: stopping during the first 500 ms measures nothing", async 
   assert.deepEqual(sink.events, []);
 });
 
-// ---- Checkpoint and crash recovery (§9.3 item 4) ----
+// ---- Checkpoint and crash recovery ----
 
 async function withStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "billing-collector-" });

@@ -41,7 +41,7 @@ export const EPOCH_NS = BigInt(Date.parse("2024-04-12T00:00:00Z")) * 1_000_000n;
 /**
  * The VMs, fixed for the whole run. Billable ones have even vCPU counts: the first collection of
  * a process falls 0.5 s after the collect ticker starts, so slices last whole or half seconds and
- * every window's CPU-seconds are a whole number (values are rounded per window, billing.md 1.7).
+ * every window's CPU-seconds are a whole number (values are rounded per window).
  */
 export const VMS: readonly {
   name: string;

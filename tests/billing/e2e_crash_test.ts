@@ -6,8 +6,7 @@
  * directory with the same hostname. Then the collector comes up and a last child stops
  * gracefully (SIGTERM: final collection, drain and send pass).
  *
- * The expected usage is what the collections that actually ran measured (billing.md 9.3 item 4;
- * the downtime between a crash and the restart is not billed, DECISIONS billing Q5): in each
+ * The expected usage is what the collections that actually ran measured (the downtime between a crash and the restart is not billed): in each
  * child lifetime, from its first collection to its last one whose checkpoint was written. The
  * child prints every sampling instant before its checkpoint write; after a kill, the checkpoint
  * left on disk tells whether the last one was written. The collector must end with exactly that
@@ -112,7 +111,7 @@ function killPhase(lines: string[]): string {
 /**
  * The simulated nanoseconds each billable VM was measured in a lifetime whose checkpoint-backed
  * collections are `committed`: every VM is billable at every collection, so from the first to the
- * last (the first sighting only records, billing.md 1.5).
+ * last (the first sighting only records).
  */
 function measuredNs(committed: bigint[]): bigint {
   return committed.length < 2 ? 0n : committed.at(-1)! - committed[0];

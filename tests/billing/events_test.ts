@@ -15,7 +15,7 @@ function ns(wholeSecond: string, fractionNs = 0): bigint {
   return BigInt(Date.parse(wholeSecond)) * 1_000_000n + BigInt(fractionNs);
 }
 
-Deno.test("events: the incremental event of billing.md 2.1, byte for byte", () => {
+Deno.test("events: the reference's incremental event, byte for byte", () => {
   const stop = ns("2024-04-12T12:10:00Z", 845237402);
   const json = encodeIncrementalEvent({
     idempotencyKey: idempotencyKey(stop, "autoscaler-agent-nwcnd", 1, 4),
@@ -61,7 +61,7 @@ Deno.test("events: the key's time is stop_time truncated to microseconds", () =>
   }
 });
 
-Deno.test("events: timestamps keep nanoseconds and trim trailing zeros (2.2)", () => {
+Deno.test("events: timestamps keep nanoseconds and trim trailing zeros", () => {
   const second = "2024-04-12T12:10:00Z";
   const cases: [number, string][] = [
     [845237402, "2024-04-12T12:10:00.845237402Z"],
@@ -78,7 +78,7 @@ Deno.test("events: timestamps keep nanoseconds and trim trailing zeros (2.2)", (
   assert.throws(() => formatTimestamp(ns("+010000-01-01T00:00:00Z")), RangeError);
 });
 
-Deno.test("events: key timestamps truncate to microseconds, then trim (2.3)", () => {
+Deno.test("events: key timestamps truncate to microseconds, then trim", () => {
   const second = "2024-04-12T12:10:00Z";
   const cases: [number, string][] = [
     [845237402, "2024-04-12T12:10:00.845237Z"],
@@ -97,7 +97,7 @@ Deno.test("events: key timestamps truncate to microseconds, then trim (2.3)", ()
   );
 });
 
-Deno.test("events: strings are escaped as Go's encoder does (2.5)", () => {
+Deno.test("events: strings are escaped as Go's encoder does", () => {
   assert.equal(encodeGoString("ep-<a&b>"), '"ep-\\u003ca\\u0026b\\u003e"');
   assert.equal(encodeGoString("a\u2028b\u2029c"), '"a\\u2028b\\u2029c"');
   assert.equal(encodeGoString('q"b\\'), '"q\\"b\\\\"');
@@ -160,7 +160,7 @@ Deno.test("events: the incremental encoder rejects values Go could not hold as u
   );
 });
 
-Deno.test("events: the scaling events of billing.md 4.2, byte for byte", () => {
+Deno.test("events: the reference's scaling events, byte for byte", () => {
   assert.equal(
     encodeScalingEvent({
       timestampNs: ns("2024-10-31T23:00:00Z", 123456789),

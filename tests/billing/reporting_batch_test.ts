@@ -4,7 +4,7 @@ import { billingObjectKey, scalingEventsObjectKey, shortId } from "../../billing
 import { transportCause } from "../../billing/reporting/transport.ts";
 import { gunzip } from "./reporting_helpers.ts";
 
-// billing.md 2.1's example, as the reference writes it.
+// A billing event as the reference writes it.
 const E1 = '{"idempotency_key":"2024-04-12T12:10:00.845237Z-autoscaler-agent-nwcnd-1/4",' +
   '"metric":"effective_compute_seconds","type":"incremental","endpoint_id":"ep-example",' +
   '"start_time":"2024-04-12T12:09:36.844007537Z","stop_time":"2024-04-12T12:10:00.845237402Z",' +
@@ -45,7 +45,7 @@ Deno.test("keys: short IDs are base-57 UUIDs, 22 characters at most and usually 
   assert.ok(full > 1900, `${full} of 2000 have 22 characters (about 98% expected)`);
 });
 
-Deno.test("keys: billing object keys follow billing.md 3.11 in UTC", () => {
+Deno.test("keys: billing object keys are in UTC, as the reference writes them", () => {
   const at = new Date(Date.UTC(2024, 3, 12, 7, 19, 27, 999));
   const id = "DGFMM7kfyLFdJASCnJfEYT";
   assert.equal(

@@ -1,5 +1,5 @@
 /**
- * The S3 and Azure Blob clients against real emulators (billing.md 7.4) that this test starts:
+ * The S3 and Azure Blob clients against real emulators that this test starts:
  * s3rver and Azurite. The test side reads S3 over plain HTTP (s3rver allows anonymous reads), so
  * that it shares no code with the client under test.
  */

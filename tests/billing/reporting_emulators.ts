@@ -1,5 +1,5 @@
 /**
- * Starts the blob-store emulators of billing.md 7.4 as child processes for the tests: s3rver for
+ * Starts the blob-store emulators as child processes for the tests: s3rver for
  * S3 and Azurite for Azure Blob, both run by Deno (Azurite's npm release needs Node 22, which CI
  * may not have). Each runs from a temporary directory outside the project, so that its packages
  * come from Deno's global cache and never touch the project's lockfile or node_modules.

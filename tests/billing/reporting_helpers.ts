@@ -42,7 +42,7 @@ export function advance(
 const STOP_BASE = Date.UTC(2024, 3, 12, 12, 10, 0);
 
 /**
- * Incremental event `i` in the exact shape of billing.md 2.1, so that the sim collector finds
+ * Incremental event `i` in the exact shape of a billing event, so that the sim collector finds
  * nothing to complain about; each `i` has its own stop time and so its own idempotency key.
  */
 export function makeEvent(i: number, host = "autoscaler-agent-test"): string {

@@ -50,7 +50,7 @@ async function kinds(registry: Registry) {
   return Object.fromEntries((await metric.get()).values.map((v) => [v.labels.kind, v.value]));
 }
 
-Deno.test("scaling events: the billing.md 4.2 examples, byte for byte", () => {
+Deno.test("scaling events: the reference's examples, byte for byte", () => {
   const { sink, clock, reporter } = setup();
   reporter.reportActual("ep-x", 4, 8);
   clock.wallNs = T0 + 5_500_000_000n;

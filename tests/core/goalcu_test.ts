@@ -1,4 +1,4 @@
-/** Goal compute units (core.md section 3, subtleties 15.1–15.8). */
+/** Goal compute units. */
 
 import assert from "node:assert/strict";
 import {
@@ -20,7 +20,7 @@ const GiB = 1024 * 1024 * 1024;
 const CU: Resources = { vCPU: 250, mem: GiB };
 const PAGE = 8192;
 
-/** Test baseline scaling config (core.md 13.2). */
+/** Test baseline scaling config. */
 function scfg(over: Partial<ResolvedScalingConfig> = {}): ResolvedScalingConfig {
   return {
     loadAverageFractionTarget: 0.5,
@@ -81,20 +81,20 @@ function assertClose(actual: number | null, expected: number, eps: number): void
   assert.ok(Math.abs(actual - expected) <= eps, `expected ${expected} ± ${eps}, got ${actual}`);
 }
 
-/** lfc part for a projected page count (core.md 3 step 2). */
+/** lfc part for a projected page count. */
 function lfcPartFor(pages: number, ratio = 0.75, cu = CU): number {
   return pages * PAGE / ratio / cu.mem;
 }
 
-// ---- worked examples (core.md 3) ----
+// ---- worked examples ----
 
-Deno.test("goalCU example 1: load1 0.3, load5 0, LAFT 0.5 → cpu 2.4 → goal 2 (core.md 3)", () => {
+Deno.test("goalCU example 1: load1 0.3, load5 0, LAFT 0.5 → cpu 2.4 → goal 2", () => {
   const { goal } = run(scfg(), sys({ loadAverage1Min: 0.3 }), null);
   assert.deepStrictEqual(goal, { hasAllMetrics: true, parts: { cpu: 2.4, mem: 0, lfc: null } });
   assert.equal(goalCU(goal), 2);
 });
 
-Deno.test("goalCU example 2: zone blending with the 1e-6 epsilon → cpu ≈ 5.499997 → goal 5 (core.md 3)", () => {
+Deno.test("goalCU example 2: zone blending with the 1e-6 epsilon → cpu ≈ 5.499997 → goal 5", () => {
   const cfg = scfg({
     loadAverageFractionTarget: 1,
     cpuStableZoneRatio: 0.5,
@@ -109,14 +109,14 @@ Deno.test("goalCU example 2: zone blending with the 1e-6 epsilon → cpu ≈ 5.4
   assert.equal(goalCU(goal), 5);
 });
 
-Deno.test("goalCU example 3: memoryUsage 3 GiB, MUFT 0.75 → mem 4.0 → goal 4 (core.md 3)", () => {
+Deno.test("goalCU example 3: memoryUsage 3 GiB, MUFT 0.75 → mem 4.0 → goal 4", () => {
   const cfg = scfg({ memoryUsageFractionTarget: 0.75 });
   const { goal } = run(cfg, sys({ memoryUsageBytes: 3 * GiB }), null);
   assert.deepStrictEqual(goal.parts, { cpu: 0, mem: 4, lfc: null });
   assert.equal(goalCU(goal), 4);
 });
 
-Deno.test("goalCU example 4: WSS20, minWait 5, window 5, ratio 0.75 → lfc ≈ 2.0345 → goal 3 (core.md 3, 4.3)", () => {
+Deno.test("goalCU example 4: WSS20, minWait 5, window 5, ratio 0.75 → lfc ≈ 2.0345 → goal 3", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5, lfcWindowSizeMinutes: 5 });
   const { goal, warnings } = run(cfg, sys(), lfc(WSS20));
   // projected 200000 pages → 1 638 400 000 B → / 0.75 / 1 GiB.
@@ -127,14 +127,14 @@ Deno.test("goalCU example 4: WSS20, minWait 5, window 5, ratio 0.75 → lfc ≈ 
   assert.equal(goalCU(goal), 3);
 });
 
-Deno.test("goalCU: WSS20 with minWait 15 → no cut, whole series projected → ≈ 4.4505 (core.md 4.3)", () => {
+Deno.test("goalCU: WSS20 with minWait 15 → no cut, whole series projected → ≈ 4.4505", () => {
   const { goal } = run(scfg(), sys(), lfc(WSS20));
   assert.equal(goal.parts.lfc, lfcPartFor(437500));
   assertClose(goal.parts.lfc, 4.4505, 1e-4);
   assert.equal(goalCU(goal), 5);
 });
 
-Deno.test("goalCU: lfcUseLargestWindow takes the last bucket as the estimate (core.md 3 step 2)", () => {
+Deno.test("goalCU: lfcUseLargestWindow takes the last bucket as the estimate", () => {
   // minWait 5 / window 5 would cut at 190000 with the estimator; the largest window is 435000,
   // so every value from the offset is ≤ estimate and the whole series is projected.
   const cfg = scfg({
@@ -143,12 +143,12 @@ Deno.test("goalCU: lfcUseLargestWindow takes the last bucket as the estimate (co
     lfcUseLargestWindow: true,
   });
   assert.equal(run(cfg, sys(), lfc(WSS20)).goal.parts.lfc, lfcPartFor(437500));
-  // Same result as minWait 15 without it (core.md 4.3).
+  // Same result as minWait 15 without it.
   const cfg15 = scfg({ lfcUseLargestWindow: true });
   assert.equal(run(cfg15, sys(), lfc(WSS20)).goal.parts.lfc, lfcPartFor(437500));
 });
 
-Deno.test("goalCU: lfcUseLargestWindow uses the last bucket even when it is not the largest value (core.md 3 step 2)", () => {
+Deno.test("goalCU: lfcUseLargestWindow uses the last bucket even when it is not the largest value", () => {
   // The estimate is values[length - 1] = 6, not the maximum 20: the scan stops at index 3.
   const cfg = scfg({
     lfcMinWaitBeforeDownscaleMinutes: 2,
@@ -160,16 +160,16 @@ Deno.test("goalCU: lfcUseLargestWindow uses the last bucket even when it is not 
   assert.equal(run(cfg, sys(), lfc([2, 4, 6, 20, 6])).goal.parts.lfc, lfcPartFor(7));
 });
 
-// ---- CPU part (core.md 3 step 3) ----
+// ---- CPU part ----
 
-Deno.test("goalCU: with zone ratios 0 the CPU part uses load1 whenever load1 ≠ load5 (core.md 3)", () => {
+Deno.test("goalCU: with zone ratios 0 the CPU part uses load1 whenever load1 ≠ load5", () => {
   const { goal } = run(scfg(), sys({ loadAverage1Min: 0.5, loadAverage5Min: 2 }), null);
   assert.equal(goal.parts.cpu, 0.5 / 0.5 / 0.25);
   const same = run(scfg(), sys({ loadAverage1Min: 1, loadAverage5Min: 1 }), null);
   assert.equal(same.goal.parts.cpu, 1 / 0.5 / 0.25);
 });
 
-Deno.test("goalCU: blend is 0 when diff ≤ stable band, inclusive (core.md 3)", () => {
+Deno.test("goalCU: blend is 0 when diff ≤ stable band, inclusive", () => {
   const cfg = scfg({
     loadAverageFractionTarget: 1,
     cpuStableZoneRatio: 0.5,
@@ -181,7 +181,7 @@ Deno.test("goalCU: blend is 0 when diff ≤ stable band, inclusive (core.md 3)",
   assert.equal(run(cfg, sys({ loadAverage1Min: 1.2, loadAverage5Min: 1 }), null).goal.parts.cpu, 4);
 });
 
-Deno.test("goalCU: the stable band wins over the mixed band when they coincide (core.md 3: v <= t1 first)", () => {
+Deno.test("goalCU: the stable band wins over the mixed band when they coincide (v <= t1 first)", () => {
   // Mixed ratio 0 → t1 = t2 = 0.5; diff = 0.5 satisfies both tests, and v <= t1 is checked first.
   const cfg = scfg({ loadAverageFractionTarget: 1, cpuStableZoneRatio: 0.5, cpuMixedZoneRatio: 0 });
   assert.equal(run(cfg, sys({ loadAverage1Min: 1.5, loadAverage5Min: 1 }), null).goal.parts.cpu, 4);
@@ -189,7 +189,7 @@ Deno.test("goalCU: the stable band wins over the mixed band when they coincide (
   assert.equal(run(cfg, sys({ loadAverage1Min: 2, loadAverage5Min: 1 }), null).goal.parts.cpu, 8);
 });
 
-Deno.test("goalCU: blend is 1 when diff ≥ mixed band end, inclusive (core.md 3)", () => {
+Deno.test("goalCU: blend is 1 when diff ≥ mixed band end, inclusive", () => {
   const cfg = scfg({
     loadAverageFractionTarget: 1,
     cpuStableZoneRatio: 0.5,
@@ -200,16 +200,16 @@ Deno.test("goalCU: blend is 1 when diff ≥ mixed band end, inclusive (core.md 3
   assert.equal(run(cfg, sys({ loadAverage1Min: 3, loadAverage5Min: 1 }), null).goal.parts.cpu, 12);
 });
 
-Deno.test("goalCU: CPU part divides by LAFT and the CU's vCPUs (core.md 3)", () => {
+Deno.test("goalCU: CPU part divides by LAFT and the CU's vCPUs", () => {
   const cfg = scfg({ loadAverageFractionTarget: 0.8 });
   const cu: Resources = { vCPU: 500, mem: 2 * GiB };
   const { goal } = run(cfg, sys({ loadAverage1Min: 2 }), null, cu);
   assert.equal(goal.parts.cpu, 2 / 0.8 / 0.5);
 });
 
-// ---- memory part (core.md 3 step 3, 15.2) ----
+// ---- memory part ----
 
-Deno.test("goalCU: memory goal bytes are rounded to whole bytes before dividing (core.md 15.2)", () => {
+Deno.test("goalCU: memory goal bytes are rounded to whole bytes before dividing", () => {
   const cu: Resources = { vCPU: 250, mem: 4 };
   // 5 / 0.75 = 6.67 → 7 bytes → 7 / 4 = 1.75 (unrounded would be 1.6667).
   const cfg = scfg({ memoryUsageFractionTarget: 0.75 });
@@ -220,15 +220,15 @@ Deno.test("goalCU: memory goal bytes are rounded to whole bytes before dividing 
   assert.equal(run(scfg(), sys({ memoryUsageBytes: 1.2 }), null, cu).goal.parts.mem, 0.5);
 });
 
-// ---- hasAllMetrics and warnings (core.md 3 step 1, 11) ----
+// ---- hasAllMetrics and warnings ----
 
-Deno.test("goalCU: system metrics without LFC, LFC disabled → hasAllMetrics, no warning (core.md 3)", () => {
+Deno.test("goalCU: system metrics without LFC, LFC disabled → hasAllMetrics, no warning", () => {
   const { goal, warnings } = run(scfg(), sys(), null);
   assert.equal(goal.hasAllMetrics, true);
   assert.deepStrictEqual(warnings, []);
 });
 
-Deno.test("goalCU: no system metrics → hasAllMetrics false and incompleteMetrics (core.md 3)", () => {
+Deno.test("goalCU: no system metrics → hasAllMetrics false and incompleteMetrics", () => {
   const { goal, warnings } = run(scfg(), null, null);
   assert.deepStrictEqual(goal, {
     hasAllMetrics: false,
@@ -237,7 +237,7 @@ Deno.test("goalCU: no system metrics → hasAllMetrics false and incompleteMetri
   assert.deepStrictEqual(warnings, ["incompleteMetrics"]);
 });
 
-Deno.test("goalCU: LFC enabled but missing → hasAllMetrics false and incompleteMetrics (core.md 3)", () => {
+Deno.test("goalCU: LFC enabled but missing → hasAllMetrics false and incompleteMetrics", () => {
   const { goal, warnings } = run(
     scfg({ enableLFCMetrics: true }),
     sys({ loadAverage1Min: 0.3 }),
@@ -249,14 +249,14 @@ Deno.test("goalCU: LFC enabled but missing → hasAllMetrics false and incomplet
   assert.deepStrictEqual(goal.parts, { cpu: 2.4, mem: 0, lfc: null });
 });
 
-Deno.test("goalCU: LFC enabled and present with system metrics → hasAllMetrics (core.md 3)", () => {
+Deno.test("goalCU: LFC enabled and present with system metrics → hasAllMetrics", () => {
   const cfg = scfg({ enableLFCMetrics: true });
   const { goal, warnings } = run(cfg, sys(), lfc(WSS20));
   assert.equal(goal.hasAllMetrics, true);
   assert.deepStrictEqual(warnings, []);
 });
 
-Deno.test("goalCU: LFC present but no system metrics → hasAllMetrics false, lfc part still computed (core.md 3)", () => {
+Deno.test("goalCU: LFC present but no system metrics → hasAllMetrics false, lfc part still computed", () => {
   const cfg = scfg({ enableLFCMetrics: true });
   const { goal, warnings } = run(cfg, null, lfc(WSS20));
   assert.deepStrictEqual(goal, {
@@ -266,7 +266,7 @@ Deno.test("goalCU: LFC present but no system metrics → hasAllMetrics false, lf
   assert.deepStrictEqual(warnings, ["incompleteMetrics"]);
 });
 
-Deno.test("goalCU: LFC metrics are used even if enableLFCMetrics is false (core.md 15.4)", () => {
+Deno.test("goalCU: LFC metrics are used even if enableLFCMetrics is false", () => {
   const cfg = scfg({ enableLFCMetrics: false, lfcMinWaitBeforeDownscaleMinutes: 5 });
   const { goal, warnings } = run(cfg, sys(), lfc(WSS20));
   assert.equal(goal.hasAllMetrics, true);
@@ -274,14 +274,14 @@ Deno.test("goalCU: LFC metrics are used even if enableLFCMetrics is false (core.
   assert.deepStrictEqual(warnings, []);
 });
 
-Deno.test("goalCU: the warning callback is optional (core.md 14)", () => {
+Deno.test("goalCU: the warning callback is optional", () => {
   const goal = calculateGoalCU(scfg(), CU, null, lfc([1, 2]));
   assert.deepStrictEqual(goal, { hasAllMetrics: false, parts: { cpu: null, mem: null, lfc: 0 } });
 });
 
-// ---- insufficient working-set data (core.md 3 step 2, 15.3) ----
+// ---- insufficient working-set data ----
 
-Deno.test("goalCU: too few buckets → lfc 0 (not null) and insufficientWssData (core.md 15.3)", () => {
+Deno.test("goalCU: too few buckets → lfc 0 (not null) and insufficientWssData", () => {
   // minWait 5, window 5 → needs offset 4 + 5 = 9 buckets.
   const cfg = scfg({ enableLFCMetrics: true, lfcMinWaitBeforeDownscaleMinutes: 5 });
   const { goal, warnings } = run(cfg, sys(), lfc(WSS20.slice(0, 8)));
@@ -291,7 +291,7 @@ Deno.test("goalCU: too few buckets → lfc 0 (not null) and insufficientWssData 
   assert.equal(goal.hasAllMetrics, true);
 });
 
-Deno.test("goalCU: exactly offset + window buckets is enough (core.md 3 step 2)", () => {
+Deno.test("goalCU: exactly offset + window buckets is enough", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5 });
   const { goal, warnings } = run(cfg, sys(), lfc(WSS20.slice(0, 9)));
   assert.deepStrictEqual(warnings, []);
@@ -300,14 +300,14 @@ Deno.test("goalCU: exactly offset + window buckets is enough (core.md 3 step 2)"
   assert.equal(goal.parts.lfc, lfcPartFor(200000));
 });
 
-Deno.test("goalCU: the baseline's minWait 15 needs 19 buckets (core.md 3, 13.2)", () => {
+Deno.test("goalCU: the baseline's minWait 15 needs 19 buckets", () => {
   assert.deepStrictEqual(run(scfg(), sys(), lfc(WSS20.slice(0, 18))).warnings, [
     "insufficientWssData",
   ]);
   assert.deepStrictEqual(run(scfg(), sys(), lfc(WSS20.slice(0, 19))).warnings, []);
 });
 
-Deno.test("goalCU: no working-set estimate when data is insufficient → no total-memory part (core.md 15.5)", () => {
+Deno.test("goalCU: no working-set estimate when data is insufficient → no total-memory part", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5 });
   const metrics = sys({ memoryUsageBytes: GiB / 4, memoryCachedBytes: 100 * GiB });
   const { goal } = run(cfg, metrics, lfc(WSS20.slice(0, 8).map((v) => v * 100)));
@@ -316,16 +316,16 @@ Deno.test("goalCU: no working-set estimate when data is insufficient → no tota
   assert.equal(goal.parts.lfc, 0);
 });
 
-Deno.test("goalCU: warnings come in order incompleteMetrics, insufficientWssData (core.md 11)", () => {
+Deno.test("goalCU: warnings come in order incompleteMetrics, insufficientWssData", () => {
   const cfg = scfg({ enableLFCMetrics: true });
   const { goal, warnings } = run(cfg, null, lfc([1, 2, 3]));
   assert.deepStrictEqual(warnings, ["incompleteMetrics", "insufficientWssData"]);
   assert.deepStrictEqual(goal, { hasAllMetrics: false, parts: { cpu: null, mem: null, lfc: 0 } });
 });
 
-// ---- projection slice (core.md 15.6) ----
+// ---- projection slice ----
 
-Deno.test("goalCU: scanning for the projection slice starts at the offset (core.md 15.6)", () => {
+Deno.test("goalCU: scanning for the projection slice starts at the offset", () => {
   // offset 4, window 5; no cut (estimate = last = 0); values before the offset are kept even though
   // 100 > estimate: projection over all 9 values → 100 + (100 - 0) * 0.5 = 150 pages.
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5 });
@@ -333,15 +333,15 @@ Deno.test("goalCU: scanning for the projection slice starts at the offset (core.
   assert.equal(goal.parts.lfc, lfcPartFor(150));
 });
 
-Deno.test("goalCU: the projection slice ends at the first value above the estimate (core.md 3 step 2)", () => {
+Deno.test("goalCU: the projection slice ends at the first value above the estimate", () => {
   // WSS20 / minWait 5: estimate 190000; scan stops at index 10 (250000) → projected 200000, not 437500.
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5 });
   assert.equal(run(cfg, sys(), lfc(WSS20)).goal.parts.lfc, lfcPartFor(200000));
 });
 
-// ---- total-memory part (core.md 3 step 4, 15.5) ----
+// ---- total-memory part ----
 
-Deno.test("goalCU: total-memory part uses the projected working set, capped by cached memory (core.md 15.5)", () => {
+Deno.test("goalCU: total-memory part uses the projected working set, capped by cached memory", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5 });
   const usage = GiB / 4;
   // Plenty of cache: cached = projected 200000 pages = 1 638 400 000 B (not the raw 190000 pages).
@@ -354,7 +354,7 @@ Deno.test("goalCU: total-memory part uses the projected working set, capped by c
   assert.equal(big.goal.parts.lfc, small.goal.parts.lfc);
 });
 
-Deno.test("goalCU: memory part is the max of usage part and total part (core.md 3 step 4)", () => {
+Deno.test("goalCU: memory part is the max of usage part and total part", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5 });
   // Usage part round(3 GiB / 0.5) / GiB = 6 beats total (cached + 3 GiB) / 0.9 / GiB ≈ 5.03.
   const { goal } = run(
@@ -365,18 +365,18 @@ Deno.test("goalCU: memory part is the max of usage part and total part (core.md 
   assert.equal(goal.parts.mem, 6);
 });
 
-Deno.test("goalCU: total-memory part applies with LFC disabled when LFC metrics exist (core.md 3 step 4, 15.4)", () => {
+Deno.test("goalCU: total-memory part applies with LFC disabled when LFC metrics exist", () => {
   const cfg = scfg({ enableLFCMetrics: false, lfcMinWaitBeforeDownscaleMinutes: 5 });
   const { goal } = run(cfg, sys({ memoryCachedBytes: 10 * GiB }), lfc(WSS20));
   assert.equal(goal.parts.mem, 1638400000 / 0.9 / GiB);
 });
 
-Deno.test("goalCU: no total-memory part without LFC metrics (core.md 15.5)", () => {
+Deno.test("goalCU: no total-memory part without LFC metrics", () => {
   const { goal } = run(scfg(), sys({ memoryUsageBytes: GiB, memoryCachedBytes: 100 * GiB }), null);
   assert.equal(goal.parts.mem, 2);
 });
 
-Deno.test("goalCU: the working-set estimate is truncated to whole bytes (core.md 15.5)", () => {
+Deno.test("goalCU: the working-set estimate is truncated to whole bytes", () => {
   // CU memory of 1 byte makes the truncation visible. Three equal buckets of 1 + 2^-14 pages
   // project to 8192.5 bytes; the estimate is 8192 → total = 8192 / 0.5 / 1 = 16384 (not 16385).
   const cu: Resources = { vCPU: 250, mem: 1 };
@@ -392,27 +392,27 @@ Deno.test("goalCU: the working-set estimate is truncated to whole bytes (core.md
   assert.equal(goal.parts.lfc, 8192.5 / 0.75 / 1);
 });
 
-// ---- WSS preconditions (core.md 15.7) ----
+// ---- WSS preconditions ----
 
-Deno.test("goalCU: minWait < window with enough buckets throws CoreInvariantError (core.md 15.7)", () => {
+Deno.test("goalCU: minWait < window with enough buckets throws CoreInvariantError", () => {
   // offset 1 < window - 1 = 4.
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 2, lfcWindowSizeMinutes: 5 });
   assert.throws(() => run(cfg, sys(), lfc([1, 2, 3, 4, 5, 6])), CoreInvariantError);
 });
 
-Deno.test("goalCU: minWait < window with too few buckets does not throw (core.md 15.7)", () => {
+Deno.test("goalCU: minWait < window with too few buckets does not throw", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 2, lfcWindowSizeMinutes: 5 });
   const { goal, warnings } = run(cfg, sys(), lfc([1, 2, 3, 4, 5]));
   assert.strictEqual(goal.parts.lfc, 0);
   assert.deepStrictEqual(warnings, ["insufficientWssData"]);
 });
 
-Deno.test("goalCU: a window below 2 throws CoreInvariantError (core.md 15.7)", () => {
+Deno.test("goalCU: a window below 2 throws CoreInvariantError", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5, lfcWindowSizeMinutes: 1 });
   assert.throws(() => run(cfg, sys(), lfc(WSS20)), CoreInvariantError);
 });
 
-Deno.test("goalCU: a projection slice shorter than 2 throws CoreInvariantError (core.md 15.7)", () => {
+Deno.test("goalCU: a projection slice shorter than 2 throws CoreInvariantError", () => {
   // lfcUseLargestWindow skips the estimator; minWait 1 → offset 0; window 1 → needs 1 bucket.
   const cfg = scfg({
     lfcUseLargestWindow: true,
@@ -425,9 +425,9 @@ Deno.test("goalCU: a projection slice shorter than 2 throws CoreInvariantError (
   assert.throws(() => run(cfg, sys(), lfc([10, 5])), CoreInvariantError);
 });
 
-// ---- combined goal (core.md 3 step 5, 15.1) ----
+// ---- combined goal ----
 
-Deno.test("goalCU: CPU part rounds to nearest, half away from zero (core.md 15.1)", () => {
+Deno.test("goalCU: CPU part rounds to nearest, half away from zero", () => {
   assert.equal(goalCU(parts(2.4, null, null)), 2);
   assert.equal(goalCU(parts(2.5, null, null)), 3);
   assert.equal(goalCU(parts(2.0000001, null, null)), 2);
@@ -436,7 +436,7 @@ Deno.test("goalCU: CPU part rounds to nearest, half away from zero (core.md 15.1
   assert.equal(goalCU(parts(0.5, 0, 0)), 1);
 });
 
-Deno.test("goalCU: memory and LFC parts round up (core.md 15.1)", () => {
+Deno.test("goalCU: memory and LFC parts round up", () => {
   assert.equal(goalCU(parts(null, 2.0000001, null)), 3);
   assert.equal(goalCU(parts(null, null, 2.0000001)), 3);
   assert.equal(goalCU(parts(0, 2.1, 0)), 3);
@@ -445,7 +445,7 @@ Deno.test("goalCU: memory and LFC parts round up (core.md 15.1)", () => {
   assert.equal(goalCU(parts(0, 0, 3)), 3);
 });
 
-Deno.test("goalCU: max of rounded CPU, memory and LFC (core.md 3 step 5)", () => {
+Deno.test("goalCU: max of rounded CPU, memory and LFC", () => {
   // cpu 2.4 → 2 and mem 2.1 → ceil 3.
   assert.equal(goalCU(parts(2.4, 2.1, null)), 3);
   assert.equal(goalCU(parts(3.4, 2.1, 2.9)), 3);
@@ -454,14 +454,14 @@ Deno.test("goalCU: max of rounded CPU, memory and LFC (core.md 3 step 5)", () =>
   assert.equal(goalCU(parts(2.49, 2, 0)), 2);
 });
 
-Deno.test("goalCU: null parts count as 0 (core.md 3 step 5)", () => {
+Deno.test("goalCU: null parts count as 0", () => {
   assert.equal(goalCU(parts(null, null, null)), 0);
   assert.equal(goalCU(parts(null, 1.2, null)), 2);
   assert.equal(goalCU(parts(null, null, 0)), 0);
   assert.equal(goalCU({ hasAllMetrics: false, parts: { cpu: 2.6, mem: null, lfc: null } }), 3);
 });
 
-Deno.test("goalCU: does not mutate its inputs (core.md 0)", () => {
+Deno.test("goalCU: does not mutate its inputs", () => {
   const cfg = scfg({ lfcMinWaitBeforeDownscaleMinutes: 5 });
   const cfgCopy = structuredClone(cfg);
   const metrics = sys({ memoryUsageBytes: GiB, loadAverage1Min: 1 });

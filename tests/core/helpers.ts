@@ -1,4 +1,4 @@
-/** Shared fixtures for the core tests: the test baseline configuration of core.md 13.2. */
+/** Shared fixtures for the core tests: the baseline configuration of the reference's tests. */
 
 import assert from "node:assert/strict";
 import {
@@ -132,7 +132,7 @@ export function rev0(t: number) {
   return { value: 0, flags: 0, updatedAt: t };
 }
 
-/** The working-set series of core.md 4.3 (20 one-minute windows, in 8 KiB pages). */
+/** A working-set series of 20 one-minute windows, in 8 KiB pages. */
 export const WSS20 = [
   0,
   15000,

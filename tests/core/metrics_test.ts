@@ -1,4 +1,4 @@
-/** Parsing the VM's system and LFC metrics (core.md section 2, protocols.md section 3). */
+/** Parsing the VM's system and LFC metrics. */
 
 import assert from "node:assert/strict";
 import {
@@ -9,7 +9,7 @@ import {
   systemMetricsToApi,
 } from "../../core/mod.ts";
 
-// ---- golden inputs (protocols.md 3.4) ----
+// ---- golden inputs ----
 
 const SYSTEM_BODY = `# HELP host_load1 System load averaged over 1 minute.
 # TYPE host_load1 gauge
@@ -32,7 +32,7 @@ const SYSTEM_EXPECTED: SystemMetrics = {
   memoryCachedBytes: 402653184,
 };
 
-/** Working-set values for windows of 1..60 minutes; the first three and last from protocols.md 3.4. */
+/** Working-set values for windows of 1..60 minutes. */
 const WSS_VALUES: number[] = Array.from({ length: 60 }, (_, i) => {
   if (i === 0) return 1210;
   if (i === 1) return 1893;
@@ -114,11 +114,11 @@ function assertThrowsMentioning(fn: () => unknown, mentions: string[]): void {
 
 // ---- system metrics: values ----
 
-Deno.test("parseSystemMetrics: golden vector body (protocols.md 3.4)", () => {
+Deno.test("parseSystemMetrics: golden vector body", () => {
   assert.deepStrictEqual(parseSystemMetrics(SYSTEM_BODY), SYSTEM_EXPECTED);
 });
 
-Deno.test("parseSystemMetrics: memoryUsageBytes = total - available + 104857600 (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: memoryUsageBytes = total - available + 104857600", () => {
   const m = parseSystemMetrics(systemBody());
   assert.deepStrictEqual(m, {
     loadAverage1Min: 0.52,
@@ -128,7 +128,7 @@ Deno.test("parseSystemMetrics: memoryUsageBytes = total - available + 104857600 
   });
 });
 
-Deno.test("parseSystemMetrics: labels and timestamps are ignored (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: labels and timestamps are ignored", () => {
   const plain = systemBody();
   const decorated = systemBody({
     host_load1: '# TYPE host_load1 gauge\nhost_load1{a="1",b="x y"} 0.52 1727093100000\n',
@@ -138,7 +138,7 @@ Deno.test("parseSystemMetrics: labels and timestamps are ignored (core.md 2.1)",
   assert.deepStrictEqual(parseSystemMetrics(decorated), parseSystemMetrics(plain));
 });
 
-Deno.test("parseSystemMetrics: unrelated families, incl. a multi-sample counter, are ignored (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: unrelated families, incl. a multi-sample counter, are ignored", () => {
   const unrelated = `# HELP host_cpu_seconds_total CPU time.
 # TYPE host_cpu_seconds_total counter
 host_cpu_seconds_total{cpu="0",mode="idle"} 1234.5
@@ -155,12 +155,12 @@ untyped_thing 7
   assert.deepStrictEqual(parseSystemMetrics(SYSTEM_BODY + unrelated), SYSTEM_EXPECTED);
 });
 
-Deno.test("parseSystemMetrics: HELP lines and other comments are ignored (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: HELP lines and other comments are ignored", () => {
   const body = "# just a comment\n# HELP host_load1 anything at all { here\n" + systemBody();
   assert.deepStrictEqual(parseSystemMetrics(body), parseSystemMetrics(systemBody()));
 });
 
-Deno.test("parseSystemMetrics: a second HELP line or a bad name in HELP fails the poll (protocols.md 3.1)", () => {
+Deno.test("parseSystemMetrics: a second HELP line or a bad name in HELP fails the poll", () => {
   assert.throws(
     () => parseSystemMetrics(SYSTEM_BODY + "# HELP host_load1 again\n"),
     /second HELP line for host_load1/,
@@ -184,19 +184,19 @@ Deno.test("parseSystemMetrics: float formats in values (exponent, no fraction)",
 // ---- system metrics: errors ----
 
 for (const name of SYSTEM_FAMILIES) {
-  Deno.test(`parseSystemMetrics: missing ${name} is rejected (core.md 2.1)`, () => {
+  Deno.test(`parseSystemMetrics: missing ${name} is rejected`, () => {
     assertThrowsMentioning(() => parseSystemMetrics(systemBody({ [name]: null })), [name]);
   });
 }
 
-Deno.test("parseSystemMetrics: a family without a TYPE line (untyped) is rejected (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: a family without a TYPE line (untyped) is rejected", () => {
   assertThrowsMentioning(
     () => parseSystemMetrics(systemBody({ host_load5: "host_load5 0.31\n" })),
     ["host_load5"],
   );
 });
 
-Deno.test("parseSystemMetrics: a family declared untyped is rejected (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: a family declared untyped is rejected", () => {
   assertThrowsMentioning(
     () =>
       parseSystemMetrics(
@@ -206,7 +206,7 @@ Deno.test("parseSystemMetrics: a family declared untyped is rejected (core.md 2.
   );
 });
 
-Deno.test("parseSystemMetrics: a typed counter is rejected (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: a typed counter is rejected", () => {
   assertThrowsMentioning(
     () =>
       parseSystemMetrics(
@@ -219,7 +219,7 @@ Deno.test("parseSystemMetrics: a typed counter is rejected (core.md 2.1)", () =>
   );
 });
 
-Deno.test("parseSystemMetrics: two samples in a single-sample gauge are rejected (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: two samples in a single-sample gauge are rejected", () => {
   assertThrowsMentioning(
     () =>
       parseSystemMetrics(systemBody({
@@ -229,7 +229,7 @@ Deno.test("parseSystemMetrics: two samples in a single-sample gauge are rejected
   );
 });
 
-Deno.test("parseSystemMetrics: a declared gauge with zero samples is rejected (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: a declared gauge with zero samples is rejected", () => {
   assertThrowsMentioning(
     () =>
       parseSystemMetrics(systemBody({
@@ -239,7 +239,7 @@ Deno.test("parseSystemMetrics: a declared gauge with zero samples is rejected (c
   );
 });
 
-Deno.test("parseSystemMetrics: garbled text fails the whole parse (protocols.md 3.1)", () => {
+Deno.test("parseSystemMetrics: garbled text fails the whole parse", () => {
   const garbled = [
     // unterminated label set
     systemBody({ host_load1: '# TYPE host_load1 gauge\nhost_load1{collector="loadavg" 0.52\n' }),
@@ -259,24 +259,24 @@ Deno.test("parseSystemMetrics: garbled text fails the whole parse (protocols.md 
   }
 });
 
-Deno.test("parseSystemMetrics: a second TYPE line for a family fails the parse (protocols.md 3.1)", () => {
+Deno.test("parseSystemMetrics: a second TYPE line for a family fails the parse", () => {
   const body = "# TYPE host_load1 gauge\n" + systemBody();
   assert.throws(() => parseSystemMetrics(body), Error);
 });
 
-Deno.test("parseSystemMetrics: a TYPE line after the family's samples fails the parse (protocols.md 3.1)", () => {
+Deno.test("parseSystemMetrics: a TYPE line after the family's samples fails the parse", () => {
   const body = systemBody({ host_load1: "host_load1 0.52\n# TYPE host_load1 gauge\n" });
   assert.throws(() => parseSystemMetrics(body), Error);
 });
 
-Deno.test("parseSystemMetrics: the error mentions every problem, e.g. two missing families (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: the error mentions every problem, e.g. two missing families", () => {
   assertThrowsMentioning(
     () => parseSystemMetrics(systemBody({ host_load5: null, host_memory_cached_bytes: null })),
     ["host_load5", "host_memory_cached_bytes"],
   );
 });
 
-Deno.test("parseSystemMetrics: the error mentions problems of different kinds together (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: the error mentions problems of different kinds together", () => {
   assertThrowsMentioning(
     () =>
       parseSystemMetrics(systemBody({
@@ -290,13 +290,13 @@ Deno.test("parseSystemMetrics: the error mentions problems of different kinds to
   );
 });
 
-Deno.test("parseSystemMetrics: an empty body reports all five families (core.md 2.1)", () => {
+Deno.test("parseSystemMetrics: an empty body reports all five families", () => {
   assertThrowsMentioning(() => parseSystemMetrics(""), [...SYSTEM_FAMILIES]);
 });
 
 // ---- systemMetricsToApi ----
 
-Deno.test("systemMetricsToApi: only loadAvg1M, rounded to float32 (core.md 2.1)", () => {
+Deno.test("systemMetricsToApi: only loadAvg1M, rounded to float32", () => {
   const api = systemMetricsToApi({
     loadAverage1Min: 0.1,
     loadAverage5Min: 7,
@@ -308,7 +308,7 @@ Deno.test("systemMetricsToApi: only loadAvg1M, rounded to float32 (core.md 2.1)"
   assert.strictEqual(api.loadAvg1M, 0.10000000149011612);
 });
 
-Deno.test("systemMetricsToApi: float32 rounding of the golden load average (core.md 2.1)", () => {
+Deno.test("systemMetricsToApi: float32 rounding of the golden load average", () => {
   const api = systemMetricsToApi(parseSystemMetrics(SYSTEM_BODY));
   assert.deepStrictEqual(api, { loadAvg1M: Math.fround(0.52) });
   assert.deepStrictEqual(systemMetricsToApi({ ...SYSTEM_EXPECTED, loadAverage1Min: 2 }), {
@@ -318,16 +318,16 @@ Deno.test("systemMetricsToApi: float32 rounding of the golden load average (core
 
 // ---- LFC metrics: values ----
 
-Deno.test("parseLFCMetrics: golden body with 60 windows (protocols.md 3.4)", () => {
+Deno.test("parseLFCMetrics: golden body with 60 windows", () => {
   assert.deepStrictEqual(parseLFCMetrics(LFC_BODY), LFC_EXPECTED);
 });
 
-Deno.test("parseLFCMetrics: a single 60 s window is enough (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: a single 60 s window is enough", () => {
   const m = parseLFCMetrics(lfcBody(wssLines([{ seconds: "60", value: 42 }])));
   assert.deepStrictEqual(m.approximateWorkingSetSizeBuckets, [42]);
 });
 
-Deno.test("parseLFCMetrics: samples out of order are sorted by duration (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: samples out of order are sorted by duration", () => {
   const m = parseLFCMetrics(lfcBody(wssLines([
     { seconds: "180", value: 30 },
     { seconds: "60", value: 10 },
@@ -337,7 +337,7 @@ Deno.test("parseLFCMetrics: samples out of order are sorted by duration (core.md
   assert.deepStrictEqual(m.approximateWorkingSetSizeBuckets, [10, 20, 30, 40]);
 });
 
-Deno.test("parseLFCMetrics: sorting is numeric, not lexicographic (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: sorting is numeric, not lexicographic", () => {
   // Lexicographically "1200" < "180" < "60"; numerically 60 < ... < 1200.
   const windows = Array.from({ length: 20 }, (_, i) => ({
     seconds: String(60 * (i + 1)),
@@ -350,7 +350,7 @@ Deno.test("parseLFCMetrics: sorting is numeric, not lexicographic (core.md 2.2)"
   );
 });
 
-Deno.test("parseLFCMetrics: other labels on window samples are ignored (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: other labels on window samples are ignored", () => {
   const m = parseLFCMetrics(lfcBody(wssLines([
     { seconds: "60", value: 1, extra: 'endpoint="ep-1"' },
     { seconds: "120", value: 2.5, extra: 'endpoint="ep-1"' },
@@ -358,7 +358,7 @@ Deno.test("parseLFCMetrics: other labels on window samples are ignored (core.md 
   assert.deepStrictEqual(m.approximateWorkingSetSizeBuckets, [1, 2.5]);
 });
 
-Deno.test("parseLFCMetrics: unrelated families and HELP lines are ignored (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: unrelated families and HELP lines are ignored", () => {
   const extra = `# HELP lfc_cache_size_limit Limit.
 # TYPE lfc_cache_size_limit gauge
 lfc_cache_size_limit 1e9
@@ -372,7 +372,7 @@ pg_stat_total{db="b"} 2
 
 // ---- LFC metrics: errors ----
 
-Deno.test("parseLFCMetrics: a gap in the windows is rejected (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: a gap in the windows is rejected", () => {
   assertThrowsMentioning(
     () =>
       parseLFCMetrics(lfcBody(wssLines([
@@ -383,7 +383,7 @@ Deno.test("parseLFCMetrics: a gap in the windows is rejected (core.md 2.2)", () 
   );
 });
 
-Deno.test("parseLFCMetrics: a duplicate window is rejected (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: a duplicate window is rejected", () => {
   assertThrowsMentioning(
     () =>
       parseLFCMetrics(lfcBody(wssLines([
@@ -395,7 +395,7 @@ Deno.test("parseLFCMetrics: a duplicate window is rejected (core.md 2.2)", () =>
   );
 });
 
-Deno.test("parseLFCMetrics: the first window must be 60 s (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: the first window must be 60 s", () => {
   for (const first of ["0", "120", "30"]) {
     const start = Number(first);
     const windows = [0, 1, 2].map((i) => ({ seconds: String(start + 60 * i), value: i }));
@@ -403,7 +403,7 @@ Deno.test("parseLFCMetrics: the first window must be 60 s (core.md 2.2)", () => 
   }
 });
 
-Deno.test("parseLFCMetrics: a sample without duration_seconds is rejected (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: a sample without duration_seconds is rejected", () => {
   assertThrowsMentioning(
     () =>
       parseLFCMetrics(lfcBody(wssLines([
@@ -414,7 +414,7 @@ Deno.test("parseLFCMetrics: a sample without duration_seconds is rejected (core.
   );
 });
 
-Deno.test("parseLFCMetrics: a non-integer duration_seconds is rejected (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: a non-integer duration_seconds is rejected", () => {
   for (const bad of ["60.0", "1m", "abc", "", "6e1", "0x3c"]) {
     assert.throws(
       () =>
@@ -428,21 +428,21 @@ Deno.test("parseLFCMetrics: a non-integer duration_seconds is rejected (core.md 
   }
 });
 
-Deno.test("parseLFCMetrics: an empty working-set family is rejected (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: an empty working-set family is rejected", () => {
   assertThrowsMentioning(
     () => parseLFCMetrics(lfcBody("")),
     ["lfc_approximate_working_set_size_windows"],
   );
 });
 
-Deno.test("parseLFCMetrics: a missing working-set family is rejected (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: a missing working-set family is rejected", () => {
   assertThrowsMentioning(
     () => parseLFCMetrics(LFC_HEADER),
     ["lfc_approximate_working_set_size_windows"],
   );
 });
 
-Deno.test("parseLFCMetrics: an untyped or counter working-set family is rejected (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: an untyped or counter working-set family is rejected", () => {
   const lines = wssLines([{ seconds: "60", value: 1 }]);
   assert.throws(() => parseLFCMetrics(LFC_HEADER + lines), Error);
   assert.throws(
@@ -454,7 +454,7 @@ Deno.test("parseLFCMetrics: an untyped or counter working-set family is rejected
   );
 });
 
-Deno.test("parseLFCMetrics: hits, misses and writes are required single-sample gauges (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: hits, misses and writes are required single-sample gauges", () => {
   const windows = wssLines([{ seconds: "60", value: 1 }]);
   const tail = `# TYPE lfc_approximate_working_set_size_windows gauge\n${windows}`;
   const missingHits =
@@ -470,14 +470,14 @@ Deno.test("parseLFCMetrics: hits, misses and writes are required single-sample g
   assertThrowsMentioning(() => parseLFCMetrics(counterWrites + tail), ["lfc_writes"]);
 });
 
-Deno.test("parseLFCMetrics: the error mentions every problem (core.md 2.2)", () => {
+Deno.test("parseLFCMetrics: the error mentions every problem", () => {
   assertThrowsMentioning(
     () => parseLFCMetrics("# TYPE lfc_misses gauge\nlfc_misses 1\n"),
     ["lfc_hits", "lfc_writes", "lfc_approximate_working_set_size_windows"],
   );
 });
 
-Deno.test("parseLFCMetrics: garbled text fails the whole parse (protocols.md 3.1)", () => {
+Deno.test("parseLFCMetrics: garbled text fails the whole parse", () => {
   const garbled = [
     LFC_BODY.replace('{duration_seconds="120"}', '{duration_seconds="120}'),
     LFC_BODY.replace("lfc_hits 1843221", "lfc_hits one"),

@@ -1,6 +1,6 @@
 /**
  * The Prometheus text reader: reading only the wanted families must not change what is read or
- * which documents are rejected (core.md 2, protocols.md 3.1).
+ * which documents are rejected.
  */
 
 import assert from "node:assert/strict";

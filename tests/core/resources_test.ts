@@ -1,4 +1,4 @@
-/** Field-wise resource arithmetic (core.md section 1.1). */
+/** Field-wise resource arithmetic. */
 
 import assert from "node:assert/strict";
 import {
@@ -26,11 +26,11 @@ function r(vCPU: number, mem: number): Resources {
 
 // ---- comparisons ----
 
-Deno.test("hasFieldGreaterThan: true when CPU alone is greater (core.md 1.1)", () => {
+Deno.test("hasFieldGreaterThan: true when CPU alone is greater", () => {
   assert.equal(hasFieldGreaterThan(r(500, GiB), r(250, GiB)), true);
 });
 
-Deno.test("hasFieldGreaterThan: true when memory alone is greater (core.md 1.1)", () => {
+Deno.test("hasFieldGreaterThan: true when memory alone is greater", () => {
   assert.equal(hasFieldGreaterThan(r(250, 2 * GiB), r(250, GiB)), true);
 });
 
@@ -40,14 +40,14 @@ Deno.test("hasFieldGreaterThan: false for equal values and for smaller values", 
   assert.equal(hasFieldGreaterThan(r(0, 0), r(0, 0)), false);
 });
 
-Deno.test("hasFieldLessThan: is hasFieldGreaterThan with swapped operands (core.md 1.1)", () => {
+Deno.test("hasFieldLessThan: is hasFieldGreaterThan with swapped operands", () => {
   assert.equal(hasFieldLessThan(r(250, GiB), r(500, GiB)), true);
   assert.equal(hasFieldLessThan(r(250, GiB), r(250, 2 * GiB)), true);
   assert.equal(hasFieldLessThan(r(250, GiB), r(250, GiB)), false);
   assert.equal(hasFieldLessThan(r(500, 2 * GiB), r(250, GiB)), false);
 });
 
-Deno.test("hasFieldGreaterThan and hasFieldLessThan can both be true at once (core.md 15.30)", () => {
+Deno.test("hasFieldGreaterThan and hasFieldLessThan can both be true at once", () => {
   const cpuUpMemDown = r(500, GiB);
   const other = r(250, 2 * GiB);
   assert.equal(hasFieldGreaterThan(cpuUpMemDown, other), true);
@@ -56,7 +56,7 @@ Deno.test("hasFieldGreaterThan and hasFieldLessThan can both be true at once (co
   assert.equal(hasFieldLessThan(other, cpuUpMemDown), true);
 });
 
-Deno.test("resourcesEqual: true only when both fields are equal (core.md 1.1)", () => {
+Deno.test("resourcesEqual: true only when both fields are equal", () => {
   assert.equal(resourcesEqual(r(250, GiB), r(250, GiB)), true);
   assert.equal(resourcesEqual(r(250, GiB), r(251, GiB)), false);
   assert.equal(resourcesEqual(r(250, GiB), r(250, GiB + 1)), false);
@@ -65,29 +65,29 @@ Deno.test("resourcesEqual: true only when both fields are equal (core.md 1.1)", 
 
 // ---- min / max / add / sub ----
 
-Deno.test("resourcesMin: field-wise minimum, fields chosen independently (core.md 1.1)", () => {
+Deno.test("resourcesMin: field-wise minimum, fields chosen independently", () => {
   assert.deepStrictEqual(resourcesMin(r(500, GiB), r(250, 2 * GiB)), r(250, GiB));
   assert.deepStrictEqual(resourcesMin(r(250, 2 * GiB), r(500, GiB)), r(250, GiB));
   assert.deepStrictEqual(resourcesMin(r(250, GiB), r(250, GiB)), r(250, GiB));
 });
 
-Deno.test("resourcesMax: field-wise maximum, fields chosen independently (core.md 1.1)", () => {
+Deno.test("resourcesMax: field-wise maximum, fields chosen independently", () => {
   assert.deepStrictEqual(resourcesMax(r(500, GiB), r(250, 2 * GiB)), r(500, 2 * GiB));
   assert.deepStrictEqual(resourcesMax(r(250, 2 * GiB), r(500, GiB)), r(500, 2 * GiB));
   assert.deepStrictEqual(resourcesMax(r(0, 0), r(0, 0)), r(0, 0));
 });
 
-Deno.test("resourcesAdd: field-wise sum (core.md 1.1)", () => {
+Deno.test("resourcesAdd: field-wise sum", () => {
   assert.deepStrictEqual(resourcesAdd(r(250, GiB), r(500, 3 * GiB)), r(750, 4 * GiB));
   assert.deepStrictEqual(resourcesAdd(r(0, 0), r(1, 2)), r(1, 2));
 });
 
-Deno.test("saturatingSub: field-wise difference when no field goes negative (core.md 1.1)", () => {
+Deno.test("saturatingSub: field-wise difference when no field goes negative", () => {
   assert.deepStrictEqual(saturatingSub(r(750, 3 * GiB), r(250, GiB)), r(500, 2 * GiB));
   assert.deepStrictEqual(saturatingSub(r(250, GiB), r(250, GiB)), r(0, 0));
 });
 
-Deno.test("saturatingSub: each field clamps at 0 on its own (core.md 1.1)", () => {
+Deno.test("saturatingSub: each field clamps at 0 on its own", () => {
   assert.deepStrictEqual(saturatingSub(r(250, 3 * GiB), r(500, GiB)), r(0, 2 * GiB));
   assert.deepStrictEqual(saturatingSub(r(750, GiB), r(250, 3 * GiB)), r(500, 0));
   assert.deepStrictEqual(saturatingSub(r(0, 0), r(250, GiB)), r(0, 0));
@@ -95,48 +95,48 @@ Deno.test("saturatingSub: each field clamps at 0 on its own (core.md 1.1)", () =
 
 // ---- mul ----
 
-Deno.test("resourcesMul: multiplies both fields by the factor (core.md 1.1)", () => {
+Deno.test("resourcesMul: multiplies both fields by the factor", () => {
   assert.deepStrictEqual(resourcesMul(CU, 3), r(750, 3 * GiB));
   assert.deepStrictEqual(resourcesMul(CU, 1), r(250, GiB));
   assert.deepStrictEqual(resourcesMul(CU, 0), r(0, 0));
   assert.deepStrictEqual(resourcesMul(CU, 65535), r(250 * 65535, GiB * 65535));
 });
 
-Deno.test("resourcesMul: factor 65536 wraps to 0 (16-bit factor, core.md 1.1 / 15.12)", () => {
+Deno.test("resourcesMul: factor 65536 wraps to 0 (a 16-bit factor, as the reference's)", () => {
   assert.deepStrictEqual(resourcesMul(CU, 65536), r(0, 0));
 });
 
-Deno.test("resourcesMul: factor 65537 wraps to 1x (16-bit factor, core.md 1.1)", () => {
+Deno.test("resourcesMul: factor 65537 wraps to 1x (16-bit factor)", () => {
   assert.deepStrictEqual(resourcesMul(CU, 65537), r(250, GiB));
   assert.deepStrictEqual(resourcesMul(CU, 65536 + 4), r(1000, 4 * GiB));
 });
 
 // ---- div ----
 
-Deno.test("divResources: exact equal multiple returns the quotient (core.md 1.1)", () => {
+Deno.test("divResources: exact equal multiple returns the quotient", () => {
   assert.equal(divResources(r(500, 2 * GiB), CU), 2);
   assert.equal(divResources(r(250, GiB), CU), 1);
   assert.equal(divResources(r(250 * 7, 7 * GiB), CU), 7);
 });
 
-Deno.test("divResources: zero resources are exactly 0 units, not null (core.md 1.1)", () => {
+Deno.test("divResources: zero resources are exactly 0 units, not null", () => {
   assert.strictEqual(divResources(r(0, 0), CU), 0);
 });
 
-Deno.test("divResources: inexact CPU alone gives null (core.md 1.1)", () => {
+Deno.test("divResources: inexact CPU alone gives null", () => {
   assert.strictEqual(divResources(r(600, 2 * GiB), CU), null);
 });
 
-Deno.test("divResources: inexact memory alone gives null (core.md 1.1)", () => {
+Deno.test("divResources: inexact memory alone gives null", () => {
   assert.strictEqual(divResources(r(500, 2 * GiB + 1), CU), null);
 });
 
-Deno.test("divResources: exact in both fields but unequal quotients gives null (core.md 1.1)", () => {
+Deno.test("divResources: exact in both fields but unequal quotients gives null", () => {
   assert.strictEqual(divResources(r(500, 3 * GiB), CU), null);
   assert.strictEqual(divResources(r(0, GiB), CU), null);
 });
 
-Deno.test("divResources: each quotient is reduced modulo 65536 (core.md 1.1)", () => {
+Deno.test("divResources: each quotient is reduced modulo 65536", () => {
   // 65537 units in both fields: quotient 65537 mod 65536 = 1.
   assert.equal(divResources(resourcesMulNoWrap(CU, 65537), CU), 1);
   // 65536 units: quotient wraps to 0.
@@ -151,7 +151,7 @@ function resourcesMulNoWrap(x: Resources, n: number): Resources {
 
 // ---- increaseFrom ----
 
-Deno.test("increaseFrom: flags exactly the fields that grew (core.md 1.1)", () => {
+Deno.test("increaseFrom: flags exactly the fields that grew", () => {
   assert.deepStrictEqual(increaseFrom(r(500, GiB), r(250, GiB)), { cpu: true, memory: false });
   assert.deepStrictEqual(increaseFrom(r(250, 2 * GiB), r(250, GiB)), { cpu: false, memory: true });
   assert.deepStrictEqual(increaseFrom(r(500, 2 * GiB), r(250, GiB)), { cpu: true, memory: true });
@@ -162,25 +162,25 @@ Deno.test("increaseFrom: flags exactly the fields that grew (core.md 1.1)", () =
 
 // ---- validateNonZero ----
 
-Deno.test("validateNonZero: non-zero resources are valid (core.md 1.1)", () => {
+Deno.test("validateNonZero: non-zero resources are valid", () => {
   assert.strictEqual(validateNonZero(r(250, GiB)), null);
   assert.strictEqual(validateNonZero(r(1, 1)), null);
 });
 
-Deno.test("validateNonZero: zero vCPU is an error naming vCPU (core.md 1.1)", () => {
+Deno.test("validateNonZero: zero vCPU is an error naming vCPU", () => {
   const err = validateNonZero(r(0, GiB));
   assert.ok(err instanceof Error);
   assert.match(err.message, /vCPU/);
 });
 
-Deno.test("validateNonZero: zero memory is an error naming mem, not vCPU (core.md 1.1)", () => {
+Deno.test("validateNonZero: zero memory is an error naming mem, not vCPU", () => {
   const err = validateNonZero(r(250, 0));
   assert.ok(err instanceof Error);
   assert.match(err.message, /mem/);
   assert.doesNotMatch(err.message, /vCPU/);
 });
 
-Deno.test("validateNonZero: vCPU is checked first when both are zero (core.md 1.1)", () => {
+Deno.test("validateNonZero: vCPU is checked first when both are zero", () => {
   const err = validateNonZero(r(0, 0));
   assert.ok(err instanceof Error);
   assert.match(err.message, /vCPU/);
@@ -188,14 +188,14 @@ Deno.test("validateNonZero: vCPU is checked first when both are zero (core.md 1.
 
 // ---- convertToAllocation ----
 
-Deno.test("convertToAllocation: cpu is milli * 0.001, mem is bytes (protocols.md 0.4)", () => {
+Deno.test("convertToAllocation: cpu is milli * 0.001, mem is bytes", () => {
   assert.deepStrictEqual(convertToAllocation(r(250, GiB)), { cpu: 0.25, mem: GiB });
   assert.deepStrictEqual(convertToAllocation(r(1500, 3 * GiB)), { cpu: 1.5, mem: 3 * GiB });
   assert.deepStrictEqual(convertToAllocation(r(1000, 512)), { cpu: 1, mem: 512 });
   assert.deepStrictEqual(convertToAllocation(r(0, 0)), { cpu: 0, mem: 0 });
 });
 
-Deno.test("convertToAllocation: float bits match milli * 0.001, not milli / 1000 (protocols.md 0.4)", () => {
+Deno.test("convertToAllocation: float bits match milli * 0.001, not milli / 1000", () => {
   // 9 * 0.001 = 0.009000000000000001, whereas 9 / 1000 = 0.009.
   assert.notStrictEqual(9 * 0.001, 9 / 1000);
   assert.strictEqual(convertToAllocation(r(9, GiB)).cpu, 9 * 0.001);
@@ -204,7 +204,7 @@ Deno.test("convertToAllocation: float bits match milli * 0.001, not milli / 1000
 
 // ---- purity ----
 
-Deno.test("resource operations do not mutate their arguments (core.md 1.1: all pure)", () => {
+Deno.test("resource operations do not mutate their arguments (all pure)", () => {
   const a = r(500, GiB);
   const b = r(250, 2 * GiB);
   resourcesMin(a, b);

@@ -1,4 +1,4 @@
-/** Revisions and latency tracking (core.md sections 1.5 and 10). */
+/** Revisions and latency tracking. */
 
 import assert from "node:assert/strict";
 import {
@@ -26,12 +26,12 @@ function recorder() {
 
 // ---- flags and withTime ----
 
-Deno.test("RevisionFlag: upscale = 1, downscale = 2 (core.md 1.5)", () => {
+Deno.test("RevisionFlag: upscale = 1, downscale = 2", () => {
   assert.equal(RevisionFlag.upscale, 1);
   assert.equal(RevisionFlag.downscale, 2);
 });
 
-Deno.test("withTime: flat { value, flags, updatedAt } (core.md 1.5)", () => {
+Deno.test("withTime: flat { value, flags, updatedAt }", () => {
   assert.deepStrictEqual(withTime({ value: 7, flags: UP | DOWN }, 12345), {
     value: 7,
     flags: 3,
@@ -40,7 +40,7 @@ Deno.test("withTime: flat { value, flags, updatedAt } (core.md 1.5)", () => {
   assert.deepStrictEqual(withTime({ value: 0, flags: 0 }, 0), { value: 0, flags: 0, updatedAt: 0 });
 });
 
-Deno.test("withTime: returns a fresh object and leaves the revision untouched (core.md 0)", () => {
+Deno.test("withTime: returns a fresh object and leaves the revision untouched", () => {
   const rev: Revision = { value: 2, flags: DOWN };
   const stamped = withTime(rev, 99);
   stamped.value = 100;
@@ -49,7 +49,7 @@ Deno.test("withTime: returns a fresh object and leaves the revision untouched (c
 
 // ---- propagate ----
 
-Deno.test("propagate: no callback and current returned when current equals target (core.md 10.2)", () => {
+Deno.test("propagate: no callback and current returned when current equals target", () => {
   const { calls, cb } = recorder();
   const result = propagate(10_000, { value: 3, flags: UP, updatedAt: 1000 }, {
     value: 3,
@@ -59,7 +59,7 @@ Deno.test("propagate: no callback and current returned when current equals targe
   assert.deepStrictEqual(calls, []);
 });
 
-Deno.test("propagate: no callback and current returned when current is newer (core.md 10.2)", () => {
+Deno.test("propagate: no callback and current returned when current is newer", () => {
   const { calls, cb } = recorder();
   const result = propagate(10_000, { value: 3, flags: UP, updatedAt: 1000 }, {
     value: 5,
@@ -69,7 +69,7 @@ Deno.test("propagate: no callback and current returned when current is newer (co
   assert.deepStrictEqual(calls, []);
 });
 
-Deno.test("propagate: newer target → callback(now − updatedAt, target flags), returns target without time (core.md 10.2)", () => {
+Deno.test("propagate: newer target → callback(now − updatedAt, target flags), returns target without time", () => {
   const { calls, cb } = recorder();
   const result = propagate(10_000, { value: 4, flags: UP | DOWN, updatedAt: 2500 }, {
     value: 3,
@@ -79,14 +79,14 @@ Deno.test("propagate: newer target → callback(now − updatedAt, target flags)
   assert.deepStrictEqual(calls, [[7500, 3]]);
 });
 
-Deno.test("propagate: from the zero revision (core.md 10.2)", () => {
+Deno.test("propagate: from the zero revision", () => {
   const { calls, cb } = recorder();
   const result = propagate(5000, { value: 1, flags: UP, updatedAt: 0 }, { value: 0, flags: 0 }, cb);
   assert.deepStrictEqual(result, { value: 1, flags: UP });
   assert.deepStrictEqual(calls, [[5000, UP]]);
 });
 
-Deno.test("propagate: a missing callback is allowed (core.md 10.2)", () => {
+Deno.test("propagate: a missing callback is allowed", () => {
   const target = { value: 4, flags: DOWN, updatedAt: 0 };
   assert.deepStrictEqual(propagate(1, target, { value: 1, flags: 0 }), { value: 4, flags: DOWN });
   assert.deepStrictEqual(propagate(1, target, { value: 1, flags: 0 }, null), {
@@ -95,7 +95,7 @@ Deno.test("propagate: a missing callback is allowed (core.md 10.2)", () => {
   });
 });
 
-Deno.test("propagate: repeated acknowledgement is measured once (core.md 10.1)", () => {
+Deno.test("propagate: repeated acknowledgement is measured once", () => {
   const { calls, cb } = recorder();
   const target = { value: 2, flags: UP, updatedAt: 100 };
   let current: Revision = { value: 1, flags: 0 };
@@ -107,11 +107,11 @@ Deno.test("propagate: repeated acknowledgement is measured once (core.md 10.1)",
 
 // ---- DefaultRevisionSource ----
 
-Deno.test("MAX_REVISIONS is 100 (core.md 10.3)", () => {
+Deno.test("MAX_REVISIONS is 100", () => {
   assert.equal(MAX_REVISIONS, 100);
 });
 
-Deno.test("DefaultRevisionSource: fresh source issues 1; observed 5 s later → callback(5000, flags) (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: fresh source issues 1; observed 5 s later → callback(5000, flags)", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   const rev = src.next(1000, UP);
@@ -120,7 +120,7 @@ Deno.test("DefaultRevisionSource: fresh source issues 1; observed 5 s later → 
   assert.deepStrictEqual(calls, [[5000, UP]]);
 });
 
-Deno.test("DefaultRevisionSource: revisions at 0 s and 5 s; observing #1 at 10 s → 10000, #2 at 12 s → 7000 (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: revisions at 0 s and 5 s; observing #1 at 10 s → 10000, #2 at 12 s → 7000", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   const r1 = src.next(0, UP);
@@ -131,7 +131,7 @@ Deno.test("DefaultRevisionSource: revisions at 0 s and 5 s; observing #1 at 10 s
   assert.deepStrictEqual(calls, [[10_000, UP], [7000, DOWN]]);
 });
 
-Deno.test("DefaultRevisionSource: observing the same revision twice → no second callback (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: observing the same revision twice → no second callback", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   const rev = src.next(0, UP);
@@ -140,13 +140,13 @@ Deno.test("DefaultRevisionSource: observing the same revision twice → no secon
   assert.deepStrictEqual(calls, [[1000, UP]]);
 });
 
-Deno.test("DefaultRevisionSource: initial revision 5 → first next gives 6 (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: initial revision 5 → first next gives 6", () => {
   const src = new DefaultRevisionSource(5);
   assert.deepStrictEqual(src.next(0, DOWN), { value: 6, flags: DOWN });
   assert.deepStrictEqual(src.next(0, UP | DOWN), { value: 7, flags: 3 });
 });
 
-Deno.test("DefaultRevisionSource: values increase by one per next, flags passed through (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: values increase by one per next, flags passed through", () => {
   const src = new DefaultRevisionSource(0);
   const values = [UP, DOWN, 0, UP | DOWN].map((f, i) => src.next(i, f));
   assert.deepStrictEqual(values, [
@@ -157,7 +157,7 @@ Deno.test("DefaultRevisionSource: values increase by one per next, flags passed 
   ]);
 });
 
-Deno.test("DefaultRevisionSource: observing a newer revision drops older pending ones (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: observing a newer revision drops older pending ones", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   const r1 = src.next(0, UP);
@@ -172,7 +172,7 @@ Deno.test("DefaultRevisionSource: observing a newer revision drops older pending
   assert.deepStrictEqual(src.next(8000, UP), { value: 4, flags: UP });
 });
 
-Deno.test("DefaultRevisionSource: the callback gets the observed revision's flags (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: the callback gets the observed revision's flags", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   src.next(0, UP);
@@ -180,7 +180,7 @@ Deno.test("DefaultRevisionSource: the callback gets the observed revision's flag
   assert.deepStrictEqual(calls, [[300, 3]]);
 });
 
-Deno.test("DefaultRevisionSource: observing a never-issued revision returns an Error, no throw, no callback (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: observing a never-issued revision returns an Error, no throw, no callback", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   const err = src.observe(1000, { value: 1, flags: UP });
@@ -195,7 +195,7 @@ Deno.test("DefaultRevisionSource: observing a never-issued revision returns an E
   assert.deepStrictEqual(src.next(2000, DOWN), { value: 2, flags: DOWN });
 });
 
-Deno.test("DefaultRevisionSource: revisions at or below the initial revision are ignored (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: revisions at or below the initial revision are ignored", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(5, cb);
   assert.strictEqual(src.observe(1000, { value: 5, flags: UP }), null);
@@ -204,7 +204,7 @@ Deno.test("DefaultRevisionSource: revisions at or below the initial revision are
   assert.ok(src.observe(1000, { value: 6, flags: UP }) instanceof Error);
 });
 
-Deno.test("DefaultRevisionSource: past MAX_REVISIONS the oldest is dropped and the offset shifts (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: past MAX_REVISIONS the oldest is dropped and the offset shifts", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   // Revision k is created at time k * 1000.
@@ -223,7 +223,7 @@ Deno.test("DefaultRevisionSource: past MAX_REVISIONS the oldest is dropped and t
   assert.deepStrictEqual(src.next(0, UP), { value: 102, flags: UP });
 });
 
-Deno.test("DefaultRevisionSource: numbering continues unbroken through overflow (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: numbering continues unbroken through overflow", () => {
   const { calls, cb } = recorder();
   const src = new DefaultRevisionSource(0, cb);
   for (let k = 1; k <= 250; k++) src.next(k, 0);
@@ -236,7 +236,7 @@ Deno.test("DefaultRevisionSource: numbering continues unbroken through overflow 
   assert.ok(src.observe(2000, { value: 252, flags: 0 }) instanceof Error);
 });
 
-Deno.test("DefaultRevisionSource: works without a callback (core.md 10.3)", () => {
+Deno.test("DefaultRevisionSource: works without a callback", () => {
   const src = new DefaultRevisionSource(0, null);
   const rev = src.next(0, UP);
   assert.strictEqual(src.observe(10, rev), null);
@@ -245,14 +245,14 @@ Deno.test("DefaultRevisionSource: works without a callback (core.md 10.3)", () =
 
 // ---- NilRevisionSource ----
 
-Deno.test("NilRevisionSource: next always returns the zero revision (core.md 10.4)", () => {
+Deno.test("NilRevisionSource: next always returns the zero revision", () => {
   const src = new NilRevisionSource();
   assert.deepStrictEqual(src.next(0, UP), { value: 0, flags: 0 });
   assert.deepStrictEqual(src.next(5000, UP | DOWN), { value: 0, flags: 0 });
   assert.deepStrictEqual(src.next(10_000, DOWN), { value: 0, flags: 0 });
 });
 
-Deno.test("NilRevisionSource: observe always returns null (core.md 10.4)", () => {
+Deno.test("NilRevisionSource: observe always returns null", () => {
   const src = new NilRevisionSource();
   assert.strictEqual(src.observe(0, { value: 0, flags: 0 }), null);
   assert.strictEqual(src.observe(1000, { value: 42, flags: UP }), null);

@@ -1,4 +1,4 @@
-/** Merging, resolving and validating scaling configurations (core.md section 1.4). */
+/** Merging, resolving and validating scaling configurations. */
 
 import assert from "node:assert/strict";
 import {
@@ -10,7 +10,7 @@ import {
   withOverrides,
 } from "../../core/mod.ts";
 
-/** The deployed defaults (core.md 1.4), with lfcUseLargestWindow set. */
+/** The deployed defaults, with lfcUseLargestWindow set. */
 function deployed(): ResolvedScalingConfig {
   return {
     loadAverageFractionTarget: 0.9,
@@ -62,7 +62,7 @@ function without(cfg: ScalingConfig, key: keyof ScalingConfig): ScalingConfig {
 
 // ---- withOverrides ----
 
-Deno.test("withOverrides: null or undefined overrides give an equal copy of the defaults (core.md 1.4)", () => {
+Deno.test("withOverrides: null or undefined overrides give an equal copy of the defaults", () => {
   for (const overrides of [null, undefined]) {
     const defaults = deployed();
     const merged = withOverrides(defaults, overrides);
@@ -73,15 +73,15 @@ Deno.test("withOverrides: null or undefined overrides give an equal copy of the 
   }
 });
 
-Deno.test("withOverrides: an empty override object changes nothing (core.md 1.4)", () => {
+Deno.test("withOverrides: an empty override object changes nothing", () => {
   assert.deepStrictEqual(withOverrides(deployed(), {}), deployed());
 });
 
-Deno.test("withOverrides: every defined field replaces the default (core.md 1.4)", () => {
+Deno.test("withOverrides: every defined field replaces the default", () => {
   assert.deepStrictEqual(withOverrides(deployed(), distinct()), distinct());
 });
 
-Deno.test("withOverrides: only the fields set in overrides change (core.md 1.4)", () => {
+Deno.test("withOverrides: only the fields set in overrides change", () => {
   const merged = withOverrides(deployed(), {
     enableLFCMetrics: true,
     memoryUsageFractionTarget: 0.7,
@@ -93,7 +93,7 @@ Deno.test("withOverrides: only the fields set in overrides change (core.md 1.4)"
   });
 });
 
-Deno.test("withOverrides: null fields in overrides do not override (core.md 1.4)", () => {
+Deno.test("withOverrides: null fields in overrides do not override", () => {
   const overrides: ScalingConfig = {
     loadAverageFractionTarget: null,
     memoryUsageFractionTarget: null,
@@ -109,7 +109,7 @@ Deno.test("withOverrides: null fields in overrides do not override (core.md 1.4)
   assert.deepStrictEqual(withOverrides(distinct(), overrides), distinct());
 });
 
-Deno.test("withOverrides: undefined fields in overrides do not override (core.md 1.4)", () => {
+Deno.test("withOverrides: undefined fields in overrides do not override", () => {
   const overrides: ScalingConfig = {
     loadAverageFractionTarget: undefined,
     enableLFCMetrics: undefined,
@@ -118,7 +118,7 @@ Deno.test("withOverrides: undefined fields in overrides do not override (core.md
   assert.deepStrictEqual(withOverrides(distinct(), overrides), distinct());
 });
 
-Deno.test("withOverrides: false and 0 are real values and do override (core.md 1.4)", () => {
+Deno.test("withOverrides: false and 0 are real values and do override", () => {
   const merged = withOverrides(distinct(), {
     enableLFCMetrics: false,
     lfcUseLargestWindow: false,
@@ -136,7 +136,7 @@ Deno.test("withOverrides: false and 0 are real values and do override (core.md 1
   });
 });
 
-Deno.test("withOverrides: the result is a fresh copy; neither input is mutated (core.md 1.4)", () => {
+Deno.test("withOverrides: the result is a fresh copy; neither input is mutated", () => {
   const defaults = deployed();
   const overrides: ScalingConfig = { lfcToMemoryRatio: 0.5 };
   const merged = withOverrides(defaults, overrides);
@@ -148,7 +148,7 @@ Deno.test("withOverrides: the result is a fresh copy; neither input is mutated (
   assert.deepStrictEqual(overrides, { lfcToMemoryRatio: 0.5 });
 });
 
-Deno.test("withOverrides: fields absent from defaults are filled from overrides (core.md 1.4)", () => {
+Deno.test("withOverrides: fields absent from defaults are filled from overrides", () => {
   const merged = withOverrides({ enableLFCMetrics: false }, { lfcUseLargestWindow: true });
   assert.equal(merged.enableLFCMetrics, false);
   assert.equal(merged.lfcUseLargestWindow, true);
@@ -156,29 +156,29 @@ Deno.test("withOverrides: fields absent from defaults are filled from overrides 
 
 // ---- resolveScalingConfig ----
 
-Deno.test("resolveScalingConfig: a complete config resolves to the same values (core.md 14)", () => {
+Deno.test("resolveScalingConfig: a complete config resolves to the same values", () => {
   assert.deepStrictEqual(resolveScalingConfig(distinct()), distinct());
   assert.deepStrictEqual(resolveScalingConfig(deployed()), deployed());
 });
 
-Deno.test("resolveScalingConfig: absent lfcUseLargestWindow resolves to false (core.md 15.8)", () => {
+Deno.test("resolveScalingConfig: absent lfcUseLargestWindow resolves to false", () => {
   const cfg = without(distinct(), "lfcUseLargestWindow");
   assert.deepStrictEqual(resolveScalingConfig(cfg), { ...distinct(), lfcUseLargestWindow: false });
 });
 
-Deno.test("resolveScalingConfig: null lfcUseLargestWindow resolves to false (core.md 15.8)", () => {
+Deno.test("resolveScalingConfig: null lfcUseLargestWindow resolves to false", () => {
   const cfg: ScalingConfig = { ...distinct(), lfcUseLargestWindow: null };
   assert.deepStrictEqual(resolveScalingConfig(cfg), { ...distinct(), lfcUseLargestWindow: false });
 });
 
-Deno.test("resolveScalingConfig: false and 0 count as present (core.md 14)", () => {
+Deno.test("resolveScalingConfig: false and 0 count as present", () => {
   const resolved = resolveScalingConfig(deployed());
   assert.equal(resolved.enableLFCMetrics, false);
   assert.equal(resolved.cpuStableZoneRatio, 0);
   assert.equal(resolved.cpuMixedZoneRatio, 0);
 });
 
-Deno.test("resolveScalingConfig: any other missing field throws CoreInvariantError naming it (core.md 14, 16.4)", () => {
+Deno.test("resolveScalingConfig: any other missing field throws CoreInvariantError naming it", () => {
   for (const key of REQUIRED_FIELDS) {
     assert.throws(
       () => resolveScalingConfig(without(distinct(), key)),
@@ -193,7 +193,7 @@ Deno.test("resolveScalingConfig: any other missing field throws CoreInvariantErr
   }
 });
 
-Deno.test("resolveScalingConfig: the result is a fresh object (core.md 0)", () => {
+Deno.test("resolveScalingConfig: the result is a fresh object", () => {
   const cfg = distinct();
   const resolved = resolveScalingConfig(cfg);
   assert.notStrictEqual(resolved, cfg);
@@ -203,19 +203,19 @@ Deno.test("resolveScalingConfig: the result is a fresh object (core.md 0)", () =
 
 // ---- validateScalingConfig ----
 
-Deno.test("validateScalingConfig: valid complete defaults give an empty list (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: valid complete defaults give an empty list", () => {
   assert.deepStrictEqual(validateScalingConfig(deployed(), "defaults"), []);
   assert.deepStrictEqual(validateScalingConfig(distinct(), "defaults"), []);
 });
 
-Deno.test("validateScalingConfig: defaults do not require lfcUseLargestWindow (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: defaults do not require lfcUseLargestWindow", () => {
   assert.deepStrictEqual(
     validateScalingConfig(without(deployed(), "lfcUseLargestWindow"), "defaults"),
     [],
   );
 });
 
-Deno.test("validateScalingConfig: defaults require every other field, each problem names it (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: defaults require every other field, each problem names it", () => {
   for (const key of REQUIRED_FIELDS) {
     const problems = validateScalingConfig(without(deployed(), key), "defaults");
     assert.equal(problems.length, 1, `missing ${key}: ${JSON.stringify(problems)}`);
@@ -227,7 +227,7 @@ Deno.test("validateScalingConfig: defaults require every other field, each probl
   }
 });
 
-Deno.test("validateScalingConfig: an empty config lists all nine required fields in defaults mode (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: an empty config lists all nine required fields in defaults mode", () => {
   const problems = validateScalingConfig({}, "defaults");
   assert.equal(problems.length, REQUIRED_FIELDS.length);
   for (const key of REQUIRED_FIELDS) {
@@ -235,7 +235,7 @@ Deno.test("validateScalingConfig: an empty config lists all nine required fields
   }
 });
 
-Deno.test("validateScalingConfig: overrides mode requires nothing (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: overrides mode requires nothing", () => {
   assert.deepStrictEqual(validateScalingConfig({}, "overrides"), []);
   assert.deepStrictEqual(validateScalingConfig({ enableLFCMetrics: true }, "overrides"), []);
   assert.deepStrictEqual(validateScalingConfig(deployed(), "overrides"), []);
@@ -247,7 +247,7 @@ const RANGES: [keyof ScalingConfig, number][] = [
   ["memoryTotalFractionTarget", 1],
 ];
 
-Deno.test("validateScalingConfig: fraction ranges include 0 and values just below the limit (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: fraction ranges include 0 and values just below the limit", () => {
   for (const [key, upper] of RANGES) {
     for (const value of [0, upper / 2, upper - 1e-9]) {
       for (const mode of ["defaults", "overrides"] as const) {
@@ -258,7 +258,7 @@ Deno.test("validateScalingConfig: fraction ranges include 0 and values just belo
   }
 });
 
-Deno.test("validateScalingConfig: fraction ranges exclude the upper limit and negatives (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: fraction ranges exclude the upper limit and negatives", () => {
   for (const [key, upper] of RANGES) {
     for (const value of [upper, upper + 0.5, -1e-9, -1]) {
       for (const mode of ["defaults", "overrides"] as const) {
@@ -271,7 +271,7 @@ Deno.test("validateScalingConfig: fraction ranges exclude the upper limit and ne
   }
 });
 
-Deno.test("validateScalingConfig: loadAverageFractionTarget may exceed 1 (range [0, 2), core.md 1.4)", () => {
+Deno.test("validateScalingConfig: loadAverageFractionTarget may exceed 1 (range [0, 2))", () => {
   assert.deepStrictEqual(
     validateScalingConfig({ loadAverageFractionTarget: 1.5 }, "overrides"),
     [],
@@ -280,7 +280,7 @@ Deno.test("validateScalingConfig: loadAverageFractionTarget may exceed 1 (range 
   assert.equal(validateScalingConfig({ memoryTotalFractionTarget: 1.5 }, "overrides").length, 1);
 });
 
-Deno.test("validateScalingConfig: several problems are all listed (core.md 1.4)", () => {
+Deno.test("validateScalingConfig: several problems are all listed", () => {
   const cfg = without(
     { ...deployed(), loadAverageFractionTarget: 2, memoryTotalFractionTarget: 1 },
     "lfcWindowSizeMinutes",

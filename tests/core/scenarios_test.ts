@@ -146,7 +146,7 @@ Deno.test("scenario: a denied downscale holds the VM one CU above the refused ta
     cu(4),
   );
   assert.deepStrictEqual(h.state.nextActions(4000), { wait: { duration: 1020 } });
-  // 1 ms before expiry the denial still counts; at exactly 5020 it no longer does (core.md 15.29).
+  // 1 ms before expiry the denial still counts; at exactly 5020 it no longer does.
   assert.deepStrictEqual(h.state.nextActions(5019), { wait: { duration: 1 } });
   assert.deepStrictEqual(h.state.nextActions(5020), {
     wait: { duration: 54980 },
@@ -171,7 +171,7 @@ Deno.test("scenario: a denied downscale of a partial step only floors what was r
     current: cu(4),
     requested: res(750, 3),
   });
-  // A monitor request in flight drops the cooldown's wait contribution (core.md 15.28).
+  // A monitor request in flight drops the cooldown's wait contribution.
   h.state.monitor().startingUpscaleRequest(100, cu(4));
   assert.deepStrictEqual(h.state.nextActions(100), { wait: { duration: 4900 } });
   h.state.monitor().upscaleRequestFailed(200);
@@ -217,7 +217,7 @@ Deno.test("scenario: a monitor UpscaleRequest raises the goal one CU above what 
   h.state.neonvm().requestSuccessful(1020);
   h.state.monitor().startingUpscaleRequest(1020, cu(2));
   h.state.monitor().upscaleRequestSuccessful(1030);
-  // Fulfilment does not clear the request (core.md 15.26): still 2 CU until it expires.
+  // Fulfilment does not clear the request: still 2 CU until it expires.
   assert.deepStrictEqual(
     h.state.desiredResourcesFromMetricsOrRequestedUpscaling(10999).resources,
     cu(2),
@@ -322,7 +322,7 @@ Deno.test("scenario: shrinking bounds scale the VM down through the normal downs
   assert.deepStrictEqual(h.takeWarnings(), []);
 });
 
-Deno.test("scenario: without metrics the VM never shrinks, but a lowered maximum still applies (core.md 15.9)", () => {
+Deno.test("scenario: without metrics the VM never shrinks, but a lowered maximum still applies", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 1000 }, mem: { min: 1, max: 4, use: 4 } }),
   );
@@ -361,7 +361,7 @@ Deno.test("scenario: growing bounds let a capped VM grow", () => {
   });
 });
 
-Deno.test("scenario: a failed periodic plugin request is retried at the later of back-off and tick (core.md 15.19)", () => {
+Deno.test("scenario: a failed periodic plugin request is retried at the later of back-off and tick", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(0));
@@ -484,7 +484,7 @@ Deno.test("scenario: LFC working set drives the goal when LFC metrics are enable
   });
   assert.deepStrictEqual(h.takeWarnings(), []);
 
-  // Disabling LFC on the VM object discards the stale LFC data (core.md 9.1 step 3).
+  // Disabling LFC on the VM object discards the stale LFC data.
   const disabled = makeVm({
     cpu: { min: 250, max: 1000, use: 250 },
     mem: { min: 1, max: 4, use: 1 },
@@ -541,7 +541,7 @@ Deno.test("scenario: mixed-direction change (CPU up, memory down) runs both flow
   h.state.neonvm().startingRequest(30, res(500, 3));
   h.state.neonvm().requestSuccessful(40);
 
-  // The VM grew in CPU: notify the monitor; the downscale waits for it (core.md 15.24), and the
+  // The VM grew in CPU: notify the monitor; the downscale waits for it, and the
   // plugin learns of the memory shrink.
   const after: ActionSet = h.state.nextActions(40);
   assert.deepStrictEqual(after, {

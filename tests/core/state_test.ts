@@ -1,4 +1,4 @@
-/** Rules of core.md sections 5–12 and the State-level subtleties of section 15, one at a time. */
+/** The state machine's rules, one at a time. */
 
 import assert from "node:assert/strict";
 import {
@@ -21,7 +21,7 @@ import {
   rev0,
 } from "./helpers.ts";
 
-Deno.test("desired: hypotheticalScaling gets (now, currentCU, goalCU, parts) only with complete metrics and whole-CU usage (6.2)", () => {
+Deno.test("desired: hypotheticalScaling gets (now, currentCU, goalCU, parts) only with complete metrics and whole-CU usage", () => {
   const calls: unknown[][] = [];
   const h = harness(makeVm(), {
     observabilityCallbacks: { hypotheticalScaling: (...args) => calls.push(args) },
@@ -40,7 +40,7 @@ Deno.test("desired: hypotheticalScaling gets (now, currentCU, goalCU, parts) onl
   assert.equal(calls.length, 1, "usage that is not a whole CU count: not called");
 });
 
-Deno.test("desired: requested upscale and denied downscale each compare with the metrics-only goal (15.10)", () => {
+Deno.test("desired: requested upscale and denied downscale each compare with the metrics-only goal", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 2000, use: 750 }, mem: { min: 1, max: 8, use: 3 } }),
   );
@@ -59,7 +59,7 @@ Deno.test("desired: requested upscale and denied downscale each compare with the
   assert.equal(up.calculateWait({}), 9900);
 });
 
-Deno.test("desired: a denial floor may exceed a lowered maximum, with deniedDownscaleExceedsMax (15.11)", () => {
+Deno.test("desired: a denial floor may exceed a lowered maximum, with deniedDownscaleExceedsMax", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 1000 }, mem: { min: 1, max: 4, use: 4 } }),
   );
@@ -84,7 +84,7 @@ Deno.test("desired: a denial floor may exceed a lowered maximum, with deniedDown
   );
 });
 
-Deno.test("desired: a VM whose minimum exceeds its maximum throws CoreInvariantError (6.10)", () => {
+Deno.test("desired: a VM whose minimum exceeds its maximum throws CoreInvariantError", () => {
   const h = harness(
     makeVm({ cpu: { min: 1000, max: 500, use: 500 }, mem: { min: 1, max: 4, use: 1 } }),
   );
@@ -142,7 +142,7 @@ Deno.test("metrics: a negative or non-finite load reaches neither the plugin nor
   }
 });
 
-Deno.test("desired: a new revision is drawn only when desired resources change, with direction flags (6.11)", () => {
+Deno.test("desired: a new revision is drawn only when desired resources change, with direction flags", () => {
   const issued: number[] = [];
   const source = new DefaultRevisionSource(0);
   const h = harness(
@@ -173,7 +173,7 @@ Deno.test("desired: a new revision is drawn only when desired resources change, 
   assert.deepStrictEqual(h.state.dump().lastDesiredResources, cu(1));
 });
 
-Deno.test("updatedVM: reported usage is ignored and mem.use is recomputed with the new slot size (15.13)", () => {
+Deno.test("updatedVM: reported usage is ignored and mem.use is recomputed with the new slot size", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
   );
@@ -190,7 +190,7 @@ Deno.test("updatedVM: reported usage is ignored and mem.use is recomputed with t
   assert.equal(vm.mem.use, 8, "the caller's object is not touched");
 });
 
-Deno.test("updatedVM: a reported revision always resets lastDesiredResources, causing a fresh revision mid-scaling (15.14)", () => {
+Deno.test("updatedVM: a reported revision always resets lastDesiredResources, causing a fresh revision mid-scaling", () => {
   const h = harness(makeVm(), {}, new DefaultRevisionSource(0));
   h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
   h.state.desiredResourcesFromMetricsOrRequestedUpscaling(0);
@@ -205,7 +205,7 @@ Deno.test("updatedVM: a reported revision always resets lastDesiredResources, ca
   assert.deepStrictEqual(h.state.dump().targetRevision, { value: 2, flags: RevisionFlag.upscale });
 });
 
-Deno.test("updatedVM: NeonVM latency is timed from the core's own target revision to the VM's updatedAt (15.15)", () => {
+Deno.test("updatedVM: NeonVM latency is timed from the core's own target revision to the VM's updatedAt", () => {
   const neonvm: [number, number][] = [];
   const e2e: [number, number][] = [];
   const source = new DefaultRevisionSource(0, (l, f) => e2e.push([l, f]));
@@ -248,7 +248,7 @@ Deno.test("updatedVM: an unknown reported revision warns revisionObserveFailed",
   assert.deepStrictEqual(h.takeWarnings(), ["revisionObserveFailed"]);
 });
 
-Deno.test("nextActions: NeonVM revision is capped by acknowledged revisions only when those are non-zero; ties keep the acknowledged one (15.16)", () => {
+Deno.test("nextActions: NeonVM revision is capped by acknowledged revisions only when those are non-zero; ties keep the acknowledged one", () => {
   const h = harness(makeVm(), {}, new DefaultRevisionSource(0));
   h.state.monitor().active(true);
   grantPlugin(h, 0);
@@ -269,7 +269,7 @@ Deno.test("nextActions: NeonVM revision is capped by acknowledged revisions only
   assert.equal(a.neonvmRequest?.targetRevision.value, 1);
 });
 
-Deno.test("nextActions: neonvm.targetRevision is overwritten whenever a NeonVM action is produced (15.17)", () => {
+Deno.test("nextActions: neonvm.targetRevision is overwritten whenever a NeonVM action is produced", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   grantPlugin(h, 0);
@@ -285,7 +285,7 @@ Deno.test("nextActions: neonvm.targetRevision is overwritten whenever a NeonVM a
   );
 });
 
-Deno.test("plugin: a failed request for more than the permit also triggers the denied back-off (15.18)", () => {
+Deno.test("plugin: a failed request for more than the permit also triggers the denied back-off", () => {
   const h = harness(makeVm());
   grantPlugin(h, 0);
   h.state.updateSystemMetrics(metricsFor(loadForCU(3)));
@@ -307,7 +307,7 @@ Deno.test("plugin: a failed request for more than the permit also triggers the d
   assert.ok(shortRetry.state.nextActions(2100).pluginRequest);
 });
 
-Deno.test("plugin: without a permit the VM cannot grow and requests report usage on the tick only (15.20)", () => {
+Deno.test("plugin: without a permit the VM cannot grow and requests report usage on the tick only", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   h.state.updateSystemMetrics(metricsFor(loadForCU(4)));
@@ -326,7 +326,7 @@ Deno.test("plugin: without a permit the VM cannot grow and requests report usage
   assert.deepStrictEqual(h.state.nextActions(5000).pluginRequest?.target, cu(1));
 });
 
-Deno.test("plugin: invalid permits are rejected in order zero, above request, below usage, and count as failures (15.21)", () => {
+Deno.test("plugin: invalid permits are rejected in order zero, above request, below usage, and count as failures", () => {
   const cases: [Resources, RegExp][] = [
     [res(0, 0), /vCPU must be non-zero/],
     [res(250, 0), /mem must be non-zero/],
@@ -348,7 +348,7 @@ Deno.test("plugin: invalid permits are rejected in order zero, above request, be
   }
 });
 
-Deno.test("plugin: an ongoing request with another target warns pluginOngoingRequestDiffers (8.1.1)", () => {
+Deno.test("plugin: an ongoing request with another target warns pluginOngoingRequestDiffers", () => {
   const h = harness(makeVm());
   grantPlugin(h, 0);
   h.state.plugin().startingRequest(10, cu(1));
@@ -357,7 +357,7 @@ Deno.test("plugin: an ongoing request with another target warns pluginOngoingReq
   assert.deepStrictEqual(h.takeWarnings(), ["pluginOngoingRequestDiffers"]);
 });
 
-Deno.test("plugin: an in-flight NeonVM patch counts as used in periodic requests (8.1)", () => {
+Deno.test("plugin: an in-flight NeonVM patch counts as used in periodic requests", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   grantPlugin(h, 0);
@@ -367,7 +367,7 @@ Deno.test("plugin: an in-flight NeonVM patch counts as used in periodic requests
   assert.deepStrictEqual(h.state.nextActions(5010).pluginRequest?.target, cu(2));
 });
 
-Deno.test("neonvm: never patches above what the plugin is being asked for; warns neonvmBlocked while the plugin is busy (8.2)", () => {
+Deno.test("neonvm: never patches above what the plugin is being asked for; warns neonvmBlocked while the plugin is busy", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   grantPlugin(h, 0);
@@ -387,7 +387,7 @@ Deno.test("neonvm: never patches above what the plugin is being asked for; warns
   assert.deepStrictEqual(h.takeWarnings(), ["neonvmBlocked"]);
 });
 
-Deno.test("neonvm: an ongoing patch for another target warns neonvmBlocked (8.2.6)", () => {
+Deno.test("neonvm: an ongoing patch for another target warns neonvmBlocked", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   grantPlugin(h, 0);
@@ -402,7 +402,7 @@ Deno.test("neonvm: an ongoing patch for another target warns neonvmBlocked (8.2.
   assert.deepStrictEqual(h.takeWarnings(), [], "same target in flight: no warning");
 });
 
-Deno.test("neonvm: no monitor means no shrinking; growth still happens without notification (8.5)", () => {
+Deno.test("neonvm: no monitor means no shrinking; growth still happens without notification", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
   );
@@ -423,7 +423,7 @@ Deno.test("neonvm: no monitor means no shrinking; growth still happens without n
   });
 });
 
-Deno.test("neonvm: a permit below usage after a bigger patch landed does not crash (deviation, 8.2 clamp precondition)", () => {
+Deno.test("neonvm: a permit below usage after a bigger patch landed does not crash the clamp (a deliberate difference)", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   grantPlugin(h, 0);
@@ -444,7 +444,7 @@ Deno.test("neonvm: a permit below usage after a bigger patch landed does not cra
   assert.deepStrictEqual(grow.pluginRequest?.target, cu(4));
 });
 
-Deno.test("monitor: upscale notifications can jump several CUs at once (15.22)", () => {
+Deno.test("monitor: upscale notifications can jump several CUs at once", () => {
   const h = harness(makeVm());
   h.state.monitor().active(true);
   grantPlugin(h, 0);
@@ -460,7 +460,7 @@ Deno.test("monitor: upscale notifications can jump several CUs at once (15.22)",
   });
 });
 
-Deno.test("monitor: upscale follows usage capped by desired; downscale follows desired (15.23)", () => {
+Deno.test("monitor: upscale follows usage capped by desired; downscale follows desired", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 1000 }, mem: { min: 1, max: 4, use: 4 } }),
   );
@@ -472,7 +472,7 @@ Deno.test("monitor: upscale follows usage capped by desired; downscale follows d
   assert.deepStrictEqual(h.state.nextActions(10).monitorUpscale?.target, cu(2));
 });
 
-Deno.test("monitor: blocked requests warn monitorUpscaleBlocked / monitorDownscaleBlocked (8.3.5, 8.4.5)", () => {
+Deno.test("monitor: blocked requests warn monitorUpscaleBlocked / monitorDownscaleBlocked", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
   );
@@ -501,7 +501,7 @@ Deno.test("monitor: blocked requests warn monitorUpscaleBlocked / monitorDownsca
   assert.deepStrictEqual(up.takeWarnings(), ["monitorUpscaleBlocked"]);
 });
 
-Deno.test("monitor: active(true) overwrites approved with usage; active(false) keeps denials, reset() clears all (15.25)", () => {
+Deno.test("monitor: active(true) overwrites approved with usage; active(false) keeps denials, reset() clears all", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
   );
@@ -529,7 +529,7 @@ Deno.test("monitor: active(true) overwrites approved with usage; active(false) k
   });
 });
 
-Deno.test("monitor: upscaleRequested needs an active monitor, uses approved as base, and a newer request replaces it (15.26)", () => {
+Deno.test("monitor: upscaleRequested needs an active monitor, uses approved as base, and a newer request replaces it", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
   );
@@ -558,7 +558,7 @@ Deno.test("monitor: upscaleRequested needs an active monitor, uses approved as b
   );
 });
 
-Deno.test("monitor: downscale allowed and denied acknowledge the revision; upscale success does not (15.27)", () => {
+Deno.test("monitor: downscale allowed and denied acknowledge the revision; upscale success does not", () => {
   const latencies: [number, number][] = [];
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 500 }, mem: { min: 1, max: 4, use: 2 } }),
@@ -579,7 +579,7 @@ Deno.test("monitor: downscale allowed and denied acknowledge the revision; upsca
   assert.deepStrictEqual(h.state.dump().monitor.currentRevision, { value: 2, flags: 2 });
 });
 
-Deno.test("monitor: approved above usage is clamped with monitorApprovedAboveUsage, never thrown (15.32)", () => {
+Deno.test("monitor: approved above usage is clamped with monitorApprovedAboveUsage, never thrown", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 750 }, mem: { min: 1, max: 4, use: 3 } }),
   );
@@ -601,7 +601,7 @@ Deno.test("monitor: approved above usage is clamped with monitorApprovedAboveUsa
   assert.equal(a.neonvmRequest, undefined);
 });
 
-Deno.test("monitor: a downscale target not above a denial still in effect throws CoreInvariantError (8.4.7)", () => {
+Deno.test("monitor: a downscale target not above a denial still in effect throws CoreInvariantError", () => {
   const h = harness(
     makeVm({ cpu: { min: 250, max: 1000, use: 750 }, mem: { min: 1, max: 4, use: 3 } }),
   );
@@ -620,7 +620,7 @@ Deno.test("monitor: a downscale target not above a denial still in effect throws
   assert.throws(() => h.state.nextActions(60), CoreInvariantError);
 });
 
-Deno.test("handles: preconditions throw CoreInvariantError (9.3)", () => {
+Deno.test("handles: preconditions throw CoreInvariantError", () => {
   const h = harness(makeVm());
   assert.throws(
     () => h.state.plugin().requestSuccessful(0, rev0(0), { permit: cu(1) }),
@@ -638,7 +638,7 @@ Deno.test("handles: preconditions throw CoreInvariantError (9.3)", () => {
   assert.throws(() => h.state.neonvm().requestSuccessful(0), CoreInvariantError);
 });
 
-Deno.test("handles: actualScaling fires on NeonVM start only when both sides are whole CUs (9.3)", () => {
+Deno.test("handles: actualScaling fires on NeonVM start only when both sides are whole CUs", () => {
   const calls: number[][] = [];
   const h = harness(makeVm(), {
     observabilityCallbacks: { actualScaling: (...a) => calls.push(a) },
@@ -649,7 +649,7 @@ Deno.test("handles: actualScaling fires on NeonVM start only when both sides are
   assert.deepStrictEqual(calls, [[5, 1, 3]]);
 });
 
-Deno.test("handles: plugin latency is measured from the action's revision time to the response (10.1)", () => {
+Deno.test("handles: plugin latency is measured from the action's revision time to the response", () => {
   const latencies: [number, number][] = [];
   const h = harness(makeVm(), {
     observabilityCallbacks: { pluginLatency: (l, f) => latencies.push([l, f]) },
@@ -666,7 +666,7 @@ Deno.test("handles: plugin latency is measured from the action's revision time t
   assert.deepStrictEqual(h.state.dump().plugin.currentRevision, { value: 4, flags: 1 });
 });
 
-Deno.test("nextActions mutates state and calling desired separately has the same effect (15.33)", () => {
+Deno.test("nextActions mutates state and calling desired separately has the same effect", () => {
   const a = harness(makeVm(), {}, new DefaultRevisionSource(0));
   const b = harness(makeVm(), {}, new DefaultRevisionSource(0));
   for (const h of [a, b]) h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
@@ -676,7 +676,7 @@ Deno.test("nextActions mutates state and calling desired separately has the same
   assert.deepStrictEqual(a.state.dump().lastDesiredResources, cu(2));
 });
 
-Deno.test("scalingEnabled is ignored by the core (15.34)", () => {
+Deno.test("scalingEnabled is ignored by the core", () => {
   const vm = makeVm();
   vm.config.scalingEnabled = false;
   const h = harness(vm);

@@ -1,4 +1,4 @@
-/** Derived values of a VmInfo (core.md section 1.3). */
+/** Derived values of a VmInfo. */
 
 import assert from "node:assert/strict";
 import { type VmInfo, vmMax, vmMin, vmUsing, vmWithUsing } from "../../core/mod.ts";
@@ -22,22 +22,22 @@ function vm(slotSize = GiB): VmInfo {
   };
 }
 
-Deno.test("vmUsing: cpu.use and slotSize x mem.use (core.md 1.3)", () => {
+Deno.test("vmUsing: cpu.use and slotSize x mem.use", () => {
   assert.deepStrictEqual(vmUsing(vm()), { vCPU: 500, mem: 2 * GiB });
   assert.deepStrictEqual(vmUsing(vm(512 * MiB)), { vCPU: 500, mem: GiB });
 });
 
-Deno.test("vmMin: cpu.min and slotSize x mem.min (core.md 1.3)", () => {
+Deno.test("vmMin: cpu.min and slotSize x mem.min", () => {
   assert.deepStrictEqual(vmMin(vm()), { vCPU: 250, mem: GiB });
   assert.deepStrictEqual(vmMin(vm(512 * MiB)), { vCPU: 250, mem: 512 * MiB });
 });
 
-Deno.test("vmMax: cpu.max and slotSize x mem.max (core.md 1.3)", () => {
+Deno.test("vmMax: cpu.max and slotSize x mem.max", () => {
   assert.deepStrictEqual(vmMax(vm()), { vCPU: 2000, mem: 8 * GiB });
   assert.deepStrictEqual(vmMax(vm(512 * MiB)), { vCPU: 2000, mem: 4 * GiB });
 });
 
-Deno.test("vmWithUsing: sets cpu.use and mem.use in slots, leaves everything else (core.md 1.3)", () => {
+Deno.test("vmWithUsing: sets cpu.use and mem.use in slots, leaves everything else", () => {
   const original = vm();
   const updated = vmWithUsing(original, { vCPU: 1250, mem: 5 * GiB });
   const expected = vm();
@@ -47,21 +47,21 @@ Deno.test("vmWithUsing: sets cpu.use and mem.use in slots, leaves everything els
   assert.deepStrictEqual(vmUsing(updated), { vCPU: 1250, mem: 5 * GiB });
 });
 
-Deno.test("vmWithUsing: mem.use is the floor of mem / slotSize (core.md 1.3)", () => {
+Deno.test("vmWithUsing: mem.use is the floor of mem / slotSize", () => {
   assert.equal(vmWithUsing(vm(), { vCPU: 500, mem: 2.5 * GiB }).mem.use, 2);
   assert.equal(vmWithUsing(vm(), { vCPU: 500, mem: 3 * GiB - 1 }).mem.use, 2);
   assert.equal(vmWithUsing(vm(), { vCPU: 500, mem: GiB - 1 }).mem.use, 0);
   assert.equal(vmWithUsing(vm(512 * MiB), { vCPU: 500, mem: 3 * GiB }).mem.use, 6);
 });
 
-Deno.test("vmWithUsing: slot count is reduced modulo 65536 (16-bit in the reference, core.md 1.3)", () => {
+Deno.test("vmWithUsing: slot count is reduced modulo 65536 (16-bit in the reference)", () => {
   assert.equal(vmWithUsing(vm(MiB), { vCPU: 500, mem: 65535 * MiB }).mem.use, 65535);
   assert.equal(vmWithUsing(vm(MiB), { vCPU: 500, mem: 65536 * MiB }).mem.use, 0);
   assert.equal(vmWithUsing(vm(MiB), { vCPU: 500, mem: 65537 * MiB }).mem.use, 1);
   assert.equal(vmWithUsing(vm(MiB), { vCPU: 500, mem: 65538.5 * MiB }).mem.use, 2);
 });
 
-Deno.test("vmWithUsing: returns a copy and leaves the original untouched (core.md 0, 1.3)", () => {
+Deno.test("vmWithUsing: returns a copy and leaves the original untouched", () => {
   const original = vm();
   const snapshot = structuredClone(original);
   const updated = vmWithUsing(original, { vCPU: 1000, mem: 4 * GiB });
@@ -80,7 +80,7 @@ Deno.test("vmWithUsing: returns a copy and leaves the original untouched (core.m
   assert.deepStrictEqual(original, snapshot);
 });
 
-Deno.test("vm derived values are fresh objects (core.md 0: returned objects are copies)", () => {
+Deno.test("vm derived values are fresh objects (returned objects are copies)", () => {
   const original = vm();
   const using = vmUsing(original);
   using.vCPU = 1;

@@ -1,4 +1,4 @@
-/** The Kubernetes manifests in `deploy/`, against agent.md 6.1 and the agent's own code. */
+/** The Kubernetes manifests in `deploy/`, against the deployment the agent expects and its own code. */
 
 import assert from "node:assert/strict";
 import { basename, dirname } from "node:path";
@@ -57,7 +57,7 @@ Deno.test("deploy: every namespaced object lives in kube-system", () => {
   }
 });
 
-Deno.test("deploy: the DaemonSet runs one agent container as agent.md 6.1 describes", () => {
+Deno.test("deploy: the DaemonSet runs one agent container, non-root, with its probes and state dir", () => {
   assert.equal(daemonSet.namespace, NAMESPACE);
   const spec = obj(daemonSet.doc.spec, "spec");
   const labels = { name: NAME };

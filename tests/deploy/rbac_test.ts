@@ -1,6 +1,6 @@
 /**
  * RBAC is least privilege: the permissions `deploy/` grants the agent's ServiceAccount are exactly
- * those its Kubernetes calls need (protocols.md 5.2, 5.5), read from `agent/k8s/client.ts` (calls
+ * those its Kubernetes calls need, read from `agent/k8s/client.ts` (calls
  * and watch targets) and `agent/k8s/watch_stream.ts` (the watch carriers).
  */
 
@@ -83,7 +83,7 @@ function granted(): Set<Permission> {
   return result;
 }
 
-Deno.test("deploy RBAC: the agent's source needs what protocols.md 5.5 lists", () => {
+Deno.test("deploy RBAC: the agent's source needs what the RBAC objects grant", () => {
   assert.deepEqual([...needed()].sort(), [
     pod("list"),
     pod("watch"),

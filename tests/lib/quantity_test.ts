@@ -116,7 +116,7 @@ Deno.test("quantity: JSON decoders take strings, numbers and null", () => {
   assert.throws(() => decodeBytes(-5), /negative/);
 });
 
-Deno.test("quantity: MilliCPU and Bytes JSON encodings (§0.2, §0.3)", () => {
+Deno.test("quantity: MilliCPU and Bytes JSON encodings", () => {
   assert.equal(encodeMilliCPU(2000), 2);
   assert.equal(encodeMilliCPU(0), 0);
   assert.equal(encodeMilliCPU(250), "250m");

@@ -195,7 +195,7 @@ Deno.test("collector: reports deviations from the agent's format", async () => {
   });
 });
 
-Deno.test("collector: event checks follow billing.md §2", () => {
+Deno.test("collector: event checks follow the billing event format", () => {
   assert.deepEqual(checkEvent(event(1)), []);
   assert.deepEqual(checkEvent({ ...event(1), stop_time: "2024-04-12T12:10:00.845237Z" }), []);
   assert.match(

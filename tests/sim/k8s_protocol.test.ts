@@ -1,4 +1,4 @@
-/** Wire-level behaviour of the fake Kubernetes API server (protocols.md §10.4), over fetch. */
+/** Wire-level behaviour of the fake Kubernetes API server, over fetch. */
 import assert from "node:assert/strict";
 import { type JsonObject, makeSchedulerPod } from "../../sim/k8s/mod.ts";
 import {

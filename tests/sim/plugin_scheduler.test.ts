@@ -74,7 +74,7 @@ Deno.test("plugin: whole CPUs are JSON numbers", async () => {
   });
 });
 
-Deno.test("plugin: upscale fully, partially or not approved (spec §2.8)", async () => {
+Deno.test("plugin: upscale fully, partially or not approved ", async () => {
   const upscale = request({
     resources: { vCPUs: "750m", mem: "3Gi" },
     lastPermit: { vCPUs: "500m", mem: "2Gi" },
