@@ -18,7 +18,10 @@ import { systemClock } from "./lib/clock.ts";
 
 /** Exit status of a failed start, as the reference's panic. */
 const EXIT_STARTUP_FAILURE = 2;
-/** Exit status of a shutdown that did not finish, or of a bug that escaped `main`. */
+/**
+ * Exit status of a shutdown that did not finish or left usage unsaved, or of a bug that escaped
+ * `main`.
+ */
 const EXIT_FAILURE = 1;
 /** Within the DaemonSet's 30 s grace period, with room for the process to exit. */
 const SHUTDOWN_LIMIT_MS = 25_000;
@@ -86,12 +89,19 @@ async function main(): Promise<number> {
   }
   const signal = await stop.promise;
   log.info("received signal, shutting down", { signal });
-  const stopped = await Promise.race([
-    agent.stop().then(() => true),
-    systemClock.sleep(SHUTDOWN_LIMIT_MS).then(() => false),
+  const report = await Promise.race([
+    agent.stop(),
+    systemClock.sleep(SHUTDOWN_LIMIT_MS).then(() => null),
   ]);
-  if (!stopped) {
+  if (report === null) {
     log.error("shutdown did not finish in time, exiting anyway", { limitMs: SHUTDOWN_LIMIT_MS });
+    return EXIT_FAILURE;
+  }
+  if (report.unsavedUsage.length > 0) {
+    // Each client's loss is logged with its amount by the reporting pipeline.
+    log.error("exiting with billing usage neither delivered nor saved", {
+      clients: report.unsavedUsage.map((u) => u.client),
+    });
     return EXIT_FAILURE;
   }
   log.info("main loop returned without issue, exiting");

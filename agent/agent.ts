@@ -11,6 +11,7 @@ import { BillingCollectorMetrics } from "../billing/metrics.ts";
 import { openReportingPipelines } from "../billing/reporting/clients.ts";
 import { ScalingEventsReporter } from "../billing/scaling_events.ts";
 import type { PipelineKind } from "../billing/reporting/metrics.ts";
+import type { UnsavedUsage } from "../billing/reporting/pipeline.ts";
 import type { ClientName, Transport } from "../billing/reporting/transport.ts";
 import { denoStorage, type Storage } from "../billing/storage.ts";
 import type { AgentConfig } from "./config/config.ts";
@@ -100,8 +101,17 @@ export interface Agent {
    * started without serving.
    */
   readonly addresses: { metrics: string | null; vmMetrics: string | null; dump: string | null };
-  /** Stops Runners, watchers and servers; resolves once the servers closed. */
-  stop(): Promise<void>;
+  /**
+   * Stops Runners, watchers and servers; resolves once the servers closed, with what could not
+   * be stopped cleanly.
+   */
+  stop(): Promise<AgentStopReport>;
+}
+
+/** What a stop could not do. */
+export interface AgentStopReport {
+  /** Usage neither delivered nor saved to the spool (already logged at error level). */
+  unsavedUsage: UnsavedUsage[];
 }
 
 function watcherObserver(metrics: WatcherMetrics, instance: string): ReflectorObserver {
@@ -217,10 +227,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   });
   const billingScope = new AbortController();
   let billingDone: Promise<void> = Promise.resolve();
+  const unsavedUsage: UnsavedUsage[] = [];
   const stopReporting = async () => {
     billingScope.abort();
     await billingDone;
-    await Promise.all([reporting.billing.stop(), reporting.scalingEvents.stop()]);
+    const unsaved = await Promise.all([reporting.billing.stop(), reporting.scalingEvents.stop()]);
+    unsavedUsage.push(...unsaved.flat());
   };
 
   // Runners started before a later start-up step failed must not outlive the failed start.
@@ -384,6 +396,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
             log.error(`stopping the agent: ${what} failed`, { error: err });
           }
         }
+        return { unsavedUsage };
       },
     };
   } catch (err) {

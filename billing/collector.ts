@@ -17,23 +17,32 @@
  * - Collection: update the state in memory, then write the checkpoint. Usage counts as measured
  *   once that write succeeds.
  * - Drain, phase 1: build the events, clear the history, append them to `pending` with
- *   generation `g + 1`, and write the checkpoint. Nothing reaches the sink before this write
- *   succeeded, so the drained usage is on disk either as history or as pending events, never both
- *   and never neither.
+ *   generation `g + 1`, and write the checkpoint. When this write succeeds, the drained usage is
+ *   on disk either as history or as pending events, never both and never neither.
  * - Drain, phase 2: hand the pending events to the sink in order (the sink is durable when
- *   `enqueue` returns), then set the generation to `g + 1`, drop the drain from `pending` and
- *   write the checkpoint again.
- * - Recovery at start-up: every pending drain is handed over again, byte for byte. Then a
- *   non-empty history becomes one recovered drain, built only from the checkpoint (window
- *   `W` … last collection, keys from the last collection's time and the *stored* hostname), which
- *   goes through the same two phases. A recovery that crashes and repeats therefore either
- *   rebuilds identical bytes from the same history or replays the pending bytes it wrote.
+ *   `enqueue` returns, or holds them in memory when its disk is full), then set the generation
+ *   to `g + 1`, drop the drain from `pending` and write the checkpoint again.
+ * - Recovery at start-up: a leftover temporary file is removed; every pending drain is handed
+ *   over again, byte for byte. Then a non-empty history becomes one recovered drain, built only
+ *   from the checkpoint (window `W` … last collection, keys from the last collection's time and
+ *   the *stored* hostname), which goes through the same two phases. A recovery that crashes and
+ *   repeats therefore either rebuilds identical bytes from the same history or replays the
+ *   pending bytes it wrote.
  *
  * A crash between a sink `enqueue` and the phase-2 write replays events that the sink already
  * holds: the same bytes with the same idempotency keys, which consumers deduplicate, so
- * no usage is billed twice. If a checkpoint write fails, drains stay pending in memory and are
- * handed over after the next successful write: billing late, never twice. The downtime itself is
- * not billed, so sightings before a crash do not carry over.
+ * no usage is billed twice. The downtime itself is not billed, so sightings before a crash do
+ * not carry over.
+ *
+ * ## When the disk is full
+ *
+ * Delivery never waits for the disk. A drain whose phase-1 write failed is handed to the sink
+ * all the same, so the checkpoint holds no backlog and stays the size of one history entry per
+ * VM, however long the disk is full. Before that drain goes out, the checkpoint on disk is
+ * removed: it may still hold the drained usage as history, which a recovery would bill a second
+ * time under other keys. Until a write succeeds again, a crash therefore loses the usage
+ * measured since the last good checkpoint (and what the sink holds only in memory), but never
+ * bills anything twice. `docs/billing-guarantees.md` states the whole guarantee.
  *
  * @module
  */
@@ -127,6 +136,11 @@ interface PendingDrain {
   events: string[];
   /** How many events this process already handed over (a crash restarts from 0). */
   handedOver: number;
+  /**
+   * Whether a recovery would rebuild this drain byte for byte: a checkpoint holding it as
+   * pending was written, or it came from the checkpoint on disk.
+   */
+  checkpointed: boolean;
 }
 
 const decimal = z.string().regex(/^-?\d+$/).transform((text) => BigInt(text));
@@ -249,11 +263,17 @@ export class BillingCollector {
     } catch (err) {
       this.#error("checkpoint_write", "Cannot create the billing state directory", err);
     }
+    // Left by a write that failed or crashed: the checkpoint itself is the old or the new one.
+    this.#removeQuietly(`${dir}/${CHECKPOINT_FILE}.tmp`);
     const checkpoint = await this.#readCheckpoint(dir);
     if (checkpoint === null) return;
 
     this.#generation = checkpoint.generation;
-    this.#pending = checkpoint.pending.map((drain) => ({ ...drain, handedOver: 0 }));
+    this.#pending = checkpoint.pending.map((drain) => ({
+      ...drain,
+      handedOver: 0,
+      checkpointed: true,
+    }));
     const { history, windowStartNs, lastCollectNs } = checkpoint;
     if (history.length > 0 && windowStartNs !== null && lastCollectNs !== null) {
       const totals = history.map((series): Totals => {
@@ -262,7 +282,8 @@ export class BillingCollector {
         return result;
       });
       const events = this.#buildEvents(checkpoint.hostname, windowStartNs, lastCollectNs, totals);
-      this.#addPending(events);
+      // Rebuilt from the checkpoint's history alone: a recovery after a crash rebuilds it again.
+      this.#addPending(events, true);
       this.#options.metrics?.recoveredEvents.inc(events.length);
       this.#log.info("Recovered undrained billing usage from the checkpoint", {
         hostname: checkpoint.hostname,
@@ -457,20 +478,28 @@ export class BillingCollector {
     return events;
   }
 
-  #addPending(events: string[]): void {
+  #addPending(events: string[], checkpointed = false): void {
     const generation = this.#generation + this.#pending.length + 1;
-    this.#pending.push({ generation, events, handedOver: 0 });
+    this.#pending.push({ generation, events, handedOver: 0, checkpointed });
     this.#options.metrics?.pendingDrains.set(this.#pending.length);
   }
 
-  /** Writes the checkpoint; only once that succeeded may pending drains reach the sink. */
+  /**
+   * Writes the checkpoint, then hands the pending drains to the sink, whether the write
+   * succeeded or not: delivery must not wait for room on the disk.
+   */
   async #commit(): Promise<void> {
-    if (await this.#writeCheckpoint()) await this.#handOver();
+    await this.#writeCheckpoint();
+    await this.#handOver();
   }
 
   async #handOver(): Promise<void> {
     while (this.#pending.length > 0) {
       const drain = this.#pending[0];
+      // Its phase 1 was never written: the checkpoint on disk may still hold its usage as
+      // history, which a recovery would bill again under other keys. It goes first, so a crash
+      // loses the usage since the last good checkpoint instead of billing it twice.
+      if (!drain.checkpointed) this.#removeStaleCheckpoint();
       try {
         while (drain.handedOver < drain.events.length) {
           this.#options.sink.enqueue(drain.events[drain.handedOver]);
@@ -483,8 +512,30 @@ export class BillingCollector {
       this.#pending.shift();
       this.#generation = drain.generation;
       this.#options.metrics?.pendingDrains.set(this.#pending.length);
-      // Phase 2. If this write fails, a crash replays the drain's identical bytes, no worse.
+      // Phase 2. If this write fails, a crash replays the drain's identical bytes (or, with the
+      // checkpoint removed, nothing of it): never twice.
       await this.#writeCheckpoint();
+    }
+  }
+
+  #removeStaleCheckpoint(): void {
+    const dir = this.#options.stateDir;
+    if (dir === null) return;
+    try {
+      this.#storage.remove(`${dir}/${CHECKPOINT_FILE}`);
+      this.#storage.syncDir(dir);
+      this.#log.warn(
+        "Removed the stale billing checkpoint: a crash before the next " +
+          "successful write loses the usage measured since, rather than billing some twice",
+      );
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      this.#error(
+        "checkpoint_write",
+        "Cannot remove the stale billing checkpoint: a crash before the next successful " +
+          "write may bill some usage twice",
+        err,
+      );
     }
   }
 
@@ -516,12 +567,24 @@ export class BillingCollector {
       this.#checkpoint(),
       (_key, value) => typeof value === "bigint" ? value.toString() : value,
     );
+    const path = `${dir}/${CHECKPOINT_FILE}`;
     try {
-      await this.#storage.replace(`${dir}/${CHECKPOINT_FILE}`, [new TextEncoder().encode(text)]);
-      return true;
+      await this.#storage.replace(path, [new TextEncoder().encode(text)]);
     } catch (err) {
       this.#error("checkpoint_write", "Cannot write the billing checkpoint", err);
+      // A half-written temporary file takes room a later, smaller checkpoint could use.
+      this.#removeQuietly(`${path}.tmp`);
       return false;
+    }
+    for (const drain of this.#pending) drain.checkpointed = true;
+    return true;
+  }
+
+  #removeQuietly(path: string): void {
+    try {
+      this.#storage.remove(path);
+    } catch {
+      // Absent, or the disk refuses even that: the next start removes it.
     }
   }
 

@@ -9,8 +9,9 @@
 export interface EventSink {
   /**
    * Takes one event as its exact JSON bytes (no trailing newline), already encoded by
-   * `billing/events.ts`. When this returns, the event is durable (spooled); when it cannot be
-   * made durable, this throws and the producer still owns the event.
+   * `billing/events.ts`. When this returns, the sink owns the event: it is durable (spooled),
+   * or, when the disk cannot take it, held in memory and sent all the same. A throw means the
+   * producer still owns the event.
    */
   enqueue(eventJson: string): void;
 }

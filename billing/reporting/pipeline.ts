@@ -2,8 +2,10 @@
  * A reporting pipeline: the event sink that the billing collector or the
  * scaling-events reporter writes to, fanned out to one spooled queue and one sender per client.
  *
- * Durability: `enqueue` returns only once the event is in every client's journal and
- * fdatasync'd, so an event counts as produced only when a crash can no longer lose it. Each call
+ * Durability: `enqueue` returns once the event is in every client's journal and fdatasync'd,
+ * so an event counts as produced only when a crash can no longer lose it — unless the disk
+ * refuses the write (full, failing): then the event is kept in memory and sent all the same,
+ * because delivery must not depend on the disk, and `stop` reports what is still unsaved. Each call
  * costs one fdatasync per client (measured on the development machine's ext4: 0.4-0.5 ms per
  * call with one client, 1-1.3 ms with three), so a producer with many events at once (a billing
  * drain) should hand them over with `enqueueAll`, which pays that once per client for the whole
@@ -24,7 +26,7 @@ import { type Log, silentLog } from "../../lib/log.ts";
 import type { EventSink } from "../sink.ts";
 import type { BatchFormat } from "./batch.ts";
 import { type PipelineKind, ReportingMetrics } from "./metrics.ts";
-import { ClientQueue, type Journaled, JournalError } from "./queue.ts";
+import { ClientQueue, type Journaled } from "./queue.ts";
 import { type Clock, systemClock } from "../../lib/clock.ts";
 import { type Random, systemRandom } from "../../lib/random.ts";
 import { DEFAULT_RETRY, type RetryPolicy, Sender } from "./sender.ts";
@@ -71,13 +73,15 @@ export interface ClientStats {
   deadBatches: number;
 }
 
-/** Thrown by `enqueue`/`enqueueAll` when the events could not be made durable; none was kept. */
-export class SpoolWriteError extends Error {
-  constructor(options: ErrorOptions) {
-    super("cannot write events to the spool", options);
-    this.name = "SpoolWriteError";
-  }
+/** Usage a stopped pipeline could neither deliver nor save, per client. */
+export interface UnsavedUsage {
+  client: ClientName;
+  events: number;
+  /** The sum of the events' `value` per metric (billing) or per kind (scaling events). */
+  amounts: Record<string, number>;
 }
+
+const JOURNAL_ERROR_LOG_EVERY_MS = 60_000;
 
 export const DEFAULT_SPOOL_CAP_BYTES = 256 * 1024 * 1024;
 /** Within a 30 s termination grace period, with room for the rest of the shutdown. */
@@ -92,6 +96,8 @@ export class ReportingPipeline implements EventSink {
   readonly #clock: Clock;
   readonly #lock: StorageLock | null = null;
   #stopped = false;
+  /** Per client: when a journal failure was last logged, and the events kept since. */
+  readonly #journalErrors = new Map<string, { at: number; events: number }>();
 
   /**
    * Opens (creating it if needed) and locks the spool, and loads what a previous run left.
@@ -156,9 +162,11 @@ export class ReportingPipeline implements EventSink {
 
   /**
    * Spools the events for every client, durably, with one fdatasync per client for the whole
-   * list. All or nothing: on a write error, what was written is rolled back and
-   * {@link SpoolWriteError} is thrown, so the producer still owns the events and may retry with
-   * the same bytes. With no clients, events are dropped, as the reference does.
+   * list. Never throws: where a client's journal cannot be written (a full or failing disk), the
+   * events are kept in memory for that client and sent all the same, since delivery must not
+   * depend on the disk; they count as unsaved until a batch file or the destination has them,
+   * and {@link stop} reports what is still unsaved. With no clients, events are dropped, as the
+   * reference does.
    */
   enqueueAll(eventsJson: readonly string[]): void {
     if (this.#queues.length === 0 || eventsJson.length === 0) return;
@@ -174,29 +182,29 @@ export class ReportingPipeline implements EventSink {
       try {
         journaled.push(queue.journal(events));
       } catch (err) {
-        const clean = err instanceof JournalError && err.rolledBack &&
-          journaled.every((j) => j.rollback());
-        this.#log.error("cannot write events to the spool", {
-          client: queue.client,
-          events: events.length,
-          error: err instanceof Error && err.cause !== undefined ? err.cause : err,
-          rolledBack: clean,
-        });
-        if (clean) throw new SpoolWriteError({ cause: err });
-        // Part of it is on disk somewhere: throwing could make the producer emit the usage
-        // again under new keys. Keep it, in memory where the journal failed, instead.
-        for (const rest of this.#queues.slice(this.#queues.indexOf(queue) + 1)) {
-          try {
-            journaled.push(rest.journal(events));
-          } catch {
-            rest.accept(events);
-          }
-        }
-        queue.accept(events);
-        break;
+        // A write rolled back or not, the events go to memory: the same bytes again after a
+        // restart are deduplicated by the batch and by the consumers' idempotency keys.
+        queue.accept(events, { saved: false });
+        this.#journalFailed(queue.client, events.length, err);
       }
     }
     for (const j of journaled) j.commit();
+  }
+
+  /** Logs journal failures at most once a minute per client, with what they kept in memory. */
+  #journalFailed(client: string, events: number, err: unknown): void {
+    const now = this.#clock.now();
+    const last = this.#journalErrors.get(client);
+    if (last !== undefined && now - last.at < JOURNAL_ERROR_LOG_EVERY_MS) {
+      last.events += events;
+      return;
+    }
+    this.#journalErrors.set(client, { at: now, events: 0 });
+    this.#log.error("cannot write events to the spool; they are sent from memory", {
+      client,
+      events: events + (last?.events ?? 0),
+      error: err instanceof Error && err.cause !== undefined ? err.cause : err,
+    });
   }
 
   /** Starts the sender loops; batches left by a previous run go out first. */
@@ -207,21 +215,24 @@ export class ReportingPipeline implements EventSink {
   /**
    * Completes every ongoing batch and makes one send pass per client, cancelling attempts still
    * running after `deadlineMs`. What is not sent stays in the spool for the next start. Then the
-   * spool is unlocked.
+   * spool is unlocked. Resolves with the usage that is neither delivered nor on disk (a full disk
+   * and a failing destination at once), after logging it at error level; empty otherwise.
    */
-  async stop(options: { deadlineMs?: number } = {}): Promise<void> {
-    if (this.#stopped) return;
+  async stop(options: { deadlineMs?: number } = {}): Promise<UnsavedUsage[]> {
+    if (this.#stopped) return [];
     this.#stopped = true;
     const deadline = new AbortController();
     const deadlineMs = options.deadlineMs ?? DEFAULT_STOP_DEADLINE_MS;
     // No time at all: ongoing batches are still completed into the spool, but nothing is sent.
     if (deadlineMs <= 0) deadline.abort(new Canceled());
     const cancel = this.#clock.timer(deadlineMs, () => deadline.abort(new Canceled()));
+    let unsaved: UnsavedUsage[] = [];
     try {
       await Promise.all(this.#senders.map((s) => s.stop(deadline.signal)));
     } finally {
       cancel();
       for (const client of this.#clients) client.transport.close?.();
+      unsaved = this.#unsaved();
       this.#release();
     }
     const left = this.stats().filter((s) => s.queuedEvents > 0);
@@ -230,6 +241,33 @@ export class ReportingPipeline implements EventSink {
         clients: Object.fromEntries(left.map((s) => [s.client, s.queuedEvents])),
       });
     }
+    for (const usage of unsaved) {
+      this.#log.error("usage lost: neither delivered nor saved to the spool", { ...usage });
+    }
+    return unsaved;
+  }
+
+  /** What each client holds only in memory, after a last try to write it to disk. */
+  #unsaved(): UnsavedUsage[] {
+    const result: UnsavedUsage[] = [];
+    for (const queue of this.#queues) {
+      queue.finishOngoing();
+      queue.saveUnsaved();
+      const events = queue.unsavedEvents();
+      if (events.length === 0) continue;
+      const amounts: Record<string, number> = {};
+      for (const event of events) {
+        try {
+          const { metric, kind, value } = JSON.parse(event);
+          const name = String(metric ?? kind ?? "events");
+          amounts[name] = (amounts[name] ?? 0) + (typeof value === "number" ? value : 1);
+        } catch {
+          amounts["events"] = (amounts["events"] ?? 0) + 1;
+        }
+      }
+      result.push({ client: queue.client as ClientName, events: events.length, amounts });
+    }
+    return result;
   }
 
   /** Resolves when no sender has work it could do right now (for tests on virtual time). */

@@ -61,6 +61,8 @@ export class ClientQueue {
   #ongoingSet = new Set<string>();
   #ongoingBytes = 0;
   #ongoingSeq: number;
+  /** Events of the ongoing batch that are in no journal: their write failed. */
+  #unsaved = new Set<string>();
   #journalBytes = 0;
   #completedEvents = 0;
   #completedBytes = 0;
@@ -98,7 +100,18 @@ export class ClientQueue {
     // Other journals (a batch file that could not be written, or a smaller maxBatchSize now) go
     // through the ongoing batch again, with the same event bytes.
     for (const journal of journals) {
-      if (journal.events.length > 0) this.journal(journal.events).commit();
+      if (journal.events.length === 0) {
+        this.#spool.removeJournal(journal.seq);
+        continue;
+      }
+      try {
+        this.journal(journal.events).commit();
+      } catch {
+        // No room to copy it: its events are sent from memory, and the old journal stays for
+        // the next start (the same bytes again, which the batch and consumers deduplicate).
+        this.accept(journal.events, { saved: false });
+        continue;
+      }
       this.#spool.removeJournal(journal.seq);
     }
     if (recovered.batches.length > 0 || recovered.journals.length > 0) {
@@ -180,10 +193,14 @@ export class ClientQueue {
    * An event already in the ongoing batch is skipped: a producer that re-emits events after a
    * crash (it cannot know whether the spool got them) must not put one key twice into a batch,
    * which the reference never sends. Across batches, consumers deduplicate anyway.
+   *
+   * With `saved: false` the events are in no journal (its write failed): they are sent like the
+   * others, and count as unsaved until a batch file holds them or the destination has them.
    */
-  accept(events: readonly string[]): void {
+  accept(events: readonly string[], options: { saved: boolean } = { saved: true }): void {
     for (const event of events) {
       if (this.#ongoingSet.has(event)) continue;
+      if (!options.saved) this.#unsaved.add(event);
       this.#ongoing.push(event);
       this.#ongoingSet.add(event);
       this.#ongoingBytes += event.length;
@@ -220,6 +237,38 @@ export class ClientQueue {
     this.#complete();
     this.refresh();
     return true;
+  }
+
+  /** Events that are neither on disk nor delivered: a crash now would lose them. */
+  unsavedEvents(): string[] {
+    return [...this.#unsaved, ...this.#completed.flatMap((b) => b.unsaved ?? [])];
+  }
+
+  /**
+   * Tries once more to write the batches that exist only in memory to their files (there may be
+   * room on the disk again); true when nothing is left unsaved in a completed batch.
+   */
+  saveUnsaved(): boolean {
+    let saved = true;
+    for (const batch of this.#completed) {
+      if (batch.body === undefined) continue;
+      try {
+        batch.fileBytes = this.#spool.writeBatch(batch, batch.body);
+      } catch {
+        saved = false;
+        continue;
+      }
+      this.#completedBytes += batch.fileBytes - batch.body.length;
+      delete batch.body;
+      delete batch.unsaved;
+      try {
+        this.#spool.removeJournal(batch.seq);
+      } catch {
+        // Recovery drops a journal whose batch exists.
+      }
+    }
+    this.refresh();
+    return saved;
   }
 
   /** The oldest completed batch, which the sender works on. */
@@ -286,8 +335,10 @@ export class ClientQueue {
     try {
       batch.fileBytes = this.#spool.writeBatch(batch, body);
     } catch (err) {
-      // Its events stay durable in the journal, which a restart turns into a batch again.
+      // Its events stay durable in the journal, which a restart turns into a batch again, except
+      // those whose journal write failed too.
       batch.body = body;
+      if (this.#unsaved.size > 0) batch.unsaved = [...this.#unsaved];
       this.#options.metrics.spoolWriteErrors.inc({ client: this.client });
       this.#options.log.error("cannot write a completed batch to the spool; kept in memory", {
         client: this.client,
@@ -309,6 +360,7 @@ export class ClientQueue {
     }
     this.#ongoing = [];
     this.#ongoingSet = new Set();
+    this.#unsaved = new Set();
     this.#ongoingBytes = 0;
     this.#journalBytes = 0;
     this.#ongoingSeq++;

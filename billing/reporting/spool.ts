@@ -36,6 +36,8 @@ export interface SpooledBatch {
    * a restart rebuilds it.
    */
   body?: Uint8Array;
+  /** With `body`: the events that are not in the journal either (its write failed too). */
+  unsaved?: string[];
   /** Consecutive attempts that failed permanently (not persisted). */
   permanentFailures: number;
 }

@@ -9,6 +9,11 @@ import {
 } from "../../billing/collector.ts";
 import { BillingCollectorMetrics } from "../../billing/metrics.ts";
 import type { EventSink } from "../../billing/sink.ts";
+import { denoStorage, type Storage } from "../../billing/storage.ts";
+import { ReportingPipeline } from "../../billing/reporting/pipeline.ts";
+import { SendFailure } from "../../billing/reporting/transport.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
+import { fakeClient, FakeTransport } from "./reporting_helpers.ts";
 import { decodeVirtualMachine, type VirtualMachine } from "../../agent/k8s/vm.ts";
 
 const NODE = "node-1";
@@ -871,10 +876,27 @@ Deno.test("collector: drains the sink refused stay pending and go out in order",
   });
 });
 
-Deno.test("collector: while the checkpoint cannot be written, nothing reaches the sink", async () => {
-  await withStateDir(async (parent) => {
-    const dir = `${parent}/state`;
-    const { clock, source, sink, collector, registry } = setup({ stateDir: dir });
+/**
+ * The file system, filling up on demand: a full disk fails writes as ENOSPC does, after
+ * leaving what fitted of the temporary file.
+ */
+function fillableStorage(): Storage & { full: boolean } {
+  const storage = {
+    ...denoStorage,
+    full: false,
+    replace(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+      if (!storage.full) return denoStorage.replace(path, chunks);
+      Deno.writeFileSync(`${path}.tmp`, chunks[0].subarray(0, chunks[0].length >> 1));
+      return Promise.reject(new Error("No space left on device (os error 28)"));
+    },
+  };
+  return storage;
+}
+
+Deno.test("collector: while the checkpoint cannot be written, drains still reach the sink; the stale checkpoint goes", async () => {
+  await withStateDir(async (dir) => {
+    const storage = fillableStorage();
+    const { clock, source, sink, collector, registry } = setup({ stateDir: dir, storage });
     source.list = [vm({ uid: "a" })];
     await collector.recover();
     at(clock, 0);
@@ -882,29 +904,101 @@ Deno.test("collector: while the checkpoint cannot be written, nothing reaches th
     await collector.collect();
     at(clock, 4);
     await collector.collect();
+    assert.ok(readCheckpoint(dir) !== null);
 
-    // The state directory turns into a file: every write fails.
-    await Deno.remove(dir, { recursive: true });
-    await Deno.writeTextFile(dir, "");
+    storage.full = true;
     at(clock, 8);
     await collector.collect();
     at(clock, 8.5);
     await collector.drain();
-    assert.deepEqual(sink.events, []);
-    const errors = await metricValues(registry, "autoscaling_agent_billing_collector_errors_total");
-    assert.deepEqual(errors, [{ labels: { cause: "checkpoint_write" }, value: 2 }]);
-
-    await Deno.remove(dir);
-    await Deno.mkdir(dir);
-    at(clock, 12);
-    await collector.collect();
+    // Delivered without the disk: before the fix, nothing reached the sink until a write did.
     assert.deepEqual(sink.parsed().map((e) => [e.value, e.stop_time]), [
       [8, wall(8.5)],
       [8, wall(8.5)],
     ]);
+    // The old checkpoint held that usage as history: a recovery from it would bill it again.
+    assert.equal(readCheckpoint(dir), null);
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir), (e) => e.name), []);
+    const errors = await metricValues(registry, "autoscaling_agent_billing_collector_errors_total");
+    assert.deepEqual(errors, [{ labels: { cause: "checkpoint_write" }, value: 3 }]);
+
+    // A crash now bills nothing twice: the next process finds no checkpoint.
+    const next = setup({ stateDir: dir });
+    await next.collector.recover();
+    assert.deepEqual(next.sink.events, []);
+
+    storage.full = false;
+    at(clock, 12);
+    await collector.collect();
     const checkpoint = JSON.parse(readCheckpoint(dir)!);
     assert.equal(checkpoint.generation, 1);
     assert.deepEqual(checkpoint.pending, []);
+    assert.equal(sink.events.length, 2);
+  });
+});
+
+Deno.test("collector: leftover temporary checkpoint files are removed at start", async () => {
+  await withStateDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/${CHECKPOINT_FILE}.tmp`, '{"version":1,"hostn');
+    const { collector } = setup({ stateDir: dir });
+    await collector.recover();
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir), (e) => e.name), []);
+  });
+});
+
+Deno.test("collector: with the spool as its sink, a long full-disk outage leaves a checkpoint the size of its VMs", async () => {
+  await withStateDir(async (dir) => {
+    const storage = fillableStorage();
+    const scheduler = new VirtualClock();
+    const transport = new FakeTransport(scheduler);
+    let down = true;
+    transport.respond = () => {
+      if (down) throw new SendFailure("HTTP code 503", false);
+    };
+    const pipeline = new ReportingPipeline({
+      kind: "billing",
+      clients: [fakeClient(transport, { maxBatchSize: 1000 })],
+      spoolDir: `${dir}/spool`,
+      registry: new Registry(),
+      clock: scheduler,
+      storage: {
+        ...storage,
+        openAppend(path) {
+          const handle = denoStorage.openAppend(path);
+          return {
+            ...handle,
+            write: (bytes) => {
+              if (storage.full) throw new Error("No space left on device (os error 28)");
+              handle.write(bytes);
+            },
+          };
+        },
+      },
+    });
+    const { clock, source, collector } = setup({ stateDir: dir, storage, sink: pipeline });
+    source.list = Array.from({ length: 3 }, (_, i) => vm({ uid: `u${i}` }));
+    await collector.recover();
+    at(clock, 0);
+    collector.begin();
+    storage.full = true;
+    // An hour of collections and drains with the disk full and the destination down.
+    for (let t = 4; t <= 3600; t += 4) {
+      at(clock, t);
+      await collector.collect();
+      if (t % 24 === 0) await collector.drain();
+    }
+    storage.full = false;
+    at(clock, 3604);
+    await collector.collect();
+    const size = readCheckpoint(dir)!.length;
+    assert.ok(size < 1500, `checkpoint of ${size} bytes for 3 VMs after an hour`);
+    assert.deepEqual(JSON.parse(readCheckpoint(dir)!).pending, []);
+    // The destination comes back: the whole hour goes out from memory.
+    down = false;
+    pipeline.start();
+    assert.deepEqual(await pipeline.stop(), []);
+    const { events } = JSON.parse(transport.attempts.at(-1)!.body);
+    assert.equal(events.length, 3 * 2 * 150, "150 drains of 3 VMs, 2 events each");
   });
 });
 

@@ -2,11 +2,7 @@ import type { VirtualClock } from "../../lib/virtual_clock.ts";
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
 import { jsonArrayBody } from "../../billing/reporting/batch.ts";
-import {
-  type PipelineOptions,
-  ReportingPipeline,
-  SpoolWriteError,
-} from "../../billing/reporting/pipeline.ts";
+import { type PipelineOptions, ReportingPipeline } from "../../billing/reporting/pipeline.ts";
 import { SendFailure } from "../../billing/reporting/transport.ts";
 import {
   advance,
@@ -284,46 +280,72 @@ Deno.test("spool: a second process cannot open a spool in use", async () => {
   });
 });
 
-Deno.test("spool: a failed write keeps nothing anywhere and throws to the producer", async () => {
+Deno.test("spool: a journal that cannot be written keeps the events in memory, and they are still sent", async () => {
   await withSpool(async (dir) => {
     const scheduler = reportingClock();
     const registry = new Registry();
     const a = new FakeTransport(scheduler);
     const b = new FakeTransport(scheduler);
+    const log = recordingLog();
     const pipeline = new ReportingPipeline({
       kind: "billing",
       clients: [fakeClient(a), fakeClient(b, { name: "s3" })],
       spoolDir: dir,
       registry,
       clock: scheduler,
-      log: recordingLog(),
+      log,
     });
     pipeline.enqueue(makeEvent(0));
-    // The s3 client's directory becomes a plain file: its next journal write fails.
+    // The s3 client's directory becomes a plain file: its journal writes fail, as on a full disk.
     Deno.removeSync(`${dir}/billing/s3`, { recursive: true });
     Deno.writeTextFileSync(`${dir}/billing/s3`, "");
-    assert.throws(() => pipeline.enqueue(makeEvent(1)), SpoolWriteError);
+    pipeline.enqueue(makeEvent(1));
+    pipeline.enqueue(makeEvent(2));
     assert.equal(
       Deno.readTextFileSync(spoolFile(dir, 1, "journal")),
-      `${makeEvent(0)}\n`,
-      "the http journal was rolled back",
+      `${makeEvent(0)}\n${makeEvent(1)}\n${makeEvent(2)}\n`,
+      "the http journal has every event",
     );
-    assert.deepEqual(pipeline.stats().map((s) => s.queuedEvents), [1, 1]);
+    assert.deepEqual(pipeline.stats().map((s) => s.queuedEvents), [3, 3]);
     assert.equal(
       await metric(registry, "autoscaling_agent_billing_spool_write_errors_total", {
         client: "s3",
       }),
-      1,
+      2,
     );
-    Deno.removeSync(`${dir}/billing/s3`);
-    Deno.mkdirSync(`${dir}/billing/s3/dead`, { recursive: true });
-    pipeline.enqueue(makeEvent(1));
+    // Logged once for the minute, not once per event.
+    assert.deepEqual(
+      log.lines.filter((l) => l.level === "error").map((l) => [l.msg, l.fields.events]),
+      [["cannot write events to the spool; they are sent from memory", 1]],
+    );
     pipeline.start();
-    await pipeline.stop();
-    assert.deepEqual(a.bodies, [text(jsonArrayBody(events(0, 2)))]);
+    assert.deepEqual(await pipeline.stop(), [], "everything was delivered");
+    assert.deepEqual(a.bodies, [text(jsonArrayBody(events(0, 3)))]);
     assert.deepEqual(await Promise.all(b.attempts.map((x) => gunzip(x.batch.body))), [
-      `${makeEvent(0)}\n${makeEvent(1)}\n`,
+      `${makeEvent(0)}\n${makeEvent(1)}\n${makeEvent(2)}\n`,
     ]);
+  });
+});
+
+Deno.test("spool: at stop, events neither delivered nor saved are reported with their amounts", async () => {
+  await withSpool(async (dir) => {
+    const scheduler = reportingClock();
+    const log = recordingLog();
+    const pipeline = open(dir, scheduler, { transport: failing(scheduler), log, maxBatchSize: 2 });
+    pipeline.enqueue(makeEvent(1));
+    Deno.removeSync(`${dir}/billing/http`, { recursive: true });
+    Deno.writeTextFileSync(`${dir}/billing/http`, "");
+    pipeline.enqueueAll(events(2, 3));
+    pipeline.start();
+    const unsaved = await pipeline.stop({ deadlineMs: 0 });
+    // Event 1 is in the journal that was removed with the directory, but it had been saved: only
+    // what never reached a file counts. Values are i % 13: 2 + 3 + 4.
+    assert.deepEqual(unsaved, [
+      { client: "http", events: 3, amounts: { effective_compute_seconds: 9 } },
+    ]);
+    const lost = log.lines.find((l) => l.msg.startsWith("usage lost"));
+    assert.equal(lost?.level, "error");
+    assert.deepEqual(lost?.fields, unsaved[0]);
   });
 });
 
