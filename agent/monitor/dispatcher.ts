@@ -20,6 +20,7 @@ import { CloseCode, closeSocket } from "./close.ts";
 import { abortedWith, handshake, HandshakeError } from "./handshake.ts";
 import { DEFAULT_HEALTH_CHECK_INTERVAL_MS, runHealthChecks } from "./health.ts";
 import { type Frame, Inbox } from "./inbox.ts";
+import { PendingRequests } from "./pending.ts";
 import { websocketDialer } from "./websocket.ts";
 import {
   type DecodedFrame,
@@ -89,16 +90,6 @@ export interface DispatcherOptions {
   log?: Log;
 }
 
-type WaiterResult =
-  | { ok: true; reply: InboundMessage }
-  | { ok: false; label: string; error: Error }
-  | { ok: false; timeout: true };
-
-interface Waiter {
-  expect: ReplyType;
-  settle(result: WaiterResult): void;
-}
-
 /** The default of {@link DispatcherOptions.inboundRateLimit}. */
 export const INBOUND_RATE_LIMIT = { perSecond: 50, burst: 100 } as const;
 
@@ -128,9 +119,8 @@ export class Dispatcher {
   readonly #responseTimeoutMs: number;
   /** What the monitor may still send: a tenant flooding the agent is cut off, not served. */
   readonly #inbound: Allowance;
-  readonly #waiters = new Map<number, Waiter>();
+  readonly #pending: PendingRequests;
   readonly #resolveExited: (error: Error | null) => void;
-  #lastId = 0;
   #exitError: Error | null | undefined;
   #removeAbort: (() => void) | undefined;
   /** Aborted by {@linkcode exit}: stops the frame reader and the health checks. */
@@ -188,6 +178,7 @@ export class Dispatcher {
     this.version = version;
     this.#socket = socket;
     this.#clock = opts.clock ?? systemClock;
+    this.#pending = new PendingRequests(this.#clock);
     this.#hooks = opts.hooks ?? {};
     this.#log = opts.log ?? silentLog;
     this.#responseTimeoutMs = opts.responseTimeoutMs;
@@ -217,7 +208,7 @@ export class Dispatcher {
 
   /** Pending requests (for the state dump). */
   get waitersSize(): number {
-    return this.#waiters.size;
+    return this.#pending.size;
   }
 
   /** Whether {@linkcode exit} has run. */
@@ -237,13 +228,12 @@ export class Dispatcher {
     this.#stop.abort();
     // The reference lets pending calls run to their timeout; failing them now is equivalent,
     // only sooner.
-    const closing = new Error(
-      `vm-monitor connection ended: ${error === null ? "normal exit" : error.message}`,
-    );
-    for (const [id, waiter] of this.#waiters) {
-      this.#waiters.delete(id);
-      waiter.settle({ ok: false, label: "connection closed", error: closing });
-    }
+    this.#pending.failAll({
+      label: "connection closed",
+      error: new Error(
+        `vm-monitor connection ended: ${error === null ? "normal exit" : error.message}`,
+      ),
+    });
     closeSocket(this.#socket, code, reason ?? error?.message ?? "normal exit");
   }
 
@@ -271,36 +261,23 @@ export class Dispatcher {
     content: OutboundContent[T],
     timeoutMs: number = this.#responseTimeoutMs,
   ): Promise<ReplyFor<T>> {
-    const id = this.#lastId += 2;
-    const { promise, resolve } = Promise.withResolvers<WaiterResult>();
-    const waiter: Waiter = { expect: REPLY_TYPE[type], settle: resolve };
-    // Registered before sending, so a fast reply always finds its waiter.
-    this.#waiters.set(id, waiter);
+    const request = this.#pending.open(type, REPLY_TYPE[type], timeoutMs);
+    const { id } = request;
     try {
       this.#send(type, content, id);
     } catch (err) {
-      this.#waiters.delete(id);
+      request.cancel();
       this.#count(type, "[error: failed to send]");
       this.#log.error("failed to send message to vm-monitor", { type, id, error: errorText(err) });
       throw new Error(`failed to send ${type} to vm-monitor: ${errorText(err)}`, { cause: err });
     }
-    const cancelTimer = this.#clock.timer(timeoutMs, () => {
-      if (this.#waiters.get(id) !== waiter) return;
-      this.#waiters.delete(id);
-      resolve({ ok: false, timeout: true });
-    });
-    const result = await promise;
-    cancelTimer();
-    if (result.ok) {
+    const outcome = await request.outcome;
+    if (outcome.ok) {
       this.#count(type, "ok");
-      return result.reply as ReplyFor<T>;
+      return outcome.value as ReplyFor<T>;
     }
-    if ("timeout" in result) {
-      this.#count(type, "[error: timed out waiting for response]");
-      throw new Error(`timed out waiting ${timeoutMs} ms for vm-monitor response to ${type}`);
-    }
-    this.#count(type, `[error: ${result.label}]`);
-    throw result.error;
+    this.#count(type, `[error: ${outcome.error.label}]`);
+    throw outcome.error.error;
   }
 
   #count(type: RequestType, code: string): void {
@@ -412,18 +389,12 @@ export class Dispatcher {
       rootErr ??= errorText(err);
       throw err;
     } finally {
-      const waiter = this.#waiters.get(id);
-      if (waiter !== undefined) {
-        this.#waiters.delete(id);
-        const label = rootErr ?? "unknown";
-        waiter.settle({
-          ok: false,
-          label,
-          error: new Error(`vm-monitor request failed: ${label}`),
-        });
-      } else if (rootErr !== undefined) {
-        this.#declareInbound(type, `[error: ${rootErr}]`);
-      }
+      const label = rootErr ?? "unknown";
+      const failed = this.#pending.fail(id, {
+        label,
+        error: new Error(`vm-monitor request failed: ${label}`),
+      });
+      if (!failed && rootErr !== undefined) this.#declareInbound(type, `[error: ${rootErr}]`);
     }
   }
 
@@ -443,15 +414,10 @@ export class Dispatcher {
           id: message.id,
           error: message.error,
         });
-        const waiter = this.#waiters.get(message.id);
-        if (waiter !== undefined) {
-          this.#waiters.delete(message.id);
-          waiter.settle({
-            ok: false,
-            label: "unknown",
-            error: new Error(`vm-monitor rejected the request as invalid: ${message.error}`),
-          });
-        }
+        this.#pending.fail(message.id, {
+          label: "unknown",
+          error: new Error(`vm-monitor rejected the request as invalid: ${message.error}`),
+        });
         return;
       }
       case "UpscaleConfirmation":
@@ -466,8 +432,8 @@ export class Dispatcher {
     message: Extract<InboundMessage, { type: ReplyType | "InternalError" }>,
   ): void {
     const { id, type } = message;
-    const waiter = this.#waiters.get(id);
-    if (waiter === undefined) {
+    const expected = this.#pending.expected(id);
+    if (expected === undefined) {
       // The reference names an InternalError's type after its own handler: MonitorError.
       const named = type === "InternalError" ? "MonitorError" : type;
       const error =
@@ -476,29 +442,26 @@ export class Dispatcher {
       this.#sendOrFail("InvalidMessage", { error }, id);
       return;
     }
-    this.#waiters.delete(id);
     if (message.type === "InternalError") {
       this.#log.warn("vm-monitor experienced an internal error", { id, error: message.error });
-      waiter.settle({
-        ok: false,
+      this.#pending.fail(id, {
         label: "vm-monitor internal error",
         error: new Error(INTERNAL_ERROR_MESSAGE),
       });
-    } else if (message.type !== waiter.expect) {
+    } else if (message.type !== expected) {
       // Fixes the reference matching replies by id alone (a false success, or a crash for a
       // DownscaleRequest): a reply of the wrong type fails the request.
       this.#log.warn("vm-monitor replied with the wrong message type", {
         id,
-        expected: waiter.expect,
+        expected,
         got: type,
       });
-      waiter.settle({
-        ok: false,
+      this.#pending.fail(id, {
         label: `unexpected reply type ${type}`,
-        error: new Error(`vm-monitor replied ${type} where ${waiter.expect} was expected`),
+        error: new Error(`vm-monitor replied ${type} where ${expected} was expected`),
       });
     } else {
-      waiter.settle({ ok: true, reply: message });
+      this.#pending.reply(id, message);
     }
   }
 

@@ -44,7 +44,6 @@ Deno.test("e2e billing: VMs with a billing endpoint are billed to the HTTP colle
     },
   });
   const { cluster } = sim;
-  const started = Date.now();
   try {
     await waitFor(() => cpuEvents(cluster, "ep-billed").length >= 2, {
       what: "CPU events for the billed VM",
@@ -56,21 +55,26 @@ Deno.test("e2e billing: VMs with a billing endpoint are billed to the HTTP colle
   } finally {
     await sim.agent.stop();
   }
-  const elapsed = (Date.now() - started) / 1000;
   // One whole vCPU all along: each window's CPU-seconds equal its active seconds (both rounded
-  // per window, as the reference does), and the windows, the final drain's included, cover the
-  // whole run but the first collection period.
-  const active = cluster.collector!.events.filter((e) =>
-    e.metric === "active_time_seconds" && e.endpoint_id === "ep-billed"
-  );
+  // per window, as the reference does); the windows, the final drain's included, follow each
+  // other without gap or overlap, and together bill the time they span but the first collection
+  // period, as the events' own timestamps tell.
+  const active = cluster.collector!.events
+    .filter((e) => e.metric === "active_time_seconds" && e.endpoint_id === "ep-billed")
+    .sort((a, b) => String(a.start_time).localeCompare(String(b.start_time)));
   const byWindow = new Map(active.map((e) => [e.stop_time, Number(e.value)]));
   for (const e of cpuEvents(cluster, "ep-billed")) {
     assert.equal(Number(e.value), byWindow.get(e.stop_time), `window ending ${e.stop_time}`);
   }
+  for (let i = 1; i < active.length; i++) {
+    assert.equal(active[i].start_time, active[i - 1].stop_time, `window ${i} follows the last`);
+  }
+  const spanS = (Date.parse(String(active.at(-1)!.stop_time)) -
+    Date.parse(String(active[0].start_time))) / 1000;
   const billed = cpuSeconds(cluster, "ep-billed");
   const windows = active.length;
-  assert.ok(billed <= elapsed + 0.5 * windows, `billed ${billed} CPU-s over ${elapsed} s`);
-  assert.ok(billed >= elapsed - 2 - 0.5 * windows, `billed ${billed} CPU-s over ${elapsed} s`);
+  assert.ok(billed <= spanS + 0.5 * windows, `billed ${billed} CPU-s over ${spanS} s`);
+  assert.ok(billed >= spanS - 2 - 0.5 * windows, `billed ${billed} CPU-s over ${spanS} s`);
   assert.equal(cluster.collector!.duplicates, 0);
   await cluster.close();
   await Deno.remove(sim.stateDir, { recursive: true });

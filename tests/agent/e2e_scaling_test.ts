@@ -169,7 +169,6 @@ Deno.test("e2e: a monitor UpscaleRequest scales memory up within one plugin roun
     await waitFor(() => monitor.connected, { what: "the monitor connection" });
     await waitFor(() => cluster.plugin.requests.length > 0, { what: "a first plugin answer" });
     const before = cluster.plugin.requests.length;
-    const askedAt = Date.now();
     monitor.requestUpscale();
     const patch = await waitFor(
       () =>
@@ -178,7 +177,6 @@ Deno.test("e2e: a monitor UpscaleRequest scales memory up within one plugin roun
     );
     const pluginCalls = cluster.plugin.requests.slice(before).filter((r) => r.at <= patch.at);
     assert.equal(pluginCalls.length, 1, "exactly one plugin round trip before the patch");
-    assert.ok(patch.at - askedAt < 1000, `patch ${patch.at - askedAt} ms after the request`);
     const metrics = await (await fetch(sim.agent.addresses.metrics!)).text();
     assert.equal(
       sample(metrics, "autoscaling_agent_monitor_inbound_requests_total", {

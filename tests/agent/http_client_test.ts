@@ -598,9 +598,7 @@ Deno.test("http get: bodies over the limit fail", async (t) => {
 Deno.test("http get: timeouts and cancellation close the connection", async (t) => {
   await t.step("no answer", async () => {
     await withRaw(() => "hang", async (client) => {
-      const started = Date.now();
       const outcome = failed(await client.get(100, never));
-      assert.ok(Date.now() - started < 1000);
       assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
         DEADLINE,
         "deadline",
@@ -842,9 +840,7 @@ Deno.test("http post: a response body over the limit fails after the status", as
 Deno.test("http post: timeouts and cancellation", async (t) => {
   await t.step("no answer", async () => {
     await withRaw(() => "hang", async (client, server) => {
-      const started = Date.now();
       const outcome = failed(await client.post("x", JSON_TYPE, 100, never));
-      assert.ok(Date.now() - started < 1000);
       assert.deepEqual([outcome.rootCause, outcome.kind, outcome.status], [
         DEADLINE,
         "deadline",

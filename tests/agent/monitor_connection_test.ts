@@ -3,33 +3,38 @@ import assert from "node:assert/strict";
 import { runMonitorConnection } from "../../agent/monitor/connection.ts";
 import type { Dispatcher } from "../../agent/monitor/dispatcher.ts";
 import { GenerationCounter } from "../../agent/executor/clients.ts";
-import { SystemClock } from "../../lib/clock.ts";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
 import type { MonitorServer } from "../../sim/vm/monitor_server.ts";
 import { delay, withMonitor } from "./monitor_helpers.ts";
 import { waitFor } from "../support/wait.ts";
 
-type Sleep = (ms: number, signal?: AbortSignal) => Promise<boolean>;
-
-/** The real clock, with its sleeps answered by the test. */
-class SleepRecordingClock extends SystemClock {
-  constructor(readonly onSleep: Sleep) {
-    super();
-  }
-  override sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-    return this.onSleep(ms, signal);
-  }
-}
-
 /** An owner in the shape of the Runner: generation, current connection, event log. */
 class Owner {
   readonly generation = new GenerationCounter();
+  /** What happened, with the virtual time it happened at. */
   readonly events: string[] = [];
+  readonly times: number[] = [];
   readonly dispatchers: Dispatcher[] = [];
+  /** Every wait of the loop between attempts (the only user of this clock). */
+  readonly waits: number[] = [];
   current: { generation: number; dispatcher: Dispatcher } | null = null;
   readonly scope = new AbortController();
+  readonly clock = new VirtualClock({ startMs: 0 });
   loop: Promise<void> | undefined;
 
-  start(monitor: MonitorServer, minWaitMs: number, extra: { sleep?: Sleep } = {}): void {
+  constructor() {
+    const sleep = this.clock.sleep.bind(this.clock);
+    this.clock.sleep = (ms, signal) => {
+      this.waits.push(ms);
+      return sleep(ms, signal);
+    };
+  }
+
+  start(monitor: MonitorServer, minWaitMs: number): void {
+    const event = (name: string) => {
+      this.events.push(name);
+      this.times.push(this.clock.now());
+    };
     this.loop = runMonitorConnection({
       addr: monitor.url,
       signal: this.scope.signal,
@@ -39,18 +44,20 @@ class Owner {
         responseTimeoutMs: 500,
         maxHealthCheckSequentialFailuresMs: 60_000,
         healthCheckIntervalMs: 60_000,
+        // The connections' own timers on a clock of their own, which no test moves.
+        clock: new VirtualClock(),
       },
       onReset: () => {
         this.generation.increment();
         this.current = null;
-        this.events.push("reset");
+        event("reset");
       },
       onConnected: (dispatcher) => {
         this.current = { generation: this.generation.increment(), dispatcher };
         this.dispatchers.push(dispatcher);
-        this.events.push("connected");
+        event("connected");
       },
-      ...(extra.sleep === undefined ? {} : { clock: new SleepRecordingClock(extra.sleep) }),
+      clock: this.clock,
     });
   }
 
@@ -64,7 +71,6 @@ class Owner {
 Deno.test("connection: reconnects after the monitor closes, resetting in between", async () => {
   await withMonitor({}, async (monitor) => {
     const owner = new Owner();
-    const startedAt = Date.now();
     owner.start(monitor, 100);
     await waitFor(() => owner.events.length === 1);
     assert.deepEqual(owner.current?.generation, 1);
@@ -72,15 +78,16 @@ Deno.test("connection: reconnects after the monitor closes, resetting in between
     await first.healthCheck();
 
     monitor.closeSession({ code: 1001, reason: "monitor restarting" });
+    await waitFor(() => owner.events.length === 2);
+    assert.deepEqual(owner.waits, [100], "the rest of the minimum spacing");
+    await owner.clock.advance(100);
     await waitFor(() => owner.events.length === 3);
     assert.deepEqual(owner.events, ["connected", "reset", "connected"]);
+    assert.deepEqual(owner.times, [0, 0, 100], "the second attempt starts 100 ms after the first");
     // Reset bumped to 2; the new connection is generation 3.
     assert.equal(owner.current?.generation, 3);
     assert.notEqual(owner.current?.dispatcher, first);
     assert.equal(first.hasExited, true);
-    // The fake sees an attempt only after the dial, so measure from before the first one.
-    const second = monitor.sessions[1].openedAt - startedAt;
-    assert.ok(second >= 100, `second attempt ${second} ms after the first`);
     await owner.current!.dispatcher.healthCheck();
     assert.deepEqual(monitor.messages.map((m) => [m.session, m.id]), [[1, 2], [2, 2]]);
     await owner.stop();
@@ -92,12 +99,27 @@ Deno.test("connection: reconnects at once when the last attempt started long eno
     const owner = new Owner();
     owner.start(monitor, 40);
     await waitFor(() => owner.events.length === 1);
-    await delay(80);
-    const closedAt = Date.now();
+    await owner.clock.advance(80);
     monitor.closeSession();
     await waitFor(() => owner.events.length === 3);
-    const gap = monitor.sessions[1].openedAt - closedAt;
-    assert.ok(gap < 40, `reconnected after ${gap} ms`);
+    assert.deepEqual(owner.times, [0, 80, 80]);
+    assert.deepEqual(owner.waits, [], "no wait");
+    await owner.stop();
+  });
+});
+
+Deno.test("connection: waits only for the rest of the minimum spacing", async () => {
+  await withMonitor({}, async (monitor) => {
+    const owner = new Owner();
+    owner.start(monitor, 5000);
+    await waitFor(() => owner.events.length === 1);
+    await owner.clock.advance(1200);
+    monitor.closeSession();
+    await waitFor(() => owner.events.length === 2);
+    assert.deepEqual(owner.waits, [3800]);
+    await owner.clock.advance(3800);
+    await waitFor(() => owner.events.length === 3);
+    assert.deepEqual(owner.times, [0, 1200, 5000]);
     await owner.stop();
   });
 });
@@ -107,18 +129,16 @@ Deno.test("connection: failed attempts are retried at the minimum spacing, each 
     monitor.setHandshake({ reject: "not ready" });
     const owner = new Owner();
     owner.start(monitor, 60);
-    await waitFor(() => monitor.sessionCount >= 3);
-    monitor.setHandshake("normal");
-    await waitFor(() => owner.events.includes("connected"));
-    const starts = monitor.sessions.map((session) => session.openedAt);
-    for (let i = 1; i < starts.length; i++) {
-      // Dial latency shifts what the fake sees by a few ms either way.
-      assert.ok(starts[i] - starts[i - 1] >= 50, `attempts ${starts[i] - starts[i - 1]} ms apart`);
+    for (let attempts = 1; attempts <= 3; attempts++) {
+      await waitFor(() => owner.events.length === attempts, { what: `reset ${attempts}` });
+      await owner.clock.advance(60);
     }
-    const resets = owner.events.filter((e) => e === "reset").length;
-    assert.equal(resets, monitor.sessionCount - 1, "one reset before every retry");
-    assert.equal(owner.events.at(-1), "connected");
-    assert.equal(owner.events[0], "reset", "the first attempt failed, so no connect came first");
+    monitor.setHandshake("normal");
+    await owner.clock.advance(60);
+    await waitFor(() => owner.events.includes("connected"));
+    assert.deepEqual(owner.events, ["reset", "reset", "reset", "reset", "connected"]);
+    assert.deepEqual(owner.times, [0, 60, 120, 180, 240], "attempts 60 ms apart");
+    assert.equal(monitor.sessionCount, 5);
     await owner.stop();
   });
 });
@@ -134,7 +154,8 @@ Deno.test("connection: aborting ends the connection normally and stops the loop"
     assert.deepEqual(owner.events, ["connected", "reset"]);
     await waitFor(() => monitor.sessions[0].closeCode !== undefined);
     assert.equal(monitor.sessions[0].closeCode, 1000);
-    await delay(100);
+    await owner.clock.advance(1000);
+    await delay(20);
     assert.equal(monitor.sessionCount, 1, "no attempt after the abort");
   });
 });
@@ -146,29 +167,10 @@ Deno.test("connection: aborting while waiting to retry stops the loop", async ()
     await waitFor(() => owner.events.length === 1);
     monitor.closeSession();
     await waitFor(() => owner.events.length === 2);
-    const started = Date.now();
     await owner.stop();
-    assert.ok(Date.now() - started < 500);
+    assert.equal(owner.clock.now(), 0, "the loop ended without waiting out its 10 s");
     assert.deepEqual(owner.events, ["connected", "reset"]);
     assert.equal(monitor.sessionCount, 1);
-  });
-});
-
-Deno.test("connection: waits only for the rest of the minimum spacing", async () => {
-  await withMonitor({}, async (monitor) => {
-    monitor.setHandshake({ reject: "not ready" });
-    const waits: number[] = [];
-    const sleep: Sleep = (ms) => {
-      waits.push(ms);
-      return Promise.resolve(waits.length < 3);
-    };
-    const owner = new Owner();
-    owner.start(monitor, 5000, { sleep });
-    await owner.loop;
-    assert.equal(waits.length, 3);
-    for (const ms of waits) assert.ok(ms > 4500 && ms <= 5000, `waited ${ms}`);
-    assert.equal(monitor.sessionCount, 3);
-    await owner.stop();
   });
 });
 

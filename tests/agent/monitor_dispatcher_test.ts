@@ -1,5 +1,6 @@
 /** The vm-monitor dispatcher against the fake monitor: requests, replies, inbound handling. */
 import assert from "node:assert/strict";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
 import type { MonitorServer } from "../../sim/vm/monitor_server.ts";
 import { CloseCode } from "../../agent/monitor/close.ts";
 import { Dispatcher, INTERNAL_ERROR_MESSAGE } from "../../agent/monitor/dispatcher.ts";
@@ -67,10 +68,16 @@ Deno.test("dispatcher: concurrent requests are matched by id, not by arrival ord
 Deno.test("dispatcher: a timeout fails the request and is counted once", async () => {
   await withMonitor({}, async (monitor) => {
     monitor.addFault({ type: "HealthCheck", fault: { kind: "drop" }, times: 1 });
-    await withDispatcher(monitor, { responseTimeoutMs: 80 }, async (d, rec) => {
-      const started = Date.now();
-      await assert.rejects(d.healthCheck(), /timed out waiting 80 ms .* HealthCheck/);
-      assert.ok(Date.now() - started >= 75);
+    const clock = new VirtualClock();
+    await withDispatcher(monitor, { responseTimeoutMs: 80, clock }, async (d, rec) => {
+      const check = d.healthCheck();
+      let failed = false;
+      check.catch(() => failed = true);
+      await waitFor(() => received(monitor, "HealthCheck").length === 1);
+      await clock.advance(79);
+      assert.equal(failed, false, "still waiting 79 ms after sending");
+      await clock.advance(1);
+      await assert.rejects(check, /timed out waiting 80 ms .* HealthCheck/);
       assert.equal(d.waitersSize, 0);
       assert.deepEqual(rec.outbound, [["HealthCheck", "[error: timed out waiting for response]"]]);
       await d.healthCheck();
@@ -243,13 +250,14 @@ Deno.test("dispatcher: reply keys match case-insensitively and may be missing", 
 Deno.test("dispatcher: an InvalidMessage for a pending id fails that request at once", async () => {
   await withMonitor({}, async (monitor) => {
     monitor.addFault({ type: "HealthCheck", fault: { kind: "drop" } });
-    await withDispatcher(monitor, { responseTimeoutMs: 5000 }, async (d, rec) => {
-      const started = Date.now();
+    const clock = new VirtualClock();
+    await withDispatcher(monitor, { responseTimeoutMs: 5000, clock }, async (d, rec) => {
+      const started = clock.now();
       const check = d.healthCheck();
       await waitFor(() => received(monitor, "HealthCheck").length === 1);
       monitor.sendRaw('{"type":"InvalidMessage","error":"what is this","id":2}');
       await assert.rejects(check, /rejected the request as invalid: what is this/);
-      assert.ok(Date.now() - started < 1000);
+      assert.equal(clock.now(), started, "no time passed: not the timeout");
       assert.deepEqual(rec.outbound, [["HealthCheck", "[error: unknown]"]]);
       assert.equal(d.hasExited, false);
     });

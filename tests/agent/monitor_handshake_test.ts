@@ -1,5 +1,6 @@
 /** The vm-monitor handshake: version negotiation, rejections, the connect timeout. */
 import assert from "node:assert/strict";
+import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { CloseCode } from "../../agent/monitor/close.ts";
 import { Dispatcher } from "../../agent/monitor/dispatcher.ts";
 import { options, withMonitor } from "./monitor_helpers.ts";
@@ -97,18 +98,18 @@ Deno.test("handshake: key case does not matter for version", async () => {
 Deno.test("handshake: a silent monitor hits the connect timeout", async () => {
   await withMonitor({}, async (monitor) => {
     monitor.setHandshake("silent");
-    const started = Date.now();
-    await assert.rejects(
-      Dispatcher.connect(
-        monitor.url,
-        options(new AbortController().signal, {
-          connectTimeoutMs: 150,
-        }),
-      ),
-      /timed out after 150 ms/,
+    const clock = new VirtualClock({ startMs: 0 });
+    const connecting = Dispatcher.connect(
+      monitor.url,
+      options(new AbortController().signal, { connectTimeoutMs: 150, clock }),
     );
-    const took = Date.now() - started;
-    assert.ok(took >= 140 && took < 1000, `took ${took} ms`);
+    let failed = false;
+    connecting.catch(() => failed = true);
+    await waitFor(() => monitor.sessions.length === 1, { what: "the dial" });
+    await clock.advance(149);
+    assert.equal(failed, false, "still waiting at 149 ms");
+    await clock.advance(1);
+    await assert.rejects(connecting, /timed out after 150 ms/);
     await waitFor(() => monitor.sessions[0]?.closeCode !== undefined);
     assert.equal(monitor.sessions[0].closedBy, "agent");
     assert.equal(monitor.sessions[0].closeCode, CloseCode.protocolError);

@@ -275,9 +275,7 @@ Deno.test("plugin request: transport failures are coded by their root cause", as
     await withPlugin(async (plugin, make) => {
       plugin.setLatency(2000);
       const { client } = make({ timeoutMs: 100 });
-      const started = Date.now();
       const result = await client.request(null, cu(1), null, new AbortController().signal);
-      assert.ok(Date.now() - started < 1000);
       assert.equal(result.code, "[error doing request: context deadline exceeded]");
     });
   });
