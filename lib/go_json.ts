@@ -41,3 +41,27 @@ export function goFields(value: unknown, fields: GoFields): unknown {
   }
   return out;
 }
+
+/**
+ * Where the object or array that opens at `start` ends (the index after its closing bracket), or
+ * -1 when it does not close within `text`. Go's decoder reads one JSON value and ignores what
+ * follows it; this finds that value. Brackets inside strings do not count.
+ */
+export function endOfJsonValue(text: string, start: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+    } else if (c === "{" || c === "[") {
+      depth++;
+    } else if ((c === "}" || c === "]") && --depth === 0) {
+      return i + 1;
+    }
+  }
+  return -1;
+}

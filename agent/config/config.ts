@@ -16,6 +16,7 @@ import {
   type ScalingConfig,
   validateScalingConfig,
 } from "../../core/mod.ts";
+import { endOfJsonValue } from "../../lib/go_json.ts";
 import { parseQuantity, quantityToBytes, quantityToMilli } from "../../lib/quantity.ts";
 import { estimatorProblems } from "../k8s/vm.ts";
 import { MAX_METRICS_BODY_BYTES, METRICS_BYTES_PER_SECOND } from "../vm_metrics/scrape.ts";
@@ -351,24 +352,8 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
 function firstJsonValue(text: string): string {
   const start = text.search(/\S/);
   if (start < 0 || (text[start] !== "{" && text[start] !== "[")) return text;
-  let depth = 0;
-  let inString = false;
-  let escaped = false;
-  for (let i = start; i < text.length; i++) {
-    const c = text[i];
-    if (inString) {
-      if (escaped) escaped = false;
-      else if (c === "\\") escaped = true;
-      else if (c === '"') inString = false;
-    } else if (c === '"') {
-      inString = true;
-    } else if (c === "{" || c === "[") {
-      depth++;
-    } else if ((c === "}" || c === "]") && --depth === 0) {
-      return text.slice(0, i + 1);
-    }
-  }
-  return text;
+  const end = endOfJsonValue(text, start);
+  return end < 0 ? text : text.slice(0, end);
 }
 
 /**

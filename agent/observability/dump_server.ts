@@ -6,6 +6,7 @@
  * @module
  */
 
+import { endOfJsonValue } from "../../lib/go_json.ts";
 import type { Clock } from "../../lib/clock.ts";
 import type { Log } from "../../lib/log.ts";
 import {
@@ -53,27 +54,14 @@ export function decodesAsEmptyStruct(body: string): boolean {
   if (start === body.length) return true;
   if (body.startsWith("null", start)) return true;
   if (body[start] !== "{") return false;
-  let depth = 0;
-  let inString = false;
-  for (let i = start; i < body.length; i++) {
-    const c = body[i];
-    if (inString) {
-      if (c === "\\") i++;
-      else if (c === '"') inString = false;
-    } else if (c === '"') {
-      inString = true;
-    } else if (c === "{" || c === "[") {
-      depth++;
-    } else if ((c === "}" || c === "]") && --depth === 0) {
-      try {
-        JSON.parse(body.slice(start, i + 1));
-        return true;
-      } catch {
-        return false;
-      }
-    }
+  const end = endOfJsonValue(body, start);
+  if (end < 0) return false;
+  try {
+    JSON.parse(body.slice(start, end));
+    return true;
+  } catch {
+    return false;
   }
-  return false;
 }
 
 /** Starts the dump server; throws when the port cannot be bound. */
