@@ -10,9 +10,8 @@
  * One file in the state directory holds the collector's state: the window start `W`, the last
  * collection's wall time, the per-series history, the hostname of the process that measured it,
  * a generation number (drains fully handed to the sink) and the list of *pending* drains, each
- * with its generation and its events' exact bytes. Every write goes through the state
- * directory's `Storage` (`storage.ts`) as one atomic, durable replacement: a temporary file,
- * fsynced, renamed over the checkpoint, then an fsync of the directory.
+ * with its generation and its events' exact bytes. Every write is one atomic, durable
+ * replacement of the file (`checkpoint.ts`).
  *
  * - Collection: update the state in memory, then write the checkpoint. Usage counts as measured
  *   once that write succeeds.
@@ -47,7 +46,6 @@
  * @module
  */
 
-import { z } from "zod";
 import type { BillingConfig } from "./config.ts";
 import { type Clock, type Instant, systemClock } from "../lib/clock.ts";
 import { type Log, silentLog } from "../lib/log.ts";
@@ -55,15 +53,14 @@ import { encodeIncrementalEvent, idempotencyKey, roundHalfAwayFromZero } from ".
 import type { BillingCollectorMetrics, CollectorErrorCause, VmLabel } from "./metrics.ts";
 import type { EventSink } from "./sink.ts";
 import { denoStorage, type Storage } from "./storage.ts";
+import { type Checkpoint, CheckpointFile } from "./checkpoint.ts";
+import { errorText } from "../lib/result.ts";
 
 /** The label that opts a VM into autoscaling; the collector's metrics break VMs down by it. */
 const LABEL_AUTOSCALING_ENABLED = "autoscaling.neon.tech/enabled";
 
 /** Only the presence of this annotation makes a VM billable; its value is the endpoint ID. */
 export const ANNOTATION_BILLING_ENDPOINT_ID = "autoscaling.neon.tech/billing-endpoint-id";
-
-/** The checkpoint's file name inside the state directory. */
-export const CHECKPOINT_FILE = "billing-collector-checkpoint.json";
 
 const ALIVE_PHASES: ReadonlySet<string> = new Set([
   "Running",
@@ -143,29 +140,6 @@ interface PendingDrain {
   checkpointed: boolean;
 }
 
-const decimal = z.string().regex(/^-?\d+$/).transform((text) => BigInt(text));
-
-const checkpointSchema = z.object({
-  version: z.literal(1),
-  hostname: z.string(),
-  generation: z.number().int().nonnegative(),
-  windowStartNs: decimal.nullable(),
-  lastCollectNs: decimal.nullable(),
-  history: z.array(z.object({
-    uid: z.string(),
-    endpointID: z.string(),
-    cpuSeconds: z.number().nonnegative(),
-    activeNs: decimal,
-    open: z.object({ cpuMilli: z.number().int().nonnegative(), durationNs: decimal }).nullable(),
-  })),
-  pending: z.array(z.object({
-    generation: z.number().int().positive(),
-    events: z.array(z.string()),
-  })),
-});
-
-type Checkpoint = z.output<typeof checkpointSchema>;
-
 /** Go's `Duration.Seconds()`: whole seconds plus the remaining nanoseconds / 1e9. */
 function seconds(ns: bigint): number {
   return Number(ns / NS_PER_S) + Number(ns % NS_PER_S) / 1e9;
@@ -181,16 +155,13 @@ function nextTick(origin: bigint, period: bigint, readAt: bigint): bigint {
   return origin + ((readAt - origin) / period + 1n) * period;
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** The billing collector; {@link run} is its whole life, the other methods are its steps. */
 export class BillingCollector {
   readonly #options: BillingCollectorOptions;
   readonly #clock: Clock;
   readonly #log: Log;
-  readonly #storage: Storage;
+  /** Null without a state directory: then nothing survives a crash. */
+  readonly #file: CheckpointFile | null;
 
   #present = new Map<string, number>();
   #lastCollect: Instant | null = null;
@@ -203,7 +174,13 @@ export class BillingCollector {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#log = options.log ?? silentLog;
-    this.#storage = options.storage ?? denoStorage;
+    const dir = options.stateDir;
+    this.#file = dir === null ? null : new CheckpointFile(
+      dir,
+      options.storage ?? denoStorage,
+      this.#clock,
+      (cause, msg, err) => this.#error(cause, msg, err),
+    );
   }
 
   /**
@@ -253,19 +230,11 @@ export class BillingCollector {
    * and drains its measured history as one recovered window. Call once, before {@link begin}.
    */
   async recover(): Promise<void> {
-    const dir = this.#options.stateDir;
-    if (dir === null) {
+    if (this.#file === null) {
       this.#log.warn("Billing checkpoint disabled: a crash loses the usage not yet drained");
       return;
     }
-    try {
-      this.#storage.mkdir(dir);
-    } catch (err) {
-      this.#error("checkpoint_write", "Cannot create the billing state directory", err);
-    }
-    // Left by a write that failed or crashed: the checkpoint itself is the old or the new one.
-    this.#removeQuietly(`${dir}/${CHECKPOINT_FILE}.tmp`);
-    const checkpoint = await this.#readCheckpoint(dir);
+    const checkpoint = await this.#file.open();
     if (checkpoint === null) return;
 
     this.#generation = checkpoint.generation;
@@ -359,13 +328,13 @@ export class BillingCollector {
     try {
       await step();
     } catch (err) {
-      this.#log.error(`Billing ${what} failed`, { error: message(err) });
+      this.#log.error(`Billing ${what} failed`, { error: errorText(err) });
     }
   }
 
   #error(cause: CollectorErrorCause, msg: string, err?: unknown): void {
     this.#options.metrics?.errors.inc({ cause });
-    this.#log.error(msg, err === undefined ? {} : { error: message(err) });
+    this.#log.error(msg, err === undefined ? {} : { error: errorText(err) });
   }
 
   #sample(now: Instant): void {
@@ -519,22 +488,10 @@ export class BillingCollector {
   }
 
   #removeStaleCheckpoint(): void {
-    const dir = this.#options.stateDir;
-    if (dir === null) return;
-    try {
-      this.#storage.remove(`${dir}/${CHECKPOINT_FILE}`);
-      this.#storage.syncDir(dir);
+    if (this.#file?.remove()) {
       this.#log.warn(
         "Removed the stale billing checkpoint: a crash before the next " +
           "successful write loses the usage measured since, rather than billing some twice",
-      );
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return;
-      this.#error(
-        "checkpoint_write",
-        "Cannot remove the stale billing checkpoint: a crash before the next successful " +
-          "write may bill some usage twice",
-        err,
       );
     }
   }
@@ -561,60 +518,9 @@ export class BillingCollector {
   }
 
   async #writeCheckpoint(): Promise<boolean> {
-    const dir = this.#options.stateDir;
-    if (dir === null) return true;
-    const text = JSON.stringify(
-      this.#checkpoint(),
-      (_key, value) => typeof value === "bigint" ? value.toString() : value,
-    );
-    const path = `${dir}/${CHECKPOINT_FILE}`;
-    try {
-      await this.#storage.replace(path, [new TextEncoder().encode(text)]);
-    } catch (err) {
-      this.#error("checkpoint_write", "Cannot write the billing checkpoint", err);
-      // A half-written temporary file takes room a later, smaller checkpoint could use.
-      this.#removeQuietly(`${path}.tmp`);
-      return false;
-    }
+    if (this.#file === null) return true;
+    if (!await this.#file.write(this.#checkpoint())) return false;
     for (const drain of this.#pending) drain.checkpointed = true;
     return true;
-  }
-
-  #removeQuietly(path: string): void {
-    try {
-      this.#storage.remove(path);
-    } catch {
-      // Absent, or the disk refuses even that: the next start removes it.
-    }
-  }
-
-  async #readCheckpoint(dir: string): Promise<Checkpoint | null> {
-    const path = `${dir}/${CHECKPOINT_FILE}`;
-    let text: string;
-    try {
-      text = new TextDecoder().decode(await this.#storage.readFile(path));
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return null;
-      this.#error("checkpoint_read", "Cannot read the billing checkpoint", err);
-      return null;
-    }
-    let problem: string;
-    try {
-      const parsed = checkpointSchema.safeParse(JSON.parse(text));
-      if (parsed.success) return parsed.data;
-      problem = parsed.error.issues.map((issue) => issue.message).join("; ");
-    } catch (err) {
-      problem = message(err);
-    }
-    // Kept aside for a manual look rather than overwritten by the next checkpoint.
-    const aside = `${path}.corrupt-${this.#clock.now()}`;
-    this.#error("checkpoint_read", `Unreadable billing checkpoint moved to ${aside}`, problem);
-    try {
-      this.#storage.rename(path, aside);
-      this.#storage.syncDir(dir);
-    } catch (err) {
-      this.#error("checkpoint_write", "Cannot move the unreadable billing checkpoint", err);
-    }
-    return null;
   }
 }

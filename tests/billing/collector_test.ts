@@ -4,9 +4,9 @@ import { ManualBillingClock, type SleepHook } from "./manual_clock.ts";
 import {
   BillingCollector,
   type BillingCollectorOptions,
-  CHECKPOINT_FILE,
   type VmSource,
 } from "../../billing/collector.ts";
+import { CHECKPOINT_FILE } from "../../billing/checkpoint.ts";
 import { BillingCollectorMetrics } from "../../billing/metrics.ts";
 import type { EventSink } from "../../billing/sink.ts";
 import { denoStorage, type Storage } from "../../billing/storage.ts";

@@ -17,7 +17,7 @@
  */
 
 import assert from "node:assert/strict";
-import { CHECKPOINT_FILE } from "../../billing/collector.ts";
+import { CHECKPOINT_FILE } from "../../billing/checkpoint.ts";
 import { BillingCollector as FakeCollector } from "../../sim/billing/collector.ts";
 import { ACTIVE_METRIC, CPU_METRIC, EPOCH_NS, HOSTNAME, NODE, VMS } from "./e2e_crash_child.ts";
 import { seeded, spawnChild } from "./crash_helpers.ts";
