@@ -69,7 +69,13 @@ export interface PluginHandle {
 /** How executors report the vm-monitor connection and its requests. */
 export interface MonitorHandle {
   reset(): void;
-  active(isActive: boolean): void;
+  /**
+   * The connection became active (or ended). `known` is what the monitor can be taken to have
+   * been told of: the VM's size as its status shows it (default: the core's usage). Usage beyond
+   * it (a patch that a previous Runner made and NeonVM has not applied yet) is an upscale the
+   * monitor still has to hear of.
+   */
+  active(isActive: boolean, known?: Resources): void;
   /** Whether the connection is active: only then may it ask for an upscale. */
   isActive(): boolean;
   upscaleRequested(now: Millis, resources: MoreResources): void;
@@ -86,7 +92,11 @@ export interface MonitorHandle {
 export interface NeonVMHandle {
   startingRequest(now: Millis, resources: Resources): void;
   requestSuccessful(now: Millis): void;
-  requestFailed(now: Millis): void;
+  /**
+   * `outcomeUnknown`: the patch may have been applied all the same (no answer came back in
+   * time), so the VM may have either size until the next patch goes through.
+   */
+  requestFailed(now: Millis, outcomeUnknown?: boolean): void;
 }
 
 /** Which kind of request is in flight to the vm-monitor. */
@@ -176,6 +186,12 @@ export class State {
     currentRevision: copyRev(ZERO_REVISION),
   };
   #monitor: MonitorState = initialMonitorState();
+  /**
+   * A patch failed without an answer and may have been applied: until a patch succeeds, the VM
+   * may not have the size the core holds, so the core says it again (deliberate deviation: the
+   * reference keeps its record and never looks, and a VM can stay at a size nobody accounts for).
+   */
+  #neonvmUnsure = false;
   #neonvm: NeonVMState = {
     lastSuccess: null,
     ongoingRequested: null,
@@ -387,9 +403,12 @@ export class State {
     desired: Resources,
   ): Decision<ActionPluginRequest> {
     const plugin = this.#plugin;
-    const requestResources = clampDirectional(using, desired, using, null);
     const ongoingNeonVM = this.#neonvm.ongoingRequested;
     const currentResources = ongoingNeonVM !== null ? resourcesMax(using, ongoingNeonVM) : using;
+    // Deliberate deviation: the reference asks for max(desired, using) even while a patch that
+    // grows the VM is in flight, so a drop in the goal meanwhile tells the scheduler the VM will
+    // be smaller while the patch is about to make it bigger. The in-flight target counts as in use.
+    const requestResources = clampDirectional(currentResources, desired, currentResources, null);
 
     const last = plugin.lastRequest;
     const untilTick = last !== null ? this.#config.pluginRequestTick - (now - last.at) : 0;
@@ -478,7 +497,7 @@ export class State {
     // even if a later, smaller permit arrived while a bigger patch was in flight.
     const upper = resourcesMax(this.#plugin.permit ?? using, using);
     const target = clampDirectional(using, desired, lower, upper);
-    if (resourcesEqual(target, using)) return {};
+    if (resourcesEqual(target, using) && !this.#neonvmUnsure) return {};
 
     const ongoing = this.#neonvm.ongoingRequested;
     const conflicting = pluginRequested !== null && hasFieldLessThan(pluginRequested, target);
@@ -537,9 +556,14 @@ export class State {
     const monitor = this.#monitor;
     const approved = monitor.approved;
     if (approved === null) return {};
+    // Deliberate deviation: the reference tells the monitor of `using` even while a patch that
+    // shrinks the VM is in flight, so the monitor could hear of memory the VM is about to lose.
+    // Only what the VM keeps either way counts.
+    const patching = this.#neonvm.ongoingRequested;
+    const kept = patching === null ? using : resourcesMin(using, patching);
     // The reference's further "one CU per step" clamp is built from this target and never
     // changes it, so it is left out.
-    const target = clampDirectional(approved, using, approved, resourcesMax(desired, approved));
+    const target = clampDirectional(approved, kept, approved, resourcesMax(desired, approved));
     if (resourcesEqual(target, approved)) return {};
     const ongoing = monitor.ongoingRequest;
     if (ongoing !== null) {
@@ -821,8 +845,13 @@ export class State {
       reset: () => {
         this.#monitor = initialMonitorState();
       },
-      active: (isActive) => {
-        this.#monitor.approved = isActive ? vmUsing(this.#vm) : null;
+      active: (isActive, known) => {
+        const using = vmUsing(this.#vm);
+        this.#monitor.approved = !isActive
+          ? null
+          : known === undefined
+          ? using
+          : resourcesMin(known, using);
       },
       isActive: () => this.#monitor.approved !== null,
       upscaleRequested: (now, resources) => {
@@ -899,10 +928,12 @@ export class State {
         }
         this.#vm = vmWithUsing(this.#vm, neonvm.ongoingRequested);
         neonvm.ongoingRequested = null;
+        this.#neonvmUnsure = false;
       },
-      requestFailed: (now) => {
+      requestFailed: (now, outcomeUnknown = false) => {
         neonvm.ongoingRequested = null;
         neonvm.requestFailedAt = now;
+        if (outcomeUnknown) this.#neonvmUnsure = true;
       },
     };
   }

@@ -7,7 +7,13 @@
 
 import type { Resources } from "../../core/mod.ts";
 import { type Change, monitorAccounting, pluginAccounting, resourceChanges } from "./accounting.ts";
-import type { MonitorClient, MonitorHandle, NeonVMClient, PluginClient } from "./clients.ts";
+import {
+  type MonitorClient,
+  type MonitorHandle,
+  type NeonVMClient,
+  PatchOutcomeUnknown,
+  type PluginClient,
+} from "./clients.ts";
 import type { GenerationCounter } from "./clients.ts";
 import type { KubeApi } from "../ports.ts";
 import { buildNeonVMPatch } from "../k8s/patch.ts";
@@ -97,6 +103,7 @@ export function neonvmBridge(
         now: targetRevision.updatedAt,
       });
       options.onPatchSent?.(current, target);
+      options.statusWaiter.expectChange(key);
       const result = await options.kube.patchVirtualMachine(vm.namespace, vm.name, patch, {
         signal,
         timeoutMs: options.timeoutMs,
@@ -105,10 +112,12 @@ export function neonvmBridge(
         priority,
       });
       if (!result.ok) {
-        const { message } = result.error;
+        const { message, status: code } = result.error;
         metrics.neonvmOutbound.inc({ result: neonvmResultLabel(message, vm.name) });
         status.update((s) => s.failedNeonVMRequests.inc());
-        return err(new Error(`error making VM patch request: ${message}`));
+        const text = `error making VM patch request: ${message}`;
+        // Without an HTTP status the server may have applied the patch all the same.
+        return err(code === undefined ? new PatchOutcomeUnknown(text) : new Error(text));
       }
       metrics.neonvmOutbound.inc({ result: "ok" });
       const expected = {
@@ -133,6 +142,9 @@ export function neonvmBridge(
   };
 }
 
+/** A signal that never aborts: a wait bounded by its own timeout. */
+const NEVER = new AbortController().signal;
+
 /** The dispatcher's calls reject on failure; the executor wants failures as values. */
 async function outcomeOf<T>(call: () => Promise<T>): Promise<Result<T>> {
   try {
@@ -153,6 +165,7 @@ export function monitorBridge(
   generation: GenerationCounter,
   metrics: GlobalMetrics,
   status: PodStatus,
+  statusWait?: { waiter: VmStatusWaiter; key: string; timeoutMs: number },
 ): MonitorClient {
   const account = (
     kind: "downscale" | "upscale",
@@ -198,6 +211,15 @@ export function monitorBridge(
                 JSON.stringify(current)
               }`,
             );
+          }
+          // Usually the NeonVM request already waited; not when a previous Runner patched the
+          // VM and NeonVM has yet to apply it.
+          if (statusWait !== undefined) {
+            const { waiter, key, timeoutMs } = statusWait;
+            const seen = waiter.latest(key);
+            if (seen === undefined || seen.vCPU < target.vCPU || seen.mem < target.mem) {
+              await waiter.waitFor(key, target, timeoutMs, NEVER);
+            }
           }
           const result = await outcomeOf(() => dispatcher.upscale(target));
           account("upscale", current, target, result.ok ? "approved" : "failed");

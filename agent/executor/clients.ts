@@ -22,6 +22,11 @@ export interface PluginClient {
   ): Promise<Result<PluginResponse>>;
 }
 
+/** A NeonVM patch that got no answer in time: the VM may or may not have been patched. */
+export class PatchOutcomeUnknown extends Error {
+  override name = "PatchOutcomeUnknown";
+}
+
 /** Patches the VM. */
 export interface NeonVMClient {
   /**

@@ -13,6 +13,7 @@ import {
   type CoreConfig,
   type LFCMetrics,
   type MoreResources,
+  type Resources,
   State,
   type StateDump,
   type SystemMetrics,
@@ -171,8 +172,9 @@ export class ExecutorCore {
     return true;
   }
 
-  monitorActive(active: boolean, withLock?: () => void): void {
-    this.update((s) => s.monitor().active(active));
+  /** See the core's `MonitorHandle.active` for `known`. */
+  monitorActive(active: boolean, withLock?: () => void, known?: Resources): void {
+    this.update((s) => s.monitor().active(active, known));
     withLock?.();
   }
 }

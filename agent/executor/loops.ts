@@ -19,12 +19,13 @@ import type {
 import { type Log, silentLog } from "../../lib/log.ts";
 import type { Receiver } from "../../lib/broadcast.ts";
 import type { Result } from "../../lib/result.ts";
-import type {
-  DownscaleResult,
-  MonitorClient,
-  MonitorHandle,
-  NeonVMClient,
-  PluginClient,
+import {
+  type DownscaleResult,
+  type MonitorClient,
+  type MonitorHandle,
+  type NeonVMClient,
+  PatchOutcomeUnknown,
+  type PluginClient,
 } from "./clients.ts";
 import type { ExecutorCore } from "./core.ts";
 
@@ -143,7 +144,7 @@ export async function runNeonVMLoop(
       const fields = { action, duration: seconds(startTime, endTime) };
       if (!result.ok) {
         log.error("NeonVM request failed", { ...fields, error: result.error.message });
-        state.neonvm().requestFailed(endTime);
+        state.neonvm().requestFailed(endTime, result.error instanceof PatchOutcomeUnknown);
       } else {
         log.info("NeonVM request successful", fields);
         state.neonvm().requestSuccessful(endTime);

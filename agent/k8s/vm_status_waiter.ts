@@ -2,7 +2,10 @@
  * Waits until a VM's status shows a size: the monitor is told of an upscale, and the plugin of a
  * downscale, only once NeonVM has actually applied the patch (docs/differences.md).
  *
- * The VM watcher feeds every status it sees; Runners wait on it after each patch.
+ * The VM watcher feeds every status it sees; Runners wait on it after each patch. Only what is
+ * seen after the patch was sent counts: a status seen before it may be older than the state the
+ * patch changes (the watch can lag, or be down, while the VM is resized), and a match against it
+ * would tell a peer of a size the VM does not have.
  *
  * @module
  */
@@ -51,6 +54,18 @@ export class VmStatusWaiter {
 
   /** Forgets a VM that left this node. */
   forget(key: string): void {
+    this.#latest.delete(key);
+  }
+
+  /** The size the VM's status showed last, when it showed both. */
+  latest(key: string): Resources | undefined {
+    const size = this.#latest.get(key);
+    if (size === undefined || size.vCPU === null || size.mem === null) return undefined;
+    return { vCPU: size.vCPU, mem: size.mem };
+  }
+
+  /** A patch of the VM is about to be sent: only statuses observed from now on count. */
+  expectChange(key: string): void {
     this.#latest.delete(key);
   }
 

@@ -312,6 +312,7 @@ export class Runner {
       }), tenantLog);
 
     const generation = new GenerationCounter();
+    const vmKey = `${pod.vm.namespace}/${pod.vm.name}`;
     const monitorLog = tenantLog.child("vm-monitor");
     spawn("vm-monitor reconnection loop", (signal, wlog) =>
       runMonitorConnection({
@@ -343,9 +344,15 @@ export class Runner {
             this.#monitor.current = null;
           }),
         onConnected: (dispatcher) =>
-          core.monitorActive(true, () => {
-            this.#monitor.current = { generation: generation.increment(), dispatcher };
-          }),
+          core.monitorActive(
+            true,
+            () => {
+              this.#monitor.current = { generation: generation.increment(), dispatcher };
+            },
+            // The monitor knows the VM as it really is, which may lag the spec this Runner
+            // started from (a patch of a previous Runner that NeonVM has not applied yet).
+            this.#deps.statusWaiter.latest(vmKey),
+          ),
         clock,
         log: wlog,
       }), monitorLog);
@@ -376,7 +383,11 @@ export class Runner {
       metrics,
       status,
     );
-    const monitorClient = monitorBridge(this.#monitor, generation, metrics, status);
+    const monitorClient = monitorBridge(this.#monitor, generation, metrics, status, {
+      waiter: this.#deps.statusWaiter,
+      key: vmKey,
+      timeoutMs: t.neonvm.statusWaitMs,
+    });
 
     const executors: [string, string, (signal: AbortSignal, log: Log) => Promise<void>][] = [
       ["sleeper", "sleeper", (signal, wlog) => runSleeper(signal, core, wlog)],

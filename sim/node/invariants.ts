@@ -27,6 +27,8 @@ import type { PluginObserver, Size } from "./plugin.ts";
 const BOUNDS_GRACE_MS = 30_000;
 /** How long an approval of the monitor keeps counting after a newer one (a patch in flight). */
 const APPROVAL_GRACE_MS = 30_000;
+/** How long the agent's view of a VM may be wrong after a patch it could not know took effect. */
+const AMBIGUITY_GRACE_MS = 2 * 60_000;
 
 interface Approval {
   at: number;
@@ -53,6 +55,8 @@ interface Tracked {
   unnotifiedSince: number | null;
   /** Since when the plugin reserves more than the status shows. */
   unreportedSince: number | null;
+  /** When a patch took effect that its client had given up on, or -Infinity. */
+  ambiguousAt: number;
 }
 
 /** What the checks need to know beyond the models. */
@@ -132,6 +136,7 @@ export class Invariants implements MonitorObserver, PluginObserver {
         lagSince: null,
         unnotifiedSince: null,
         unreportedSince: null,
+        ambiguousAt: -Infinity,
       };
       this.#vms.set(vm.name, tracked);
     }
@@ -154,10 +159,21 @@ export class Invariants implements MonitorObserver, PluginObserver {
     if (tracked !== undefined) tracked.permit = undefined;
   }
 
-  /** The agent waited out its status wait: what it tells peers next may run ahead of status. */
+  /** A patch of the VM took effect after its client gave up on it. */
+  ambiguous(name: string): void {
+    const tracked = this.#tracked(name);
+    if (tracked !== undefined) tracked.ambiguousAt = this.#ctx.clock.now();
+  }
+
+  /**
+   * What the agent tells peers may run ahead of the status when it waited out its status wait,
+   * and may disagree with it for a while after a patch whose outcome it could not know.
+   */
   #lagExcused(tracked: Tracked): boolean {
+    const now = this.#ctx.clock.now();
+    if (now - tracked.ambiguousAt < AMBIGUITY_GRACE_MS) return true;
     const since = tracked.lagSince;
-    return since !== null && this.#ctx.clock.now() - since >= this.#settings.statusWaitMs - 1000;
+    return since !== null && now - since >= this.#settings.statusWaitMs - 1000;
   }
 
   // ---- patches ----

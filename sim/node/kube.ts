@@ -3,7 +3,8 @@
  * {@link KubeApi} port: lists, watches and VM patches with a production server's habits.
  *
  * - Every call takes a few milliseconds, or seconds while the API is slow.
- * - A watch ends cleanly after a random 30–60 minutes, and carries a BOOKMARK about every 60 s.
+ * - A watch ends cleanly after a random 30–60 minutes (or the `timeoutSeconds` it asked for,
+ *   if sooner), and carries a BOOKMARK about every 60 s.
  * - History is compacted: a watch from a resourceVersion older than the last five minutes of
  *   writes is answered 410 Gone, as an HTTP status or as an ERROR event in the stream. An outage
  *   of the watch cache drops every watch, fails new ones with 503 while it lasts, and comes back
@@ -25,7 +26,8 @@ import type {
   ListWatchSource,
   WatchCallbacks,
   WatchEnd,
-} from "../../agent/k8s/reflector.ts";
+  WatchOptions,
+} from "../../agent/k8s/list_watch.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
 import type { Cancel } from "../../lib/clock.ts";
 import type { SeededRandom } from "../../lib/random.ts";
@@ -85,6 +87,10 @@ class KubeCallError extends Error {
   }
 }
 
+function failed(message: string, status?: number, reason?: string): PatchResult {
+  return { ok: false, error: { status, reason, message } };
+}
+
 function parseSelector(selector: string): [string, string][] {
   if (selector === "") return [];
   return selector.split(",").map((term) => {
@@ -112,6 +118,11 @@ export class KubeModel {
    * reflector then counts as failing until its next success).
    */
   onHealth: ((owner: AgentProcess, resource: Resource, ok: boolean) => void) | undefined;
+  /**
+   * Called when a VM patch is applied although its client stopped waiting for the answer (or
+   * the other way round): the agent cannot know whether its patch took effect.
+   */
+  onAmbiguous: ((name: string) => void) | undefined;
   readonly #ctx: SimContext;
   readonly #random: SeededRandom;
   readonly #watches = new Set<Watch>();
@@ -136,7 +147,8 @@ export class KubeModel {
     const bucket = new TokenBucket({ ...limits, clock: owner.clock });
     const source = (filter: Filter, what: string): ListWatchSource => ({
       list: (signal) => this.#list(owner, filter, what, signal),
-      watch: (rv, callbacks, signal) => this.#watch(owner, filter, rv, callbacks, signal),
+      watch: (rv, callbacks, signal, options) =>
+        this.#watch(owner, filter, rv, callbacks, signal, options),
     });
     return {
       transport: "node simulator",
@@ -248,6 +260,7 @@ export class KubeModel {
     rvText: string,
     callbacks: WatchCallbacks,
     signal: AbortSignal,
+    options: WatchOptions = {},
   ): Promise<WatchEnd> {
     if (signal.aborted) return Promise.resolve({ kind: "aborted" });
     const { promise, resolve } = Promise.withResolvers<WatchEnd>();
@@ -265,7 +278,7 @@ export class KubeModel {
     };
     signal.addEventListener("abort", onAbort, { once: true });
     this.#watches.add(watch);
-    this.#schedule(watch, this.latency(), () => this.#open(watch, rvText));
+    this.#schedule(watch, this.latency(), () => this.#open(watch, rvText, options));
     return promise;
   }
 
@@ -277,7 +290,7 @@ export class KubeModel {
     watch.timers.add(cancel);
   }
 
-  #open(watch: Watch, rvText: string): void {
+  #open(watch: Watch, rvText: string, options: WatchOptions): void {
     const fault = this.faults.watchDown
       ? new KubeCallError(503, "ServiceUnavailable", "the watch cache is not ready")
       : this.#callFault();
@@ -315,7 +328,8 @@ export class KubeModel {
       }
     }
     const [min, max] = WATCH_LIFETIME_MS;
-    this.#schedule(watch, this.#random.int(min, max), () => {
+    const asked = options.timeoutSeconds === undefined ? Infinity : options.timeoutSeconds * 1000;
+    this.#schedule(watch, Math.min(this.#random.int(min, max), asked), () => {
       this.#finish(watch, { kind: "closed" });
     });
     this.#armBookmark(watch);
@@ -380,16 +394,14 @@ export class KubeModel {
       const answer = await this.#patch(owner, namespace, name, operations, deadline.signal);
       if (answer === null) {
         return deadline.expired
-          ? { ok: false, message: `request timed out after ${timeoutMs} ms` }
-          : { ok: false, message: "request aborted" };
+          ? failed(`request timed out after ${timeoutMs} ms`)
+          : failed("request aborted");
       }
       return answer;
     } catch (err) {
-      if (deadline.expired) {
-        return { ok: false, message: `request timed out after ${timeoutMs} ms` };
-      }
-      if (deadline.signal.aborted) return { ok: false, message: "request aborted" };
-      return { ok: false, message: err instanceof Error ? err.message : String(err) };
+      if (deadline.expired) return failed(`request timed out after ${timeoutMs} ms`);
+      if (deadline.signal.aborted) return failed("request aborted");
+      return failed(err instanceof Error ? err.message : String(err));
     } finally {
       deadline.dispose();
     }
@@ -412,11 +424,19 @@ export class KubeModel {
     // Latency split between the request and its answer.
     const total = this.latency();
     const there = Math.floor(total / 2);
+    let applied = false;
+    const onGiveUp = () => {
+      if (applied) this.onAmbiguous?.(name);
+    };
+    signal.addEventListener("abort", onGiveUp, { once: true });
     this.#later(() => {
       if (!owner.alive) return;
       const result = this.#applyPatch(namespace, name, operations);
+      applied = result.ok;
+      if (applied && signal.aborted) this.onAmbiguous?.(name);
       this.#later(() => {
         signal.removeEventListener("abort", onAbort);
+        signal.removeEventListener("abort", onGiveUp);
         if (owner.alive) resolve(result);
       }, total - there);
     }, there);
@@ -426,16 +446,11 @@ export class KubeModel {
   #applyPatch(namespace: string, name: string, operations: unknown[]): PatchResult {
     const fault = this.#callFault();
     if (fault !== undefined) {
-      return { ok: false, status: fault.status, reason: fault.reason, message: fault.message };
+      return failed(fault.message, fault.status, fault.reason);
     }
     const stored = this.store.get("virtualmachines", namespace, name);
     if (stored === undefined) {
-      return {
-        ok: false,
-        status: 404,
-        reason: "NotFound",
-        message: `virtualmachines.vm.neon.tech "${name}" not found`,
-      };
+      return failed(`virtualmachines.vm.neon.tech "${name}" not found`, 404, "NotFound");
     }
     try {
       const next = applyJsonPatch(stored.value, parseJsonPatch(operations)) as JsonObject;
@@ -446,11 +461,11 @@ export class KubeModel {
       this.onPatch?.({ before: stored.value, after: next });
       this.store.write("virtualmachines", namespace, name, next);
       this.#ctx.tally.add("kube:patch");
-      return { ok: true };
+      return { ok: true, value: undefined };
     } catch (err) {
       if (err instanceof ApiError) {
         this.#ctx.tally.add(`kube:patch-${err.code}`);
-        return { ok: false, status: err.code, reason: err.reason, message: err.message };
+        return failed(err.message, err.code, err.reason);
       }
       throw err;
     }

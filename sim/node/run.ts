@@ -225,6 +225,10 @@ class World {
       changed: (vm, object) => this.#vmChanged(vm, object),
     });
     this.kube.onPatch = (patch) => this.invariants.patch(patch);
+    this.kube.onAmbiguous = (name) => {
+      this.trace.event("patch applied after its client gave up", { vm: name });
+      this.invariants.ambiguous(name);
+    };
     this.kube.onHealth = (owner, resource, ok) => {
       if (resource === "virtualmachines" && owner === this.current?.process) this.truth.watch(ok);
     };

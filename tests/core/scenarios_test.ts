@@ -560,3 +560,132 @@ Deno.test("scenario: mixed-direction change (CPU up, memory down) runs both flow
   assert.deepStrictEqual(h.takeWarnings(), ["monitorDownscaleBlockedByPlannedUpscale"]);
   assert.equal(GiB * 3, after.monitorUpscale!.target.mem);
 });
+
+Deno.test("scenario: while a patch that grows the VM is in flight, the plugin is not told of less", () => {
+  // Found by the node simulator (seed 18, 20 VMs, 2 h, all faults): the goal fell back while an
+  // upscale patch was slow to return, and the plugin heard the VM would be smaller than the size
+  // the patch was giving it.
+  const h = harness(makeVm());
+  h.state.monitor().active(true);
+  grantPlugin(h, 0);
+  h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
+  const ask = h.state.nextActions(200);
+  h.state.plugin().startingRequest(200, ask.pluginRequest!.target);
+  h.state.plugin().requestSuccessful(300, ask.pluginRequest!.targetRevision, { permit: cu(2) });
+  assert.deepStrictEqual(h.state.nextActions(300).neonvmRequest?.target, cu(2));
+  h.state.neonvm().startingRequest(300, cu(2));
+
+  // The goal drops back to 1 CU while the patch to 2 CU is still on its way.
+  h.state.updateSystemMetrics(metricsFor(loadForCU(1)));
+  const during = h.state.nextActions(1000);
+  assert.equal(during.pluginRequest, undefined, "no request for less than the patch's target");
+  h.takeWarnings();
+
+  // Once the patch is done the VM is at 2 CU, and a later shrink goes through the monitor first.
+  h.state.neonvm().requestSuccessful(1100);
+  assert.deepStrictEqual(h.state.dump().vm.cpu.use, 500);
+  assert.equal(h.state.nextActions(1100).pluginRequest, undefined);
+});
+
+Deno.test("scenario: while a patch that shrinks the VM is in flight, the monitor is not told of more", () => {
+  // Found by the node simulator (seed 18, 20 VMs, 2 h, all faults): an upscale counted as done
+  // after the status wait ran out, the goal fell and a shrinking patch went out before the
+  // monitor was told, and then the monitor heard of the larger size the VM was losing.
+  const h = harness(makeVm());
+  h.state.monitor().active(true);
+  grantPlugin(h, 0);
+  h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
+  const ask = h.state.nextActions(200);
+  h.state.plugin().startingRequest(200, ask.pluginRequest!.target);
+  h.state.plugin().requestSuccessful(300, ask.pluginRequest!.targetRevision, { permit: cu(2) });
+  h.state.nextActions(300);
+  h.state.neonvm().startingRequest(300, cu(2));
+  // The goal falls back before the upscale is done, and the upscale completes.
+  h.state.updateSystemMetrics(metricsFor(loadForCU(1)));
+  h.state.neonvm().requestSuccessful(400);
+  // The monitor never heard of 2 CU, so NeonVM may shrink straight back to 1 CU.
+  const shrink = h.state.nextActions(500);
+  assert.deepStrictEqual(shrink.neonvmRequest?.target, cu(1));
+  assert.equal(shrink.monitorUpscale, undefined);
+  h.state.neonvm().startingRequest(500, cu(1));
+
+  // The goal rises again while the shrink is in flight: the monitor must not hear of 2 CU.
+  h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
+  const during = h.state.nextActions(600);
+  assert.equal(during.monitorUpscale, undefined, "no notice of memory the VM is losing");
+  h.takeWarnings();
+});
+
+Deno.test("scenario: a monitor that connects while the status lags the spec hears of the difference", () => {
+  // Found by the node simulator (seed 27, 20 VMs, 2 h, all faults): a Runner that restarted
+  // after a patch NeonVM had not applied yet took the monitor to know the patched size, and the
+  // monitor never heard of the upscale.
+  const h = harness(
+    makeVm({ cpu: { min: 250, max: 1000, use: 1000 }, mem: { min: 1, max: 4, use: 4 } }),
+  );
+  grantPlugin(h, 0, cu(4));
+  h.state.updateSystemMetrics(metricsFor(loadForCU(4), 3));
+  // The status still shows 3 CU: that is what the monitor's guest has.
+  h.state.monitor().active(true, cu(3));
+  assert.deepStrictEqual(h.state.dump().monitor.approved, cu(3));
+  const actions = h.state.nextActions(100);
+  assert.deepStrictEqual(actions.monitorUpscale, {
+    current: cu(3),
+    target: cu(4),
+    targetRevision: rev0(100),
+  });
+  // Without what the status shows, the monitor is taken to know the core's usage.
+  const other = harness(makeVm({ cpu: { min: 250, max: 1000, use: 750 } }));
+  other.state.monitor().active(true);
+  const vm = other.state.dump().vm;
+  assert.deepStrictEqual(other.state.dump().monitor.approved, {
+    vCPU: 750,
+    mem: vm.mem.use * vm.mem.slotSize,
+  });
+});
+
+Deno.test("scenario: after a patch whose outcome is unknown, the core's size is patched again", () => {
+  // Found by the node simulator (seed 18, 20 VMs, 2 h, all faults): an upscale patch timed out
+  // but was applied, the core kept its 2 CU while the VM ran at 3 CU, and the plugin, the
+  // monitor and the core all went on accounting for less than the VM had.
+  const h = harness(makeVm(), { neonVMRetryWait: 2000 });
+  h.state.monitor().active(true);
+  grantPlugin(h, 0);
+  h.state.updateSystemMetrics(metricsFor(loadForCU(2)));
+  const ask = h.state.nextActions(200);
+  h.state.plugin().startingRequest(200, ask.pluginRequest!.target);
+  h.state.plugin().requestSuccessful(300, ask.pluginRequest!.targetRevision, { permit: cu(2) });
+  h.state.nextActions(300);
+  h.state.neonvm().startingRequest(300, cu(2));
+  // The goal falls back while the patch is out; the patch gets no answer in time.
+  h.state.updateSystemMetrics(metricsFor(loadForCU(1)));
+  h.state.neonvm().requestFailed(10_300, true);
+  assert.deepStrictEqual(h.state.dump().vm.cpu.use, 250, "the core keeps its own record");
+
+  // After the retry wait the core says again what it holds, though nothing else changed.
+  assert.equal(h.state.nextActions(12_299).neonvmRequest, undefined);
+  h.takeWarnings();
+  const again = h.state.nextActions(12_300);
+  assert.deepStrictEqual(again.neonvmRequest?.current, cu(1));
+  assert.deepStrictEqual(again.neonvmRequest?.target, cu(1));
+  h.state.neonvm().startingRequest(12_300, cu(1));
+  h.state.neonvm().requestSuccessful(12_400);
+  // Once a patch went through, nothing more to say.
+  assert.equal(h.state.nextActions(12_500).neonvmRequest, undefined);
+
+  // A failure with a known outcome (the server refused) does not call for it.
+  const refused = harness(makeVm(), { neonVMRetryWait: 2000 });
+  refused.state.monitor().active(true);
+  grantPlugin(refused, 0);
+  refused.state.updateSystemMetrics(metricsFor(loadForCU(2)));
+  const ask2 = refused.state.nextActions(200);
+  refused.state.plugin().startingRequest(200, ask2.pluginRequest!.target);
+  refused.state.plugin().requestSuccessful(300, ask2.pluginRequest!.targetRevision, {
+    permit: cu(2),
+  });
+  refused.state.nextActions(300);
+  refused.state.neonvm().startingRequest(300, cu(2));
+  refused.state.updateSystemMetrics(metricsFor(loadForCU(1)));
+  refused.state.neonvm().requestFailed(400);
+  assert.equal(refused.state.nextActions(5000).neonvmRequest, undefined);
+});

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import type { KubeApi, MonitorDialer, MonitorSocket } from "../../agent/ports.ts";
-import type { ListWatchSource, WatchCallbacks } from "../../agent/k8s/reflector.ts";
+import type { ListWatchSource, WatchCallbacks } from "../../agent/k8s/list_watch.ts";
 import type { Storage } from "../../billing/storage.ts";
 import type { Transport } from "../../billing/reporting/transport.ts";
 import type { FaultKind } from "../../sim/node/faults.ts";
@@ -149,7 +149,7 @@ Deno.test("planted bug: a 410 not followed by a relist leaves a Runner behind it
   // again, so what happened in between is never seen.
   const source = (inner: ListWatchSource): ListWatchSource => ({
     list: (signal) => inner.list(signal),
-    async watch(rv, callbacks, signal) {
+    async watch(rv, callbacks, signal, options) {
       let gone = false;
       const filtered: WatchCallbacks = {
         onOpen: () => callbacks.onOpen(),
@@ -161,7 +161,7 @@ Deno.test("planted bug: a 410 not followed by a relist leaves a Runner behind it
       };
       for (let from = rv;;) {
         gone = false;
-        const end = await inner.watch(from, filtered, signal);
+        const end = await inner.watch(from, filtered, signal, options);
         const expired = gone || (end.kind === "error" && end.status === 410);
         if (!expired || signal.aborted) return end;
         try {
