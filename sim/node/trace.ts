@@ -89,10 +89,10 @@ export class Trace {
    * `info` when asked, `debug` never (hot paths skip building their fields).
    */
   log(process: string, withInfo: boolean): Log {
-    const trace = this;
+    const event = (what: string, fields: Record<string, unknown>) => this.event(what, fields);
     const make = (name: string, fields: Record<string, unknown>): Log => {
       const line = (level: string) => (message: string, extra?: Record<string, unknown>) =>
-        trace.event(`agent${process} ${level} ${name}: ${message}`, { ...fields, ...extra });
+        event(`agent${process} ${level} ${name}: ${message}`, { ...fields, ...extra });
       const drop = () => {};
       return {
         debug: drop,
