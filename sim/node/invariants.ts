@@ -27,8 +27,6 @@ import type { PluginObserver, Size } from "./plugin.ts";
 const BOUNDS_GRACE_MS = 30_000;
 /** How long an approval of the monitor keeps counting after a newer one (a patch in flight). */
 const APPROVAL_GRACE_MS = 30_000;
-/** How long the agent's view of a VM may be wrong after a patch it could not know took effect. */
-const AMBIGUITY_GRACE_MS = 2 * 60_000;
 
 interface Approval {
   at: number;
@@ -55,8 +53,8 @@ interface Tracked {
   unnotifiedSince: number | null;
   /** Since when the plugin reserves more than the status shows. */
   unreportedSince: number | null;
-  /** When a patch took effect that its client had given up on, or -Infinity. */
-  ambiguousAt: number;
+  /** A patch took effect that its client had given up on, and none went through since. */
+  ambiguous: boolean;
 }
 
 /** What the checks need to know beyond the models. */
@@ -136,7 +134,7 @@ export class Invariants implements MonitorObserver, PluginObserver {
         lagSince: null,
         unnotifiedSince: null,
         unreportedSince: null,
-        ambiguousAt: -Infinity,
+        ambiguous: false,
       };
       this.#vms.set(vm.name, tracked);
     }
@@ -162,16 +160,23 @@ export class Invariants implements MonitorObserver, PluginObserver {
   /** A patch of the VM took effect after its client gave up on it. */
   ambiguous(name: string): void {
     const tracked = this.#tracked(name);
-    if (tracked !== undefined) tracked.ambiguousAt = this.#ctx.clock.now();
+    if (tracked !== undefined) tracked.ambiguous = true;
+  }
+
+  /** The agent heard that a patch of the VM went through: it knows the VM's size again. */
+  confirmed(name: string): void {
+    const tracked = this.#tracked(name);
+    if (tracked !== undefined) tracked.ambiguous = false;
   }
 
   /**
    * What the agent tells peers may run ahead of the status when it waited out its status wait,
-   * and may disagree with it for a while after a patch whose outcome it could not know.
+   * and may disagree with it after a patch whose outcome it could not know, until one of its
+   * patches goes through (liveness then holds it to the goal).
    */
   #lagExcused(tracked: Tracked): boolean {
+    if (tracked.ambiguous) return true;
     const now = this.#ctx.clock.now();
-    if (now - tracked.ambiguousAt < AMBIGUITY_GRACE_MS) return true;
     const since = tracked.lagSince;
     return since !== null && now - since >= this.#settings.statusWaitMs - 1000;
   }
@@ -328,7 +333,7 @@ export class Invariants implements MonitorObserver, PluginObserver {
       const approved = vm.monitor.approved;
       const behind = approved !== null &&
         (Math.round(approved.cpu * 1000) < status.milliCpu || approved.mem < status.memBytes);
-      if (!behind || this.excused.monitor(vm)) tracked.unnotifiedSince = null;
+      if (!behind || tracked.ambiguous || this.excused.monitor(vm)) tracked.unnotifiedSince = null;
       else if (tracked.unnotifiedSince === null) tracked.unnotifiedSince = now;
       else if (now - tracked.unnotifiedSince > this.#settings.notifyBoundMs) {
         this.#violate(
@@ -342,8 +347,9 @@ export class Invariants implements MonitorObserver, PluginObserver {
       const unreported = plugin !== undefined &&
         (plugin.milliCpu > status.milliCpu || plugin.memBytes > status.memBytes) &&
         tracked.lagSince === null;
-      if (!unreported || this.excused.plugin(vm)) tracked.unreportedSince = null;
-      else if (tracked.unreportedSince === null) tracked.unreportedSince = now;
+      if (!unreported || tracked.ambiguous || this.excused.plugin(vm)) {
+        tracked.unreportedSince = null;
+      } else if (tracked.unreportedSince === null) tracked.unreportedSince = now;
       else if (now - tracked.unreportedSince > this.#settings.reportBoundMs) {
         this.#violate(
           "plugin hears of every downscale",

@@ -123,6 +123,8 @@ export class KubeModel {
    * the other way round): the agent cannot know whether its patch took effect.
    */
   onAmbiguous: ((name: string) => void) | undefined;
+  /** Called when the agent hears that a patch of a VM went through: it knows the VM's size. */
+  onConfirmed: ((name: string) => void) | undefined;
   readonly #ctx: SimContext;
   readonly #random: SeededRandom;
   readonly #watches = new Set<Watch>();
@@ -437,7 +439,9 @@ export class KubeModel {
       this.#later(() => {
         signal.removeEventListener("abort", onAbort);
         signal.removeEventListener("abort", onGiveUp);
-        if (owner.alive) resolve(result);
+        if (!owner.alive || signal.aborted) return;
+        if (result.ok) this.onConfirmed?.(name);
+        resolve(result);
       }, total - there);
     }, there);
     return promise;

@@ -229,6 +229,7 @@ class World {
       this.trace.event("patch applied after its client gave up", { vm: name });
       this.invariants.ambiguous(name);
     };
+    this.kube.onConfirmed = (name) => this.invariants.confirmed(name);
     this.kube.onHealth = (owner, resource, ok) => {
       if (resource === "virtualmachines" && owner === this.current?.process) this.truth.watch(ok);
     };

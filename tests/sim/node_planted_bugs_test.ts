@@ -28,7 +28,10 @@ async function firstViolation(
       faultRate: options.faultRate,
       wrap,
     });
-    if (report.violation !== null) return { seed, ...report.violation };
+    if (report.violation !== null) {
+      console.log(`  caught at seed ${seed}: ${report.violation.invariant}`);
+      return { seed, ...report.violation };
+    }
   }
   throw new Error(`no seed in 1..${seeds} broke an invariant`);
 }
