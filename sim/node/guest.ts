@@ -11,7 +11,7 @@
  */
 
 import type { MetricsEndpoint, MetricsTransport } from "../../agent/ports.ts";
-import type { HttpOutcome } from "../../agent/http/outcome.ts";
+import { HttpError, type HttpOutcome } from "../../agent/http/outcome.ts";
 import type { Demand, Shape } from "../vm/workload.ts";
 import type { AgentProcess, SimContext } from "./context.ts";
 
@@ -97,11 +97,11 @@ export class Guest {
 
 const refused = (): HttpOutcome => ({
   ok: false,
-  status: null,
-  kind: "connect",
-  error: new Error("Connection refused"),
-  rootCause: "Connection refused",
+  error: new HttpError("Connection refused", { status: null, kind: "connect" }),
 });
+
+const answer = (status: number, body: string): Promise<HttpOutcome> =>
+  Promise.resolve({ ok: true, value: { status, body } });
 
 /** The agent's way to reach the guests' metrics endpoints, by the VM's address. */
 export function metricsTransport(
@@ -122,13 +122,13 @@ export function metricsTransport(
         ctx.tally.add("metrics:scrape");
         switch (guest.fault) {
           case "5xx":
-            return Promise.resolve({ ok: true, status: 500, body: "internal error\n" });
+            return answer(500, "internal error\n");
           case "garbage":
-            return Promise.resolve({ ok: true, status: 200, body: "host_load1{ 0.5\n\x00\x01" });
+            return answer(200, "host_load1{ 0.5\n\x00\x01");
           case "hang": {
             const { promise, resolve } = Promise.withResolvers<HttpOutcome>();
             const fail = (kind: "deadline" | "canceled", cause: string) =>
-              resolve({ ok: false, status: null, kind, error: new Error(cause), rootCause: cause });
+              resolve({ ok: false, error: new HttpError(cause, { status: null, kind }) });
             const onAbort = () => {
               cancel();
               fail("canceled", "context canceled");
@@ -141,11 +141,7 @@ export function metricsTransport(
             return promise;
           }
           default:
-            return Promise.resolve({
-              ok: true,
-              status: 200,
-              body: guest.metricsBody(ctx.clock.now()),
-            });
+            return answer(200, guest.metricsBody(ctx.clock.now()));
         }
       },
       close() {

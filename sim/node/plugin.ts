@@ -12,7 +12,7 @@
  */
 
 import type { PluginTransport } from "../../agent/ports.ts";
-import type { HttpOutcome } from "../../agent/http/outcome.ts";
+import { HttpError, type HttpOutcome } from "../../agent/http/outcome.ts";
 import type { SeededRandom } from "../../lib/random.ts";
 import { type AgentRequest, decodeAgentRequest } from "../plugin/scheduler_plugin.ts";
 import { encodeBytes, encodeMilliCPU } from "../quantity.ts";
@@ -50,10 +50,7 @@ interface Instance {
 
 const refused = (): HttpOutcome => ({
   ok: false,
-  status: null,
-  kind: "connect",
-  error: new Error("Connection refused"),
-  rootCause: "Connection refused",
+  error: new HttpError("Connection refused", { status: null, kind: "connect" }),
 });
 
 function exceeds(a: Size, b: Size): boolean {
@@ -157,7 +154,7 @@ export class PluginModel {
     }
     const { promise, resolve } = Promise.withResolvers<HttpOutcome>();
     const fail = (kind: "deadline" | "canceled", cause: string) =>
-      resolve({ ok: false, status: null, kind, error: new Error(cause), rootCause: cause });
+      resolve({ ok: false, error: new HttpError(cause, { status: null, kind }) });
     const onAbort = () => {
       cancelTimeout();
       fail("canceled", "context canceled");
@@ -173,7 +170,7 @@ export class PluginModel {
       const answer = this.#answer(instance, body);
       signal.removeEventListener("abort", onAbort);
       cancelTimeout();
-      resolve({ ok: true, ...answer });
+      resolve({ ok: true, value: answer });
     });
     return promise;
   }
