@@ -188,8 +188,8 @@ export class State {
   #monitor: MonitorState = initialMonitorState();
   /**
    * A patch failed without an answer and may have been applied: until a patch succeeds, the VM
-   * may not have the size the core holds, so the core says it again (deliberate deviation: the
-   * reference keeps its record and never looks, and a VM can stay at a size nobody accounts for).
+   * may not have the size the core holds, so the core says it again (deliberate deviation, "Peers
+   * hear of what the VM has" in docs/differences.md).
    */
   #neonvmUnsure = false;
   #neonvm: NeonVMState = {
@@ -405,9 +405,10 @@ export class State {
     const plugin = this.#plugin;
     const ongoingNeonVM = this.#neonvm.ongoingRequested;
     const currentResources = ongoingNeonVM !== null ? resourcesMax(using, ongoingNeonVM) : using;
-    // Deliberate deviation: the reference asks for max(desired, using) even while a patch that
-    // grows the VM is in flight, so a drop in the goal meanwhile tells the scheduler the VM will
-    // be smaller while the patch is about to make it bigger. The in-flight target counts as in use.
+    // Deliberate deviation ("Peers hear of what the VM has", docs/differences.md): the reference
+    // asks for max(desired, using) even while a patch that grows the VM is in flight, so a drop in
+    // the goal meanwhile tells the scheduler the VM will be smaller while the patch is about to
+    // make it bigger. The in-flight target counts as in use.
     const requestResources = clampDirectional(currentResources, desired, currentResources, null);
 
     const last = plugin.lastRequest;
@@ -556,9 +557,10 @@ export class State {
     const monitor = this.#monitor;
     const approved = monitor.approved;
     if (approved === null) return {};
-    // Deliberate deviation: the reference tells the monitor of `using` even while a patch that
-    // shrinks the VM is in flight, so the monitor could hear of memory the VM is about to lose.
-    // Only what the VM keeps either way counts.
+    // Deliberate deviation ("Peers hear of what the VM has", docs/differences.md): the reference
+    // tells the monitor of `using` even while a patch that shrinks the VM is in flight, so the
+    // monitor could hear of memory the VM is about to lose. Only what the VM keeps either way
+    // counts.
     const patching = this.#neonvm.ongoingRequested;
     const kept = patching === null ? using : resourcesMin(using, patching);
     // The reference's further "one CU per step" clamp is built from this target and never
