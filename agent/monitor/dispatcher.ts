@@ -9,7 +9,7 @@
  */
 
 import type { Resources } from "../../core/mod.ts";
-import { type Log, silentLog } from "../../lib/log.ts";
+import { type Log, logEnabled, silentLog } from "../../lib/log.ts";
 import { childScope, onAbort } from "../../lib/abort.ts";
 import { type Clock, systemClock } from "../../lib/clock.ts";
 import { Allowance } from "../../lib/allowance.ts";
@@ -294,7 +294,9 @@ export class Dispatcher {
       throw new Error("websocket is not open");
     }
     const text = encodeOutbound(type, content, id);
-    this.#log.debug("sending message to vm-monitor", { message: text.trimEnd() });
+    if (logEnabled(this.#log, "debug")) {
+      this.#log.debug("sending message to vm-monitor", { message: text.trimEnd() });
+    }
     this.#socket.send(text);
   }
 
@@ -361,7 +363,9 @@ export class Dispatcher {
         );
       }
     }
-    this.#log.debug("received message from vm-monitor", { message: frame.trimEnd() });
+    if (logEnabled(this.#log, "debug")) {
+      this.#log.debug("received message from vm-monitor", { message: frame.trimEnd() });
+    }
     const decoded = decodeOrFail(frame);
     const { id } = decoded.kind === "message" ? decoded.message : decoded;
     const type = decoded.kind === "message" ? decoded.message.type : decoded.type;
@@ -389,8 +393,9 @@ export class Dispatcher {
       rootErr ??= errorText(err);
       throw err;
     } finally {
+      // A reply already settled its request; the error is only built for one still waiting.
       const label = rootErr ?? "unknown";
-      const failed = this.#pending.fail(id, {
+      const failed = this.#pending.expected(id) !== undefined && this.#pending.fail(id, {
         label,
         error: new Error(`vm-monitor request failed: ${label}`),
       });

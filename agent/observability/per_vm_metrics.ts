@@ -27,14 +27,19 @@ interface Sample {
   value: number;
 }
 
+const DESIRED_COMPONENTS = ["total", "cpu", "mem", "lfc"] as const;
+
 interface VmSeries {
   common: CommonLabels;
   cpu: Sample[];
   memory: Sample[];
   restartCount: number;
   extraIp: number;
-  /** The desired-CU values last set, so an unchanged recomputation costs no label hashing. */
-  desired?: string;
+  /**
+   * The desired-CU value last set per component (null: removed), and the label set of each, so
+   * that a recomputation touches only the gauges whose value moved.
+   */
+  desired?: Map<string, { labels: Record<string, string>; value: number | null }>;
 }
 
 function key(namespace: string, name: string): string {
@@ -154,17 +159,24 @@ export class PerVmMetricsUpkeep implements VmMetricsObserver {
   ): void {
     const series = this.#active.get(key(vm.namespace, vm.name));
     if (series === undefined) return;
-    // Recomputed on every state change; the values rarely move between two of them.
-    const desired = `${goalCU} ${parts["cpu"]} ${parts["mem"]} ${parts["lfc"]}`;
-    if (series.desired === desired) return;
-    series.desired = desired;
+    // Recomputed on every state change; usually one component moved, if any.
+    let desired = series.desired;
+    if (desired === undefined) {
+      desired = new Map();
+      for (const component of DESIRED_COMPONENTS) {
+        desired.set(component, { labels: { ...series.common, component }, value: null });
+      }
+      series.desired = desired;
+    }
     const m = this.#cuMultiplier;
-    this.#metrics.desiredCU.set({ ...series.common, component: "total" }, goalCU * m);
-    for (const component of ["cpu", "mem", "lfc"]) {
-      const part = parts[component];
-      const labels = { ...series.common, component };
-      if (part === null || part === undefined) this.#metrics.desiredCU.remove(labels);
-      else this.#metrics.desiredCU.set(labels, part * m);
+    for (const component of DESIRED_COMPONENTS) {
+      const part = component === "total" ? goalCU : parts[component] ?? null;
+      const value = part === null ? null : part * m;
+      const last = desired.get(component)!;
+      if (value === last.value) continue;
+      if (value === null) this.#metrics.desiredCU.remove(last.labels);
+      else this.#metrics.desiredCU.set(last.labels, value);
+      last.value = value;
     }
   }
 

@@ -42,11 +42,15 @@ export class Driver {
 
   /** Runs every timer due up to `at` (epoch ms), then moves the clock to `at`. */
   async runUntil(at: number): Promise<void> {
-    await drain();
-    while (!this.#stopped && this.clock.fireNext(at)) {
-      this.fired++;
-      await drain();
-    }
+    // One setImmediate per timer and no promise per step: the loop is the hot path of a run.
+    await new Promise<void>((resolve) => {
+      const step = () => {
+        if (this.#stopped || !this.clock.fireNext(at)) return resolve();
+        this.fired++;
+        setImmediate(step);
+      };
+      setImmediate(step);
+    });
     if (!this.#stopped) await this.clock.runUntil(at, () => Promise.resolve());
   }
 

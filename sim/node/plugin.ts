@@ -15,7 +15,7 @@ import type { PluginTransport } from "../../agent/ports.ts";
 import { HttpError, type HttpOutcome } from "../../agent/http/outcome.ts";
 import type { SeededRandom } from "../../lib/random.ts";
 import { type AgentRequest, decodeAgentRequest } from "../plugin/scheduler_plugin.ts";
-import { encodeBytes, encodeMilliCPU } from "../quantity.ts";
+import { decodeBytes, decodeMilliCPU, encodeBytes, encodeMilliCPU } from "../quantity.ts";
 import type { AgentProcess, SimContext } from "./context.ts";
 
 /** Milli-CPU and bytes. */
@@ -52,6 +52,51 @@ const refused = (): HttpOutcome => ({
   ok: false,
   error: new HttpError("Connection refused", { status: null, kind: "connect" }),
 });
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function size(v: unknown): Size | undefined {
+  if (!isObject(v) || v.vCPUs === undefined || v.mem === undefined) return undefined;
+  return { milliCpu: decodeMilliCPU(v.vCPUs), memBytes: decodeBytes(v.mem) };
+}
+
+/**
+ * The request as the agent writes it (exact keys, one JSON value), read straight; anything else
+ * goes through the Go-compatible decoder, which also takes what Go would.
+ */
+function decodeRequest(body: string): AgentRequest {
+  try {
+    const v = JSON.parse(body);
+    if (isObject(v) && typeof v.protoVersion === "number" && isObject(v.pod)) {
+      const { namespace, name } = v.pod;
+      const computeUnit = size(v.computeUnit);
+      const resources = size(v.resources);
+      const lastPermit = v.lastPermit === null ? null : size(v.lastPermit);
+      const metrics = v.metrics;
+      if (
+        typeof namespace === "string" && typeof name === "string" && computeUnit !== undefined &&
+        resources !== undefined && lastPermit !== undefined &&
+        (metrics === null || (isObject(metrics) && typeof metrics.loadAvg1M === "number"))
+      ) {
+        return {
+          protoVersion: v.protoVersion,
+          pod: { namespace, name },
+          computeUnit,
+          resources,
+          lastPermit,
+          metrics: metrics === null
+            ? null
+            : { loadAvg1M: Math.fround(metrics.loadAvg1M as number) },
+        };
+      }
+    }
+  } catch {
+    // Not the agent's usual shape: the full decoder says what is wrong with it.
+  }
+  return decodeAgentRequest(body);
+}
 
 function exceeds(a: Size, b: Size): boolean {
   return a.milliCpu > b.milliCpu || a.memBytes > b.memBytes;
@@ -179,7 +224,7 @@ export class PluginModel {
     this.#ctx.tally.add("plugin:request");
     let request: AgentRequest;
     try {
-      request = decodeAgentRequest(body);
+      request = decodeRequest(body);
     } catch {
       return { status: 400, body: "bad JSON" };
     }

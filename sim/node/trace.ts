@@ -23,18 +23,29 @@ export function formatOffset(ms: number): string {
   }`;
 }
 
+function valueText(value: unknown): string {
+  switch (typeof value) {
+    case "string":
+      return value;
+    case "number":
+    case "boolean":
+      return String(value);
+    case "bigint":
+      return value.toString();
+    default:
+      return JSON.stringify(
+        value,
+        (_k, v) => typeof v === "bigint" ? v.toString() : v instanceof Error ? v.message : v,
+      );
+  }
+}
+
 function fieldsText(fields: Record<string, unknown> | undefined): string {
   if (fields === undefined) return "";
   let text = "";
   for (const key in fields) {
     const value = fields[key];
-    if (value === undefined) continue;
-    text += ` ${key}=${
-      typeof value === "string"
-        ? value
-        : JSON.stringify(value, (_k, v) =>
-          typeof v === "bigint" ? v.toString() : v instanceof Error ? v.message : v)
-    }`;
+    if (value !== undefined) text += ` ${key}=${valueText(value)}`;
   }
   return text;
 }
@@ -89,10 +100,13 @@ export class Trace {
    * `info` when asked, `debug` never (hot paths skip building their fields).
    */
   log(process: string, withInfo: boolean): Log {
-    const event = (what: string, fields: Record<string, unknown>) => this.event(what, fields);
+    const event = (what: string, fields: Record<string, unknown> | undefined) =>
+      this.event(what, fields);
     const make = (name: string, fields: Record<string, unknown>): Log => {
+      const prefix = `agent${process}`;
+      const context = fieldsText(fields);
       const line = (level: string) => (message: string, extra?: Record<string, unknown>) =>
-        event(`agent${process} ${level} ${name}: ${message}`, { ...fields, ...extra });
+        event(`${prefix} ${level} ${name}: ${message}${context}`, extra);
       const drop = () => {};
       return {
         debug: drop,
