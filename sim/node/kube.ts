@@ -144,6 +144,13 @@ export class KubeModel {
     return this.#watches.size;
   }
 
+  /** Open watches of one process. */
+  watchesOf(owner: AgentProcess): number {
+    let n = 0;
+    for (const watch of this.#watches) if (watch.owner === owner) n++;
+    return n;
+  }
+
   /** The agent process's view of the API: what `startAgent` gets as its `kube` port. */
   api(owner: AgentProcess, limits: { perSecond: number; burst: number }): KubeApi {
     const bucket = new TokenBucket({ ...limits, clock: owner.clock });

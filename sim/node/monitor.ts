@@ -77,6 +77,8 @@ class SimSocket implements MonitorSocket {
   onclose: Listener<CloseEvent> = null;
   session: Session | null = null;
   readonly owner: AgentProcess;
+  /** Called once, when the socket is closed for good. */
+  onFinished: (() => void) | null = null;
 
   constructor(owner: AgentProcess) {
     this.owner = owner;
@@ -108,6 +110,7 @@ class SimSocket implements MonitorSocket {
     if (this.readyState === SocketState.closed) return;
     this.readyState = SocketState.closed;
     this.session = null;
+    this.onFinished?.();
     if (!this.owner.alive) return;
     this.onclose?.({ code, reason, wasClean } as CloseEvent);
   }
@@ -369,14 +372,20 @@ export class SimMonitor {
   }
 }
 
-/** The agent's way to dial monitors: `ws://<podIP>:<port>/monitor`, by the VM's address. */
+/**
+ * The agent's way to dial monitors: `ws://<podIP>:<port>/monitor`, by the VM's address; `open`
+ * counts the sockets per address that are not closed yet.
+ */
 export function monitorDialer(
   owner: AgentProcess,
   find: (ip: string) => SimMonitor | undefined,
+  open: Map<string, number>,
 ): MonitorDialer {
   return (url) => {
     const socket = new SimSocket(owner);
     const host = /^ws:\/\/\[?([^\]/]+?)\]?:\d+\//.exec(url)?.[1] ?? "";
+    open.set(host, (open.get(host) ?? 0) + 1);
+    socket.onFinished = () => open.set(host, (open.get(host) ?? 1) - 1);
     const monitor = find(host);
     if (monitor === undefined) {
       queueMicrotask(() => {

@@ -136,6 +136,7 @@ interface Running {
   process: AgentProcess & { clock: ProcessClock };
   agent: Agent | null;
   openEndpoints: Map<string, number>;
+  openSockets: Map<string, number>;
 }
 
 /** Runs one seed; never throws for a broken invariant (the report carries it). */
@@ -361,12 +362,21 @@ class World {
         return clock.alive;
       },
     };
-    const running: Running = { process, agent: null, openEndpoints: new Map() };
+    const running: Running = {
+      process,
+      agent: null,
+      openEndpoints: new Map(),
+      openSockets: new Map(),
+    };
     this.current = running;
     const wrap = this.options.wrap ?? {};
     const limit = this.config.neonvm.patchRateLimit;
     const kube = this.kube.api(process, { perSecond: limit.perSecond, burst: limit.burst });
-    const dial = monitorDialer(process, (ip) => this.cluster.byIp(ip)?.monitor);
+    const dial = monitorDialer(
+      process,
+      (ip) => this.cluster.byIp(ip)?.monitor,
+      running.openSockets,
+    );
     const storage = this.disk.open();
     this.trace.event("agent starting", { process: id });
     startAgent({
@@ -649,6 +659,23 @@ class World {
         return;
       }
     }
+    for (const [ip, open] of running.openSockets) {
+      // A reconnection may dial while the socket it replaces is still closing.
+      if (open > 2) {
+        const vm = this.cluster.byIp(ip);
+        this.#violate(
+          "one Runner per VM",
+          `${open} vm-monitor sockets of ${vm?.name ?? ip} are open (a Runner has one)`,
+        );
+        return;
+      }
+    }
+    const watches = this.kube.watchesOf(running.process);
+    if (watches > 4) {
+      this.#violate("bounded watches", `${watches} watches open (one per watched collection)`);
+      return;
+    }
+    // Per VM, so that a leak of one timer a minute shows within half an hour of virtual time.
     const vms = Math.max(1, this.cluster.live().length);
     const timers = running.process.clock.pendingTimers;
     if (timers > 30 * vms + 100) {
