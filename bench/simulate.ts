@@ -77,10 +77,10 @@ for (const { vms, hours } of CASES) {
   console.log(
     `${String(vms).padStart(3)}  ${String(hours).padStart(9)}  ${wall.toFixed(1).padStart(13)} (${
       Math.min(...walls).toFixed(1)
-    }–${Math.max(...walls).toFixed(1)})  ${Math.round(hours * 3600 / wall).toString().padStart(11)}  ${
-      (vms * hours / wall).toFixed(1).padStart(10)
-    }  ${(wall * 1e6 / timers).toFixed(1).padStart(12)}  ${timers}${
-      results.every((r) => r.ok) ? "" : "  (a run broke an invariant)"
-    }`,
+    }–${Math.max(...walls).toFixed(1)})  ${
+      Math.round(hours * 3600 / wall).toString().padStart(11)
+    }  ${(vms * hours / wall).toFixed(1).padStart(10)}  ${
+      (wall * 1e6 / timers).toFixed(1).padStart(12)
+    }  ${timers}${results.every((r) => r.ok) ? "" : "  (a run broke an invariant)"}`,
   );
 }
