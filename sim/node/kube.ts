@@ -9,8 +9,9 @@
  *   writes is answered 410 Gone, as an HTTP status or as an ERROR event in the stream. An outage
  *   of the watch cache drops every watch, fails new ones with 503 while it lasts, and comes back
  *   with the history compacted, so the resourceVersion a client resumes from is gone.
- * - Under overload a call is answered 429 (the server would add `Retry-After: 1`), and while the
- *   API is failing, 500 or 503.
+ * - Under overload (more than 50 calls from the agent in a second, or while the overload fault
+ *   lasts) a call is answered 429; the server would add `Retry-After: 1`, which the agent's port
+ *   does not carry. While the API is failing, calls are answered 500 or 503.
  * - Patches go through the CRD schema and NeonVM's validating webhook (`sim/k8s`), and may be
  *   applied even when the client gave up waiting for the answer.
  *
@@ -43,6 +44,8 @@ import type { AgentProcess, SimContext } from "./context.ts";
 export const COMPACTION_WINDOW_MS = 5 * 60_000;
 const WATCH_LIFETIME_MS: readonly [number, number] = [30 * 60_000, 60 * 60_000];
 const BOOKMARK_EVERY_MS = 60_000;
+/** Calls a second this agent may make before the server answers 429 (its share of the server). */
+const MAX_CALLS_PER_SECOND = 50;
 
 /** What is wrong with the API right now (switched by the fault schedule). */
 export interface KubeFaults {
@@ -128,6 +131,7 @@ export class KubeModel {
   readonly #ctx: SimContext;
   readonly #random: SeededRandom;
   readonly #watches = new Set<Watch>();
+  readonly #recentCalls: number[] = [];
 
   constructor(ctx: SimContext) {
     this.#ctx = ctx;
@@ -210,7 +214,14 @@ export class KubeModel {
   /** The status a call fails with under the current faults, if it does. */
   #callFault(): KubeCallError | undefined {
     const { errorRate, overloadRate } = this.faults;
-    if (overloadRate > 0 && this.#random.float() < overloadRate) {
+    // Past its share of concurrent requests the server sheds load, whatever the fault schedule.
+    const now = this.#ctx.clock.now();
+    while (this.#recentCalls.length > 0 && this.#recentCalls[0] <= now - 1000) {
+      this.#recentCalls.shift();
+    }
+    this.#recentCalls.push(now);
+    const overloaded = this.#recentCalls.length > MAX_CALLS_PER_SECOND;
+    if (overloaded || (overloadRate > 0 && this.#random.float() < overloadRate)) {
       this.#ctx.tally.add("kube:429");
       return new KubeCallError(429, "TooManyRequests", "the server is overloaded (Retry-After: 1)");
     }
