@@ -100,6 +100,8 @@ export class SimVm {
 export interface ClusterObserver {
   /** A VM's stored object changed (or was deleted: `vm.deleted`). */
   changed(vm: SimVm, object: JsonObject | undefined): void;
+  /** A VM's pod is gone (the VM got a new pod on migration, or was deleted). */
+  podGone(pod: string): void;
 }
 
 /** Every VM of the cluster. */
@@ -144,7 +146,10 @@ export class NodeCluster {
 
   #newPod(vm: SimVm): void {
     if (vm.podIP !== "") this.#byIp.delete(vm.podIP);
-    if (vm.podName !== "") this.#byPod.delete(vm.pod);
+    if (vm.podName !== "") {
+      this.#byPod.delete(vm.pod);
+      this.#observer.podGone(vm.pod);
+    }
     this.#nextIp++;
     this.#nextPod++;
     vm.podIP = `10.0.${Math.floor(this.#nextIp / 250) % 250}.${this.#nextIp % 250 + 1}`;
@@ -275,6 +280,7 @@ export class NodeCluster {
       vm.deleted = true;
       this.#byIp.delete(vm.podIP);
       this.#byPod.delete(vm.pod);
+      this.#observer.podGone(vm.pod);
       vm.monitor.drop();
       this.#observer.changed(vm, undefined);
       return;

@@ -232,6 +232,8 @@ export class PluginModel {
     const cu = request.computeUnit;
     if (cu.milliCpu === 0 || cu.memBytes === 0) return { status: 400, body: "bad compute unit" };
     const pod = `${request.pod.namespace}/${request.pod.name}`;
+    // As the reference plugin: a pod it does not know of (gone, or on another node) has no say.
+    if (!instance.approved.has(pod)) return { status: 404, body: "pod not found" };
     this.#observer.request(pod, request);
     if (this.faults.garbage) {
       this.#ctx.tally.add("plugin:garbage");

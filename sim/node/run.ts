@@ -224,6 +224,7 @@ class World {
     });
     this.cluster = new NodeCluster(this.ctx, this.kube, this.invariants, {
       changed: (vm, object) => this.#vmChanged(vm, object),
+      podGone: (pod) => this.plugin.remove(pod),
     });
     this.kube.onPatch = (patch) => this.invariants.patch(patch);
     this.kube.onAmbiguous = (name) => {
