@@ -12,7 +12,7 @@
 import { startAgent } from "./agent/agent.ts";
 import { loadConfig } from "./agent/config/config.ts";
 import { readEnv } from "./agent/config/env.ts";
-import { loadKubeConfig } from "./agent/k8s/client.ts";
+import { loadKubeConfig } from "./agent/k8s/kubeconfig.ts";
 import { agentLog, setupLogging } from "./lib/log.ts";
 import { systemClock } from "./lib/clock.ts";
 

@@ -5,7 +5,6 @@
  * @module
  */
 
-import type * as k8s from "@kubernetes/client-node";
 import { BillingCollector } from "../billing/collector.ts";
 import { BillingCollectorMetrics } from "../billing/metrics.ts";
 import { openReportingPipelines } from "../billing/reporting/clients.ts";
@@ -17,7 +16,8 @@ import { denoStorage, type Storage } from "../billing/storage.ts";
 import type { AgentConfig } from "./config/config.ts";
 import { timingsOf } from "./config/timings.ts";
 import { GlobalState } from "./runner/global_state.ts";
-import { KubeClient } from "./k8s/client.ts";
+import { openKubeClient } from "./k8s/client.ts";
+import type { KubeConfigData } from "./k8s/kubeconfig.ts";
 import { TokenBucket } from "./k8s/rate_limit.ts";
 import type { ReflectorObserver } from "./k8s/reflector.ts";
 import {
@@ -49,7 +49,7 @@ export interface AgentOptions {
   nodeName: string;
   podIP: string;
   /** How to reach the Kubernetes API; only needed when `ports.kube` is not given. */
-  kubeConfig?: k8s.KubeConfig;
+  kubeConfig?: KubeConfigData;
   /**
    * Where the billing checkpoint and the reporting spools live; it must survive restarts of the
    * agent (a hostPath in the DaemonSet).
@@ -190,7 +190,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   if (ports.kube === undefined && options.kubeConfig === undefined) {
     throw new Error("startAgent needs a kubeConfig or a kube port");
   }
-  const kube: KubeApi = ports.kube ?? new KubeClient(options.kubeConfig!, {
+  const kube: KubeApi = ports.kube ?? await openKubeClient(options.kubeConfig!, {
     vmRateLimiter: new TokenBucket({
       perSecond: limit.perSecond,
       burst: limit.burst,

@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type Agent, startAgent } from "../agent/agent.ts";
 import { type AgentConfig, loadConfig } from "../agent/config/config.ts";
-import { kubeConfigFromString } from "../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../agent/k8s/kubeconfig.ts";
 import { agentLog, setupLogging } from "../lib/log.ts";
 import { Cluster, SIM_NODE } from "../sim/cluster.ts";
 import { Recorder } from "./recorder.ts";

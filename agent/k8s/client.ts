@@ -1,22 +1,22 @@
 /**
- * Kubernetes access through `@kubernetes/client-node`: the kubeconfig, the
- * NeonVM JSON Patch, and the list/watch transports the reflectors use. Every call goes through
- * a client-side token bucket. Lists and patches travel over Deno's `fetch` where
- * the kubeconfig allows it (`transport.ts`).
+ * The agent's Kubernetes API client: the NeonVM JSON Patch and the list/watch sources the
+ * reflectors use. Every call goes through a client-side token bucket; a 429 or 5xx with a
+ * `Retry-After` that fits in the call's deadline is tried again. What carries the calls is a
+ * {@link KubeTransport}: `fetch` for the common kubeconfigs, client-node for the rest
+ * (`transport.ts`).
  *
  * @module
  */
 
-import * as k8s from "@kubernetes/client-node";
 import { type Clock, type Deadline, systemClock } from "../../lib/clock.ts";
 import { CANCELED, DEADLINE } from "../http/outcome.ts";
-import { USER_AGENT } from "../http/user_agent.ts";
 import { err, ok } from "../../lib/result.ts";
 import type { KubeApi, KubeError, PatchOptions, PatchResult } from "../ports.ts";
 import { describeKubeError, KubeApiError, retryAfterMs } from "./errors.ts";
+import type { KubeConfigData } from "./kubeconfig.ts";
 import { TokenBucket, type TokenPriority } from "./rate_limit.ts";
 import type { JsonPatchOperation } from "./patch.ts";
-import { type FetchTransport, fetchTransportFor } from "./transport.ts";
+import { fetchTransportFor, type KubeRequest, type KubeTransport } from "./transport.ts";
 import type {
   ListResult,
   ListWatchSource,
@@ -24,7 +24,7 @@ import type {
   WatchEnd,
   WatchOptions,
 } from "./reflector.ts";
-import { watchOverClientNode, watchOverFetch, type WatchTarget } from "./watch_stream.ts";
+import type { WatchTarget } from "./watch_stream.ts";
 
 export const VM_GROUP = "vm.neon.tech";
 export const VM_VERSION = "v1";
@@ -52,67 +52,11 @@ export const DEFAULT_WATCH_IDLE_LIMIT_MS = 150_000;
 // The reference sets none; a List that hangs would otherwise stall its watcher for good.
 const DEFAULT_LIST_TIMEOUT_MS = 60_000;
 
-/**
- * The kubeconfig of this process: the file(s) named by `KUBECONFIG` when it is set, else the
- * in-cluster service account. Throws when neither is available.
- */
-export function loadKubeConfig(): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  if ((Deno.env.get("KUBECONFIG") ?? "") !== "") {
-    kc.loadFromDefault();
-  } else if ((Deno.env.get("KUBERNETES_SERVICE_HOST") ?? "") !== "") {
-    // The service-account token file is re-read every minute by client-node.
-    kc.loadFromCluster();
-  } else {
-    throw new Error(
-      "no Kubernetes API access: KUBECONFIG is not set and this is not a pod " +
-        "(KUBERNETES_SERVICE_HOST is not set)",
-    );
-  }
-  if (kc.getCurrentCluster() === null) {
-    throw new Error("the kubeconfig has no current cluster");
-  }
-  return kc;
-}
-
-/** A kubeconfig from YAML or JSON text (tests, the demo). */
-export function kubeConfigFromString(text: string): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromString(text);
-  return kc;
-}
-
 export type { KubeError, PatchOptions, PatchResult };
 export { describeKubeError, KubeApiError };
 
-function passThrough<C>(context: C): k8s.Observable<C> {
-  return new k8s.Observable(Promise.resolve(context));
-}
-
-/**
- * Per-call options: our `User-Agent` in place of client-node's, abort through `signal`,
- * optionally force the body's media type, and send through `httpApi` when given.
- */
-function callOptions(
-  httpApi: k8s.HttpLibrary | undefined,
-  signal: AbortSignal,
-  contentType?: string,
-): k8s.ConfigurationOptions {
-  const middleware: k8s.ObservableMiddleware = {
-    pre: (context) => {
-      context.setSignal(signal);
-      context.setHeaderParam("User-Agent", USER_AGENT);
-      if (contentType !== undefined) context.setHeaderParam("Content-Type", contentType);
-      return passThrough(context);
-    },
-    post: passThrough,
-  };
-  const options: k8s.ConfigurationOptions = {
-    middleware: [middleware],
-    middlewareMergeStrategy: "append",
-  };
-  return httpApi === undefined ? options : { ...options, httpApi };
-}
+/** The media type of an RFC 6902 JSON Patch. */
+const JSON_PATCH = "application/json-patch+json";
 
 export interface KubeClientOptions {
   /** Throttles VM patches and the VM list/watch (default 5/s, burst 10, 5 kept for upscales). */
@@ -131,27 +75,43 @@ export interface KubeClientOptions {
    * it (see `transport.ts`), else client-node's own transport and its `Watch`.
    */
   transport?: "fetch" | "client-node";
+  /** The process environment, for the proxy variables (default: `Deno.env`). */
+  env?: (name: string) => string | undefined;
   /** Times deadlines, `Retry-After` waits and the watch's idle limit (default: the system's). */
   clock?: Clock;
 }
 
-/** The agent's Kubernetes API client. */
+/**
+ * A client for `config`: over `fetch` where it can serve the kubeconfig, else over client-node,
+ * which is loaded only then. Throws when the kubeconfig has no current cluster or a certificate
+ * file it names cannot be read.
+ */
+export async function openKubeClient(
+  config: KubeConfigData,
+  options: KubeClientOptions = {},
+): Promise<KubeClient> {
+  const clock = options.clock ?? systemClock;
+  let why = "as configured";
+  if ((options.transport ?? "fetch") === "fetch") {
+    const transport = fetchTransportFor(config, { clock, env: options.env });
+    if (!("declined" in transport)) return new KubeClient(transport, options);
+    why = transport.declined;
+  }
+  const { ClientNodeTransport } = await import("./client_node.ts");
+  return new KubeClient(new ClientNodeTransport(config, `client-node (${why})`), options);
+}
+
+/** The agent's Kubernetes API client, over one transport. */
 export class KubeClient implements KubeApi {
-  readonly kubeConfig: k8s.KubeConfig;
   readonly vmRateLimiter: TokenBucket;
   readonly podRateLimiter: TokenBucket;
-  readonly #customObjects: k8s.CustomObjectsApi;
-  readonly #core: k8s.CoreV1Api;
+  readonly #transport: KubeTransport;
   readonly #watchIdleTimeoutMs: number;
   readonly #listTimeoutMs: number;
   readonly #clock: Clock;
-  readonly #fetch: FetchTransport | undefined;
-  /** Which transport carries the calls, and why, for the start-up log. */
-  readonly transport: string;
 
-  /** Throws when a certificate file the kubeconfig names cannot be read. */
-  constructor(kubeConfig: k8s.KubeConfig, options: KubeClientOptions = {}) {
-    this.kubeConfig = kubeConfig;
+  constructor(transport: KubeTransport, options: KubeClientOptions = {}) {
+    this.#transport = transport;
     this.vmRateLimiter = options.vmRateLimiter ??
       new TokenBucket({ perSecond: DEFAULT_QPS, burst: DEFAULT_BURST, clock: options.clock });
     // No upscale ever waits for this one, so nothing is held back for them.
@@ -162,27 +122,19 @@ export class KubeClient implements KubeApi {
         upscaleReserve: 0,
         clock: options.clock,
       });
-    this.#customObjects = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
-    this.#core = kubeConfig.makeApiClient(k8s.CoreV1Api);
     this.#watchIdleTimeoutMs = options.watchIdleTimeoutMs ?? DEFAULT_WATCH_IDLE_LIMIT_MS;
     this.#listTimeoutMs = options.listTimeoutMs ?? DEFAULT_LIST_TIMEOUT_MS;
     this.#clock = options.clock ?? systemClock;
-    if ((options.transport ?? "fetch") === "client-node") {
-      this.transport = "client-node (as configured)";
-    } else {
-      const transport = fetchTransportFor(kubeConfig);
-      if ("declined" in transport) {
-        this.transport = `client-node (${transport.declined})`;
-      } else {
-        this.#fetch = transport;
-        this.transport = "fetch";
-      }
-    }
   }
 
-  /** Releases the transport's TLS client; calls made afterwards fail. */
+  /** Which transport carries the calls, and why, for the start-up log. */
+  get transport(): string {
+    return this.#transport.name;
+  }
+
+  /** Releases the transport's connections; calls made afterwards fail. */
   close(): void {
-    this.#fetch?.close();
+    this.#transport.close();
   }
 
   /**
@@ -223,23 +175,20 @@ export class KubeClient implements KubeApi {
   ): Promise<PatchResult> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_PATCH_TIMEOUT_MS;
     const deadline = this.#clock.deadline(timeoutMs, { signal: options.signal });
+    const [ns, vm] = [encodeURIComponent(namespace), encodeURIComponent(name)];
     try {
       await this.#attempts(
         deadline,
         this.vmRateLimiter,
         options.priority,
         () =>
-          this.#customObjects.patchNamespacedCustomObject(
-            {
-              group: VM_GROUP,
-              version: VM_VERSION,
-              namespace,
-              plural: VM_PLURAL,
-              name,
-              body: operations,
-            },
-            callOptions(this.#fetch, deadline.signal, k8s.PatchStrategy.JsonPatch),
-          ),
+          this.#transport.send({
+            method: "PATCH",
+            path: `/apis/${VM_GROUP}/${VM_VERSION}/namespaces/${ns}/${VM_PLURAL}/${vm}`,
+            body: JSON.stringify(operations),
+            contentType: JSON_PATCH,
+            signal: deadline.signal,
+          }),
       );
       return ok(undefined);
     } catch (e) {
@@ -255,18 +204,19 @@ export class KubeClient implements KubeApi {
   async #list(
     what: string,
     bucket: TokenBucket,
+    target: WatchTarget,
     signal: AbortSignal,
-    call: (options: k8s.ConfigurationOptions) => Promise<unknown>,
   ): Promise<ListResult> {
     const deadline = this.#clock.deadline(this.#listTimeoutMs, { signal });
     try {
-      const body = await this.#attempts(
+      const request: KubeRequest = { method: "GET", ...target, signal: deadline.signal };
+      const text = await this.#attempts(
         deadline,
         bucket,
         undefined,
-        () => call(callOptions(this.#fetch, deadline.signal)),
+        () => this.#transport.send(request),
       );
-      return listResult(body, what);
+      return listResult(text, what);
     } catch (e) {
       if (e instanceof KubeApiError) throw e;
       const error = deadline.expired
@@ -280,40 +230,26 @@ export class KubeClient implements KubeApi {
 
   /** Every VirtualMachine in the cluster: no namespace, no selectors. */
   virtualMachines(): ListWatchSource {
-    const target = { path: `/apis/${VM_GROUP}/${VM_VERSION}/${VM_PLURAL}`, query: {} };
-    return {
-      list: (signal) =>
-        this.#list(
-          "VirtualMachines",
-          this.vmRateLimiter,
-          signal,
-          (options) =>
-            this.#customObjects.listClusterCustomObject(
-              { group: VM_GROUP, version: VM_VERSION, plural: VM_PLURAL },
-              options,
-            ),
-        ),
-      watch: (resourceVersion, callbacks, signal, options) =>
-        this.#watch(target, this.vmRateLimiter, resourceVersion, callbacks, signal, options),
-    };
+    return this.#source("VirtualMachines", this.vmRateLimiter, {
+      path: `/apis/${VM_GROUP}/${VM_VERSION}/${VM_PLURAL}`,
+      query: {},
+    });
   }
 
   /** Pods of one namespace that match a label selector. */
   pods(namespace: string, labelSelector: string): ListWatchSource {
-    const target = {
+    return this.#source("pods", this.podRateLimiter, {
       path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`,
       query: { labelSelector },
-    };
+    });
+  }
+
+  /** Lists and watches of one collection: the same path and selectors for both. */
+  #source(what: string, bucket: TokenBucket, target: WatchTarget): ListWatchSource {
     return {
-      list: (signal) =>
-        this.#list(
-          "pods",
-          this.podRateLimiter,
-          signal,
-          (options) => this.#core.listNamespacedPod({ namespace, labelSelector }, options),
-        ),
+      list: (signal) => this.#list(what, bucket, target, signal),
       watch: (resourceVersion, callbacks, signal, options) =>
-        this.#watch(target, this.podRateLimiter, resourceVersion, callbacks, signal, options),
+        this.#watch(target, bucket, resourceVersion, callbacks, signal, options),
     };
   }
 
@@ -338,13 +274,17 @@ export class KubeClient implements KubeApi {
       callbacks,
       signal,
     };
-    return this.#fetch === undefined
-      ? await watchOverClientNode(this.kubeConfig, target, call)
-      : await watchOverFetch(this.kubeConfig, this.#fetch, target, call);
+    return await this.#transport.watch(target, call);
   }
 }
 
-function listResult(body: unknown, what: string): ListResult {
+function listResult(text: string, what: string): ListResult {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new KubeApiError(`listing ${what}`, { message: "the answer is not JSON" });
+  }
   const list = body as { items?: unknown; metadata?: { resourceVersion?: unknown } } | null;
   if (typeof list !== "object" || list === null || !Array.isArray(list.items)) {
     throw new KubeApiError(`listing ${what}`, { message: "the answer has no items list" });

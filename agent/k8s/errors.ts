@@ -6,7 +6,6 @@
  * @module
  */
 
-import * as k8s from "@kubernetes/client-node";
 import { goRootCause } from "../http/go_errors.ts";
 import type { KubeError } from "../ports.ts";
 
@@ -39,9 +38,24 @@ export function statusOfBody(body: unknown): { reason?: string; message?: string
   };
 }
 
-/** Reduces anything client-node throws to a {@link KubeError}. */
+/** An answer with a status outside 2xx, as a transport rejects with it. */
+export class KubeStatusError extends Error {
+  override name = "KubeStatusError";
+
+  constructor(
+    readonly code: number,
+    /** The answer's body text: usually a Status object. */
+    readonly body: string,
+    /** Header names in lower case. */
+    readonly headers: Record<string, string>,
+  ) {
+    super(`HTTP ${code}`);
+  }
+}
+
+/** Reduces anything a transport throws to a {@link KubeError}. */
 export function describeKubeError(error: unknown): KubeError {
-  if (error instanceof k8s.ApiException) {
+  if (error instanceof KubeStatusError) {
     const status = statusOfBody(error.body);
     return {
       status: error.code,
@@ -76,14 +90,10 @@ export class KubeApiError extends Error {
  * seconds are understood; an HTTP date is ignored, and then the call is not retried.
  */
 export function retryAfterMs(error: unknown): number | undefined {
-  if (!(error instanceof k8s.ApiException)) return undefined;
+  if (!(error instanceof KubeStatusError)) return undefined;
   const status = error.code;
   if (status !== 429 && !(status >= 500 && status <= 599)) return undefined;
-  const headers = (error.headers ?? {}) as Record<string, unknown>;
-  for (const [name, value] of Object.entries(headers)) {
-    if (name.toLowerCase() !== "retry-after" || typeof value !== "string") continue;
-    const text = value.trim();
-    return /^[0-9]{1,9}$/.test(text) ? Number(text) * 1000 : undefined;
-  }
-  return undefined;
+  const text = error.headers["retry-after"]?.trim();
+  if (text === undefined) return undefined;
+  return /^[0-9]{1,9}$/.test(text) ? Number(text) * 1000 : undefined;
 }

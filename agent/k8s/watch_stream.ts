@@ -7,22 +7,17 @@
  * carried no byte for `idleLimitMs` is declared dead. The server sends a bookmark about every
  * minute on a watch that allows them, so the limit is a few bookmark periods, never one.
  *
- * Two carriers, chosen with the list transport (`transport.ts`):
- * - {@link watchOverFetch}, Deno's `fetch` on the lists' TLS client: it reports a connection the
- *   server reset, so such an end is seen at once;
- * - {@link watchOverClientNode}, client-node's `Watch`, for kubeconfigs `fetch` cannot carry:
- *   under Deno it never reports a reset, and only the idle limit notices one.
- *
- * Either way client-node builds the request: URL from the kubeconfig, `Authorization` and the
- * other headers its authenticators set, plus our `User-Agent`.
+ * Two carriers, chosen with the transport (`transport.ts`):
+ * - {@link watchOverFetch}, Deno's `fetch` on the transport's TLS client: it reports a connection
+ *   the server reset, so such an end is seen at once;
+ * - client-node's `Watch` (`client_node.ts`), for kubeconfigs `fetch` cannot carry: under Deno it
+ *   never reports a reset, and only the idle limit notices one.
  *
  * @module
  */
 
-import * as k8s from "@kubernetes/client-node";
 import type { Clock } from "../../lib/clock.ts";
 import { childScope } from "../../lib/abort.ts";
-import { USER_AGENT } from "../http/user_agent.ts";
 import { describeKubeError, KubeApiError, statusOfBody } from "./errors.ts";
 import type { WatchCallbacks, WatchEnd } from "./list_watch.ts";
 import type { FetchTransport } from "./transport.ts";
@@ -48,24 +43,23 @@ export interface WatchCall {
 /** An event line longer than this ends the stream: no Kubernetes object comes near it. */
 const MAX_LINE_CHARS = 64 * 1024 * 1024;
 
-function watchUrl(kubeConfig: k8s.KubeConfig, target: WatchTarget, call: WatchCall): string {
-  const cluster = kubeConfig.getCurrentCluster();
-  if (cluster === null) throw new Error("the kubeconfig has no current cluster");
-  const url = new URL(cluster.server + target.path);
-  const params = url.searchParams;
-  for (const [key, value] of Object.entries(target.query)) params.set(key, value);
-  params.set("allowWatchBookmarks", "true");
-  params.set("resourceVersion", call.resourceVersion);
-  if (call.timeoutSeconds !== undefined) params.set("timeoutSeconds", String(call.timeoutSeconds));
-  params.set("watch", "true");
-  return url.toString();
+/** The query of a watch request: the target's selectors, then the watch's own parameters. */
+export function watchQuery(target: WatchTarget, call: WatchCall): Record<string, string> {
+  const query: Record<string, string> = {
+    ...target.query,
+    allowWatchBookmarks: "true",
+    resourceVersion: call.resourceVersion,
+  };
+  if (call.timeoutSeconds !== undefined) query.timeoutSeconds = String(call.timeoutSeconds);
+  query.watch = "true";
+  return query;
 }
 
 /**
  * Fires `onIdle` once nothing has been {@link touch}ed for `limitMs`. One timer per stream,
  * re-armed only when it fires early, so a busy stream costs a clock reading per chunk.
  */
-class IdleWatch {
+export class IdleWatch {
   #last: number;
   #cancel: () => void;
 
@@ -89,7 +83,7 @@ class IdleWatch {
   }
 }
 
-function idleError(limitMs: number): Error {
+export function idleError(limitMs: number): Error {
   return new Error(`no data on the watch stream for ${limitMs / 1000} s; the connection is dead`);
 }
 
@@ -133,7 +127,6 @@ class EventLines {
 
 /** Watches over `fetch`; resolves when the stream ends, never rejects. */
 export async function watchOverFetch(
-  kubeConfig: k8s.KubeConfig,
   transport: FetchTransport,
   target: WatchTarget,
   call: WatchCall,
@@ -147,12 +140,7 @@ export async function watchOverFetch(
   });
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   try {
-    const request = new k8s.RequestContext(watchUrl(kubeConfig, target, call), k8s.HttpMethod.GET);
-    await kubeConfig.applySecurityAuthentication(request);
-    request.setHeaderParam("Accept", "application/json");
-    request.setHeaderParam("User-Agent", USER_AGENT);
-    request.setSignal(scope.signal);
-    const response = await transport.open(request);
+    const response = await transport.open(target.path, watchQuery(target, call), scope.signal);
     idleWatch.touch();
     if (response.status !== 200) {
       const status = statusOfBody(await response.text());
@@ -182,83 +170,5 @@ export async function watchOverFetch(
     idleWatch.stop();
     scope.abort();
     reader?.cancel().catch(() => {});
-  }
-}
-
-/**
- * The two calls client-node's `Watch` makes of a kubeconfig, with our `User-Agent` added to
- * what its authenticators set.
- */
-function withUserAgent(kubeConfig: k8s.KubeConfig): k8s.KubeConfig {
-  const view = {
-    getCurrentCluster: () => kubeConfig.getCurrentCluster(),
-    applySecurityAuthentication: async (context: k8s.RequestContext) => {
-      await kubeConfig.applySecurityAuthentication(context);
-      context.setHeaderParam("User-Agent", USER_AGENT);
-    },
-  };
-  return view as unknown as k8s.KubeConfig;
-}
-
-/** Watches through client-node's `Watch`; resolves when the stream ends, never rejects. */
-export async function watchOverClientNode(
-  kubeConfig: k8s.KubeConfig,
-  target: WatchTarget,
-  call: WatchCall,
-): Promise<WatchEnd> {
-  const { signal } = call;
-  const { promise, resolve } = Promise.withResolvers<WatchEnd>();
-  // Watch.watch hands out its AbortController only once the response headers arrived; until
-  // then an end is recorded here and the request is cancelled when the controller comes.
-  let controller: AbortController | undefined;
-  let settled = false;
-  const settle = (end: WatchEnd) => {
-    if (settled) return;
-    settled = true;
-    idleWatch.stop();
-    controller?.abort();
-    resolve(end);
-  };
-  // Events only: client-node hides the bytes, and a bookmark is an event.
-  const idleWatch = new IdleWatch(
-    call.clock,
-    call.idleLimitMs,
-    () => settle({ kind: "error", error: idleError(call.idleLimitMs) }),
-  );
-  const done = (err: unknown) => {
-    if (signal.aborted) return settle({ kind: "aborted" });
-    if (err === null || err === undefined) return settle({ kind: "closed" });
-    // client-node's own timer, set to the same limit, ended a silent stream.
-    if (err instanceof DOMException && err.name === "TimeoutError") {
-      return settle({ kind: "error", error: idleError(call.idleLimitMs) });
-    }
-    settle({ kind: "error", error: err, status: describeKubeError(err).status });
-  };
-  const onAbort = () => settle({ kind: "aborted" });
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    const watch = new k8s.Watch(withUserAgent(kubeConfig));
-    // Its inactivity timer (30 s by default, shorter than a bookmark period) is a plain field.
-    (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = call.idleLimitMs;
-    const query: Record<string, string | number | boolean> = {
-      ...target.query,
-      allowWatchBookmarks: true,
-      resourceVersion: call.resourceVersion,
-    };
-    if (call.timeoutSeconds !== undefined) query.timeoutSeconds = call.timeoutSeconds;
-    controller = await watch.watch(target.path, query, (type: string, object: unknown) => {
-      if (settled) return;
-      idleWatch.touch();
-      call.callbacks.onEvent(type, object);
-    }, done);
-    if (settled) controller.abort();
-    else call.callbacks.onOpen();
-  } catch (e) {
-    done(e);
-  }
-  try {
-    return await promise;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
   }
 }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { makeVirtualMachine } from "../../sim/k8s/mod.ts";
 import type { NeonVMPriority, Resources, VmInfo } from "../../core/mod.ts";
 import { neonvmBridge } from "../../agent/executor/bridge.ts";
-import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { KubeClient, openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { buildNeonVMPatch, type JsonPatchOperation } from "../../agent/k8s/patch.ts";
 import { TokenBucket, type TokenPriority } from "../../agent/k8s/rate_limit.ts";
 import { GlobalMetrics } from "../../agent/observability/metrics.ts";
@@ -87,8 +88,8 @@ function otherPatch(kube: KubeClient, value: number, priority?: TokenPriority) {
 }
 
 /** A client whose VM bucket hands out a token every 250 ms, burst 2, one kept for upscales. */
-function slowBucketClient(kubeconfig: string, urgentReserve: number): KubeClient {
-  return new KubeClient(kubeConfigFromString(kubeconfig), {
+function slowBucketClient(kubeconfig: string, urgentReserve: number): Promise<KubeClient> {
+  return openKubeClient(kubeConfigFromString(kubeconfig), {
     vmRateLimiter: new TokenBucket({ perSecond: 4, burst: 2, upscaleReserve: 1, urgentReserve }),
   });
 }
@@ -105,7 +106,7 @@ Deno.test("neonvm bridge: an upscale patch goes ahead of a backlog in the token 
   await withFakeApi(async (api) => {
     api.create("virtualmachines", exampleVM());
     // 250 ms per token: wide enough apart that the order the fake sees is the bucket's.
-    const kube = slowBucketClient(api.kubeconfig(), 0);
+    const kube = await slowBucketClient(api.kubeconfig(), 0);
     const { bridge, status } = bridgeOn(kube);
     const signal = new AbortController().signal;
     // Other VMs' patches: the first takes the last unreserved token, the others queue.
@@ -132,7 +133,7 @@ Deno.test("neonvm bridge: an upscale the vm-monitor asked for goes ahead of queu
   await withFakeApi(async (api) => {
     api.create("virtualmachines", exampleVM());
     // Upscales leave the one urgent token; 250 ms per token, as above.
-    const kube = slowBucketClient(api.kubeconfig(), 1);
+    const kube = await slowBucketClient(api.kubeconfig(), 1);
     const { bridge, status } = bridgeOn(kube);
     const signal = new AbortController().signal;
     // A surge of other VMs' load-driven upscales: the first takes the last unreserved token.

@@ -2,7 +2,7 @@
 
 import { type Agent, type AgentOptions, startAgent } from "../../agent/agent.ts";
 import { parseConfig } from "../../agent/config/config.ts";
-import { kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import type { Log } from "../../lib/log.ts";
 import { Cluster, type ClusterOptions, SIM_NODE } from "../../sim/cluster.ts";
 
@@ -52,7 +52,7 @@ export async function startSimAgent(
     nodeName?: string;
     tuning?: AgentOptions["tuning"];
     /** Peers reached through something else than the default clients. */
-    ports?: (cluster: Cluster) => AgentOptions["ports"];
+    ports?: (cluster: Cluster) => AgentOptions["ports"] | Promise<AgentOptions["ports"]>;
   } = {},
 ): Promise<SimAgent> {
   const cluster = await Cluster.start({ pluginPort: 0, ...options.cluster });
@@ -73,7 +73,7 @@ export async function startSimAgent(
       stateDir,
       hostname: "agent-test",
       log: capturingLog(logs),
-      ports: options.ports?.(cluster),
+      ports: await options.ports?.(cluster),
       tuning: {
         healthCheckIntervalMs: 500,
         restartDelayMs: [100, 200],

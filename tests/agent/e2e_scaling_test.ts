@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { startAgent } from "../../agent/agent.ts";
 import { parseConfig } from "../../agent/config/config.ts";
-import { kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { silentLog } from "../../lib/log.ts";
 import { Cluster } from "../../sim/cluster.ts";
 import { decodeBytes } from "../../sim/quantity.ts";

@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { KubeClient, openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
 import { SeededRandom } from "../../lib/random.ts";
@@ -32,9 +33,9 @@ Deno.test("e2e watch: on a quiet cluster each watch is opened once for minutes, 
       vms: [{ name: "quiet", workload: constant({ load: 0.05, memory: 256 * MiB }) }],
       api: { clock, random: new SeededRandom(7), bookmarkPeriodMs: MINUTE },
     },
-    ports: (cluster) => {
+    ports: async (cluster) => {
       const bucket = () => new TokenBucket({ perSecond: 5, burst: 10, clock });
-      kube = new KubeClient(kubeConfigFromString(cluster.api.kubeconfig()), {
+      kube = await openKubeClient(kubeConfigFromString(cluster.api.kubeconfig()), {
         vmRateLimiter: bucket(),
         podRateLimiter: bucket(),
         clock,

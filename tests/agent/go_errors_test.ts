@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { goRootCause } from "../../agent/http/go_errors.ts";
-import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { kubeconfigYaml } from "../../sim/k8s/mod.ts";
 
 Deno.test("go errors: Rust's and undici's texts become Go's", () => {
@@ -34,7 +35,7 @@ Deno.test("go errors: a NeonVM patch to a closed port fails with 'connection ref
   const server = `http://127.0.0.1:${listener.addr.port}`;
   listener.close();
   for (const transport of ["fetch", "client-node"] as const) {
-    const client = new KubeClient(
+    const client = await openKubeClient(
       kubeConfigFromString(kubeconfigYaml({ server, namespace: "default" })),
       { transport },
     );

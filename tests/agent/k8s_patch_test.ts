@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { type JsonObject, makeVirtualMachine } from "../../sim/k8s/mod.ts";
 import { buildNeonVMPatch } from "../../agent/k8s/patch.ts";
-import { KubeClient, kubeConfigFromString, loadKubeConfig } from "../../agent/k8s/client.ts";
+import { openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString, loadKubeConfig } from "../../agent/k8s/kubeconfig.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
 import { withFakeApi } from "./k8s_test_helpers.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
@@ -214,7 +215,7 @@ Deno.test("patch: timeout, abort and transport errors", async () => {
     "contexts: [{name: x, context: {cluster: c, user: u}}]",
     "current-context: x",
   ].join("\n");
-  const offline = new KubeClient(kubeConfigFromString(kubeconfig));
+  const offline = await openKubeClient(kubeConfigFromString(kubeconfig));
   const result = await offline.patchVirtualMachine("default", "example", [], { timeoutMs: 2000 });
   assert.ok(!result.ok);
   assert.equal(result.error.status, undefined);
@@ -225,7 +226,7 @@ Deno.test("patch: throttled by the client's token bucket", async () => {
   await withFakeApi(async (api) => {
     api.create("virtualmachines", exampleVm());
     const clock = new VirtualClock({ startMs: 0 });
-    const client = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
+    const client = await openKubeClient(kubeConfigFromString(api.kubeconfig()), {
       vmRateLimiter: new TokenBucket({ perSecond: 10, burst: 1, clock }),
       clock,
     });
@@ -259,8 +260,8 @@ Deno.test("client: KUBECONFIG selects the API server outside a cluster", async (
     try {
       await Deno.writeTextFile(path, api.kubeconfig());
       Deno.env.set("KUBECONFIG", path);
-      const client = new KubeClient(loadKubeConfig());
-      assert.equal(client.kubeConfig.getCurrentCluster()?.server, api.url);
+      const client = await openKubeClient(loadKubeConfig());
+      assert.equal(client.transport, "fetch");
       api.create("virtualmachines", exampleVm());
       const listed = await client.virtualMachines().list(new AbortController().signal);
       assert.equal(listed.items.length, 1);

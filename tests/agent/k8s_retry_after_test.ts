@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { FakeKubeApi, makeVirtualMachine } from "../../sim/k8s/mod.ts";
-import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { KubeClient, openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
 import { USER_AGENT } from "../../agent/http/user_agent.ts";
 import { VirtualClock } from "../../lib/virtual_clock.ts";
@@ -22,7 +23,7 @@ async function withClient(
   await api.start();
   api.create("virtualmachines", makeVirtualMachine({ name: "v", podIP: "127.0.0.2" }));
   const bucket = () => new TokenBucket({ perSecond: 1000, burst: 1000, clock });
-  const client = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
+  const client = await openKubeClient(kubeConfigFromString(api.kubeconfig()), {
     vmRateLimiter: bucket(),
     podRateLimiter: bucket(),
     transport,

@@ -1,10 +1,7 @@
 /** Shared set-up for the agent's Kubernetes tests: the fake API server and a client for it. */
 import { FakeKubeApi, type FakeKubeApiOptions } from "../../sim/k8s/mod.ts";
-import {
-  KubeClient,
-  type KubeClientOptions,
-  kubeConfigFromString,
-} from "../../agent/k8s/client.ts";
+import { KubeClient, type KubeClientOptions, openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
 import type { Log } from "../../lib/log.ts";
 
@@ -18,7 +15,7 @@ export async function withFakeApi(
   await api.start();
   // Generous buckets: throttling has its own tests and would only slow these down.
   const bucket = () => new TokenBucket({ perSecond: 1000, burst: 1000 });
-  const client = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
+  const client = await openKubeClient(kubeConfigFromString(api.kubeconfig()), {
     vmRateLimiter: bucket(),
     podRateLimiter: bucket(),
     ...clientOptions,

@@ -3,9 +3,11 @@ import https from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Buffer } from "node:buffer";
 import { type FakeKubeApi, makeVirtualMachine } from "../../sim/k8s/mod.ts";
-import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { KubeClient, openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { fetchTransportFor } from "../../agent/k8s/transport.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
+import { systemClock } from "../../lib/clock.ts";
 import { withFakeApi } from "./k8s_test_helpers.ts";
 
 const TLS_DIR = new URL("../fixtures/tls/", import.meta.url);
@@ -91,9 +93,9 @@ const CLIENT_CERT_DATA = [
   `client-key-data: ${b64(read("client-key.pem"))}`,
 ];
 
-function client(text: string, transport?: "fetch" | "client-node"): KubeClient {
+function client(text: string, transport?: "fetch" | "client-node"): Promise<KubeClient> {
   const bucket = () => new TokenBucket({ perSecond: 1000, burst: 1000 });
-  return new KubeClient(kubeConfigFromString(text), {
+  return openKubeClient(kubeConfigFromString(text), {
     vmRateLimiter: bucket(),
     podRateLimiter: bucket(),
     transport,
@@ -105,7 +107,7 @@ for (const transport of ["fetch", "client-node"] as const) {
     await withFakeApi(async (api) => {
       api.create("virtualmachines", makeVirtualMachine({ name: "example", podIP: "127.0.0.2" }));
       await withTlsFront(api, async (server, seen) => {
-        const kube = client(
+        const kube = await client(
           kubeconfig(server, [CA_DATA], [...CLIENT_CERT_DATA, "token: secret-token"]),
           transport,
         );
@@ -139,7 +141,7 @@ Deno.test("transport fetch: CA and client certificate read from files", async ()
     await withFakeApi(async (api) => {
       api.create("virtualmachines", makeVirtualMachine({ name: "example", podIP: "127.0.0.2" }));
       await withTlsFront(api, async (server, seen) => {
-        const kube = client(kubeconfig(server, [`certificate-authority: ${dir}/ca.pem`], [
+        const kube = await client(kubeconfig(server, [`certificate-authority: ${dir}/ca.pem`], [
           `client-certificate: ${dir}/client.pem`,
           `client-key: ${dir}/client-key.pem`,
         ]));
@@ -167,7 +169,7 @@ Deno.test("transport fetch: a server certificate the kubeconfig's CA did not sig
     api.create("virtualmachines", makeVirtualMachine({ name: "example", podIP: "127.0.0.2" }));
     await withTlsFront(api, async (server, seen) => {
       // Without a CA, the system's roots decide, and they do not know the test CA.
-      const kube = client(kubeconfig(server, [], ["token: t"]));
+      const kube = await client(kubeconfig(server, [], ["token: t"]));
       try {
         assert.equal(kube.transport, "fetch");
         const result = await kube.patchVirtualMachine("default", "example", SLOTS_PATCH, {
@@ -184,10 +186,10 @@ Deno.test("transport fetch: a server certificate the kubeconfig's CA did not sig
   });
 });
 
-Deno.test("transport: kubeconfigs fetch cannot serve keep client-node's transport, saying why", () => {
+Deno.test("transport: kubeconfigs fetch cannot serve keep client-node's transport, saying why", async () => {
   const noEnv = () => undefined;
   const declined = (text: string, env: (name: string) => string | undefined = noEnv) => {
-    const transport = fetchTransportFor(kubeConfigFromString(text), env);
+    const transport = fetchTransportFor(kubeConfigFromString(text), { clock: systemClock, env });
     if (!("declined" in transport)) {
       transport.close();
       return undefined;
@@ -231,16 +233,16 @@ Deno.test("transport: kubeconfigs fetch cannot serve keep client-node's transpor
   );
   assert.equal(declined(kubeconfig(https, [CA_DATA], [...CLIENT_CERT_DATA])), undefined);
 
-  const fallback = client(kubeconfig(https, ["insecure-skip-tls-verify: true"], []));
+  const fallback = await client(kubeconfig(https, ["insecure-skip-tls-verify: true"], []));
   assert.equal(
     fallback.transport,
     "client-node (insecure-skip-tls-verify is set for an https server)",
   );
 });
 
-Deno.test("transport: a certificate file that cannot be read fails the client's construction", () => {
+Deno.test("transport: a certificate file that cannot be read fails the client's construction", async () => {
   const text = kubeconfig("https://127.0.0.1:6443", [
     "certificate-authority: /nonexistent/ca.pem",
   ], []);
-  assert.throws(() => client(text), /nonexistent\/ca\.pem/);
+  await assert.rejects(() => client(text), /nonexistent\/ca\.pem/);
 });

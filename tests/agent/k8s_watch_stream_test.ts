@@ -10,7 +10,8 @@ import {
   makeSchedulerPod,
   makeVirtualMachine,
 } from "../../sim/k8s/mod.ts";
-import { KubeClient, kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { openKubeClient } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { Reflector } from "../../agent/k8s/reflector.ts";
 import { TokenBucket } from "../../agent/k8s/rate_limit.ts";
 import { decodeVirtualMachine } from "../../agent/k8s/vm.ts";
@@ -45,7 +46,7 @@ async function withQuietWatch(
   await api.start();
   api.create("virtualmachines", makeVirtualMachine({ name: "quiet", podIP: "127.0.0.2" }));
   const bucket = () => new TokenBucket({ perSecond: 1000, burst: 1000, clock });
-  const client = new KubeClient(kubeConfigFromString(api.kubeconfig()), {
+  const client = await openKubeClient(kubeConfigFromString(api.kubeconfig()), {
     vmRateLimiter: bucket(),
     podRateLimiter: bucket(),
     transport: options.transport,

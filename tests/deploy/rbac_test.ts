@@ -1,7 +1,7 @@
 /**
  * RBAC is least privilege: the permissions `deploy/` grants the agent's ServiceAccount are exactly
- * those its Kubernetes calls need, read from `agent/k8s/client.ts` (calls
- * and watch targets) and `agent/k8s/watch_stream.ts` (the watch carriers).
+ * those its Kubernetes calls need, read from `agent/k8s/client.ts` (every request's method and
+ * path, and the collections it lists and watches).
  */
 
 import assert from "node:assert/strict";
@@ -15,40 +15,41 @@ type Permission = string;
 const vm = (verb: string) => `${VM_GROUP}/${VM_PLURAL}:${verb}@*`;
 const pod = (verb: string) => `/pods:${verb}@${SCHEDULER_NAMESPACE}`;
 
-/** What each client-node API method the agent calls needs. */
-const API_METHODS: Record<string, Permission> = {
-  listClusterCustomObject: vm("list"),
-  patchNamespacedCustomObject: vm("patch"),
-  listNamespacedPod: pod("list"),
-};
-
-/** What each watch path the agent opens needs. */
-const WATCH_PATHS: Record<string, Permission> = {
-  "/apis/${VM_GROUP}/${VM_VERSION}/${VM_PLURAL}": vm("watch"),
-  "/api/v1/namespaces/${encodeURIComponent(namespace)}/pods": pod("watch"),
+/** What a call to each API path the agent uses needs, by the call's verb. */
+const PATHS: Record<string, (verb: string) => Permission> = {
+  "/apis/${VM_GROUP}/${VM_VERSION}/${VM_PLURAL}": vm,
+  "/apis/${VM_GROUP}/${VM_VERSION}/namespaces/${ns}/${VM_PLURAL}/${vm}": vm,
+  "/api/v1/namespaces/${encodeURIComponent(namespace)}/pods": pod,
 };
 
 /** The permissions the agent's source uses; unknown calls fail, naming what to update. */
 function needed(): Set<Permission> {
   const source = readText("agent/k8s/client.ts");
   const result = new Set<Permission>();
-  for (const [, method] of source.matchAll(/this\.#(?:customObjects|core)\s*\.(\w+)\(/g)) {
-    const permission = API_METHODS[method];
-    assert.ok(permission, `agent/k8s/client.ts calls ${method}: grant it in deploy/ and here`);
-    result.add(permission);
+  const need = (path: string, verb: string) => {
+    const permission = PATHS[path];
+    assert.ok(permission, `agent/k8s/client.ts calls ${path}: grant it in deploy/ and here`);
+    result.add(permission(verb));
+  };
+  // A collection is listed and watched through `#source`; single requests name their method.
+  let sources = 0;
+  for (const [, path] of source.matchAll(/this\.#source\([^{]*\{\s*path:\s*`([^`]*)`/g)) {
+    need(path, "list");
+    need(path, "watch");
+    sources++;
   }
-  let paths = 0;
-  for (const [, path] of source.matchAll(/\bpath:\s*`([^`]*)`/g)) {
-    const permission = WATCH_PATHS[path];
-    assert.ok(permission, `agent/k8s/client.ts watches ${path}: grant it in deploy/ and here`);
-    result.add(permission);
-    paths++;
+  assert.equal(sources, 2, "both watched collections were found");
+  let requests = 0;
+  for (const [, method, path] of source.matchAll(/method:\s*"(\w+)",\s*path:\s*`([^`]*)`/g)) {
+    need(path, method.toLowerCase());
+    requests++;
   }
-  assert.equal(paths, Object.keys(WATCH_PATHS).length, "both watch targets were found");
-  const carriers = source.match(/\bwatchOver(?:Fetch|ClientNode)\(/g)?.length ?? 0;
-  assert.equal(carriers, 2, "every watch goes through KubeClient.#watch");
-  const stream = readText("agent/k8s/watch_stream.ts");
-  assert.equal(stream.match(/new k8s\.Watch\(/g)?.length ?? 0, 1, "one client-node Watch");
+  // The one other send is `#list`'s GET of a collection.
+  assert.match(source, /method: "GET", \.\.\.target,/);
+  const sends = source.match(/this\.#transport\.send\(/g)?.length ?? 0;
+  assert.equal(sends, requests + 1, "every other request names its method and path");
+  const watches = source.match(/this\.#transport\.watch\(/g)?.length ?? 0;
+  assert.equal(watches, 1, "every watch goes through KubeClient.#watch");
   return result;
 }
 

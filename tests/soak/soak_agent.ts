@@ -6,7 +6,7 @@
 
 import { startAgent } from "../../agent/agent.ts";
 import { loadConfig } from "../../agent/config/config.ts";
-import { kubeConfigFromString } from "../../agent/k8s/client.ts";
+import { kubeConfigFromString } from "../../agent/k8s/kubeconfig.ts";
 import { silentLog } from "../../lib/log.ts";
 
 const [configPath, kubeconfigPath, everySeconds, totalSeconds] = Deno.args;
